@@ -1,0 +1,43 @@
+# Tandem — see README.md. `make help` lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+BENCH ?= .
+SEEDS ?= 500
+FUZZTIME ?= 60s
+
+# The cores: fast unit tests, no processes, no Temporal.
+CORE_PKGS := ./mirror/... ./services/node/...
+
+.PHONY: help build check test lint bench dev sim fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/tandem
+	$(GO) build -o bin/tandem ./cmd/tandem
+
+check: ## unit tests of the cores (under 2 minutes)
+	$(GO) test -short -count=1 $(CORE_PKGS)
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: lint build ## everything CI runs (budget: 25 minutes on 2 cores)
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: ## benchmarks: all, or one with BENCH=name (e.g. BENCH=journal)
+	$(GO) test -run '^$$' -bench '(?i)$(BENCH)' -benchtime 1x -timeout 30m ./...
+
+sim: ## failover simulation: make sim SEEDS=N
+	$(GO) test ./mirror/failover/sim -run '^TestSim$$' -count=1 -v -timeout 120m -args -seeds=$(SEEDS) | tail -n 20
+
+fuzz: ## run the journal decoder fuzzer for FUZZTIME (default 60s)
+	$(GO) test ./mirror/journal -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+
+dev: build ## start the whole platform on this machine
+	./bin/tandem dev
+
+clean: ## remove build output (keeps .tandem/ data)
+	rm -rf bin

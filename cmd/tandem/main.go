@@ -1,0 +1,101 @@
+// Command tandem is Tandem's single binary: every process of the platform
+// is one of its subcommands. main parses flags, loads configuration,
+// handles signals and wires services together — nothing else.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tandemhealth/tandem/services/dev"
+	"github.com/tandemhealth/tandem/services/node"
+)
+
+const usage = `tandem — high-availability FHIR records on mirrored data nodes
+
+Usage:
+  tandem node --config FILE     run a data node
+  tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
+  tandem help                   this text
+
+Run 'tandem COMMAND -h' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "node":
+		err = runNode(ctx, os.Args[2:])
+	case "dev":
+		err = runDev(ctx, os.Args[2:])
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "tandem: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stderr, "tandem %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func runNode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "node configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return errors.New("--config FILE is required (see deploy/examples/node.yaml)")
+	}
+	cfg, err := node.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(os.Stderr, cfg.LogLevel).With("service", "node", "tier", cfg.Tier, "member", cfg.Member)
+	n, err := node.Open(cfg, log)
+	if err != nil {
+		log.Error("node failed to start", "err", err)
+		return err
+	}
+	return n.Run(ctx)
+}
+
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	dir := fs.String("dir", ".tandem/dev", "directory for data, configs, logs and endpoints.json")
+	port := fs.Int("port", 7401, "first loopback port to use")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return dev.Run(ctx, dev.Options{Dir: *dir, Binary: self, BasePort: *port, Out: os.Stdout,
+		Log: newLogger(os.Stderr, "info").With("service", "dev")})
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

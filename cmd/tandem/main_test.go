@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run the real binary as separate processes.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tandem-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "tandem")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitHTTP(t *testing.T, url string) *http.Response {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			return resp
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered", url)
+	return nil
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		t.Fatalf("%s did not stop within %s", cmd.Path, limit)
+		return nil
+	}
+}
+
+func TestNodeServesStatusAndStopsCleanlyOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := filepath.Join(dir, "node.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("tier: records\nmember: a\nlisten: 127.0.0.1:%d\ndata_dir: %s\n", port, filepath.Join(dir, "data"))), 0o600)
+
+	for round := range 2 { // the second start reopens the same journal and store
+		var logs bytes.Buffer
+		cmd := exec.Command(binary, "node", "--config", cfg)
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		resp := waitHTTP(t, base+"/healthz")
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("healthz %d", resp.StatusCode)
+		}
+		resp = waitHTTP(t, base+"/mirror/status")
+		var st struct {
+			Tier, Member, Role, Status string
+			Epoch                      uint64
+			PID                        int
+			Journal                    struct{ FirstLSN, LastLSN, DurableLSN uint64 } `json:"journal"`
+			Databases                  []struct {
+				Name   string
+				Status string
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if st.Tier != "records" || st.Member != "a" || st.Status != "primary" || st.Epoch != 1 || st.PID != cmd.Process.Pid {
+			t.Fatalf("round %d: status %+v (pid %d)", round, st, cmd.Process.Pid)
+		}
+		if st.Journal.LastLSN != 1 || st.Journal.DurableLSN != 1 {
+			t.Fatalf("round %d: journal %+v, want the epoch marker at LSN 1 only", round, st.Journal)
+		}
+		if len(st.Databases) != 3 {
+			t.Fatalf("databases %+v", st.Databases)
+		}
+
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := waitExit(t, cmd, 15*time.Second); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+		var sawStopped bool
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("log line is not JSON: %q", line)
+			}
+			if rec["msg"] == "node stopped" {
+				sawStopped = true
+			}
+		}
+		if !sawStopped {
+			t.Fatalf("no 'node stopped' log line:\n%s", logs.String())
+		}
+	}
+}
+
+func TestNodeRejectsBadConfigNamingTheField(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "node.yaml")
+	os.WriteFile(cfg, []byte("tier: records\nmember: a\ndata_dir: /tmp/x\nrole: leader\n"), 0o600)
+	out, err := exec.Command(binary, "node", "--config", cfg).CombinedOutput()
+	if err == nil {
+		t.Fatal("started with a bad role")
+	}
+	if !strings.Contains(string(out), "field role") {
+		t.Fatalf("error does not name the field: %s", out)
+	}
+}
+
+// TestDevStartsAndStopsEverything: `tandem dev` starts the node, lists it in
+// endpoints.json, and on Ctrl-C stops it.
+func TestDevStartsAndStopsEverything(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	var out bytes.Buffer
+	cmd := exec.Command(binary, "dev", "--dir", dir, "--port", fmt.Sprint(port))
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var ep struct {
+		Processes []struct {
+			Name, URL string
+			PID       int
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "endpoints.json"))
+		if err == nil && json.Unmarshal(data, &ep) == nil && len(ep.Processes) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no endpoints.json; output:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	node := ep.Processes[0]
+	resp := waitHTTP(t, node.URL+"/mirror/status")
+	resp.Body.Close()
+	if syscall.Kill(node.PID, 0) != nil {
+		t.Fatalf("node pid %d from endpoints.json is not running", node.PID)
+	}
+
+	cmd.Process.Signal(os.Interrupt)
+	if err := waitExit(t, cmd, 30*time.Second); err != nil {
+		t.Fatalf("dev exit: %v\n%s", err, out.String())
+	}
+	for range 50 {
+		if syscall.Kill(node.PID, 0) != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if syscall.Kill(node.PID, 0) == nil {
+		t.Fatalf("node %d still running after dev stopped", node.PID)
+	}
+	if !strings.Contains(out.String(), node.URL) {
+		t.Fatalf("dev did not print the node URL:\n%s", out.String())
+	}
+}

@@ -1,0 +1,390 @@
+// Package store keeps a data node's named databases in one Pebble instance.
+//
+// The journal (package mirror/journal) is the write-ahead log: Pebble's own
+// WAL is off, every journal record is applied as one Pebble batch that also
+// sets the database's applied LSN, and crash recovery replays the journal
+// from the store's applied LSN. One fsync per group commit, not two.
+//
+// Key layout inside Pebble (database names are [a-z0-9_-], so 0x00 never
+// appears in them):
+//
+//	'd' 0x00 <database> 0x00 <key>   user data of <database>
+//	'm' 0x00 "applied"                8-byte big-endian LSN: every journal record up to it is applied
+//	'm' 0x00 "epoch"                  8-byte big-endian epoch of the last applied record
+//	'm' 0x00 "db" 0x00 <database>     8-byte big-endian LSN of the last record applied to <database>
+//
+// The store must never apply a journal record twice, out of LSN order, or in
+// part, and never writes anything that is not in the journal.
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/tandemhealth/tandem/mirror/journal"
+)
+
+// ErrOutOfOrder is returned when a record is applied with an LSN that does
+// not follow the store's applied LSN.
+var ErrOutOfOrder = errors.New("store: journal record out of LSN order")
+
+// ErrClosed is returned by calls on a closed store.
+var ErrClosed = errors.New("store: closed")
+
+var (
+	metaApplied = []byte("m\x00applied")
+	metaEpoch   = []byte("m\x00epoch")
+	metaDBPref  = []byte("m\x00db\x00")
+)
+
+// Options configure a Store.
+type Options struct {
+	// FS is the filesystem Pebble runs on; nil means the real disk.
+	FS vfs.FS
+	// Logger receives Pebble's errors (and its notices at debug level);
+	// nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a node's Pebble-backed set of named databases.
+type Store struct {
+	mu      sync.RWMutex // guards applied state and serialises Apply with Checkpoint
+	db      *pebble.DB
+	applied uint64
+	epoch   uint64
+	perDB   map[string]uint64
+	closed  bool
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	db, err := pebble.Open(dir, &pebble.Options{
+		FS:         fs,
+		DisableWAL: true,
+		Logger:     pebbleLogger{log: logger},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, perDB: map[string]uint64{}}
+	if err := s.loadMeta(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) loadMeta() error {
+	var err error
+	if s.applied, err = s.getUint(metaApplied); err != nil {
+		return err
+	}
+	if s.epoch, err = s.getUint(metaEpoch); err != nil {
+		return err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: metaDBPref, UpperBound: prefixEnd(metaDBPref)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		v := it.Value()
+		if len(v) != 8 {
+			return fmt.Errorf("store: corrupt applied LSN for database %q", it.Key()[len(metaDBPref):])
+		}
+		s.perDB[string(it.Key()[len(metaDBPref):])] = binary.BigEndian.Uint64(v)
+	}
+	return it.Error()
+}
+
+func (s *Store) getUint(key []byte) (uint64, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: read %q: %w", key, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("store: corrupt meta key %q (%d bytes)", key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// AppliedLSN is the LSN up to which every journal record has been applied.
+func (s *Store) AppliedLSN() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.applied
+}
+
+// Epoch is the epoch of the last applied record.
+func (s *Store) Epoch() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.epoch
+}
+
+// DatabaseLSNs returns, per database that has received a record, the LSN
+// of the last record applied to it.
+func (s *Store) DatabaseLSNs() map[string]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]uint64, len(s.perDB))
+	for k, v := range s.perDB {
+		out[k] = v
+	}
+	return out
+}
+
+// Apply applies one journal record atomically together with the applied
+// LSN. rec.LSN must be AppliedLSN()+1; a record at or below the applied LSN
+// is an error too, so that replay bugs cannot hide.
+func (s *Store) Apply(rec journal.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if rec.LSN != s.applied+1 {
+		return fmt.Errorf("%w: applied %d, got %d", ErrOutOfOrder, s.applied, rec.LSN)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if rec.Type == journal.TypeData {
+		ops, err := journal.DecodeOps(rec.Payload)
+		if err != nil {
+			return fmt.Errorf("store: record %d: %w", rec.LSN, err)
+		}
+		for _, op := range ops {
+			k := dataKey(rec.Database, op.Key)
+			switch op.Kind {
+			case journal.OpSet:
+				err = b.Set(k, op.Value, nil)
+			case journal.OpDelete:
+				err = b.Delete(k, nil)
+			default:
+				err = fmt.Errorf("store: record %d: unknown op kind %d", rec.LSN, op.Kind)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := b.Set(dbMetaKey(rec.Database), u64(rec.LSN), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(metaApplied, u64(rec.LSN), nil); err != nil {
+		return err
+	}
+	if err := b.Set(metaEpoch, u64(rec.Epoch), nil); err != nil {
+		return err
+	}
+	// NoSync: the journal already made the record durable.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("store: apply record %d: %w", rec.LSN, err)
+	}
+	s.applied = rec.LSN
+	s.epoch = rec.Epoch
+	if rec.Type == journal.TypeData {
+		s.perDB[rec.Database] = rec.LSN
+	}
+	return nil
+}
+
+// Recover replays every durable journal record after the applied LSN and
+// returns how many it applied. A corrupt record stops recovery with the
+// journal's error: nothing after it is applied.
+func (s *Store) Recover(j *journal.Journal) (int, error) {
+	from := s.AppliedLSN() + 1
+	if last := j.DurableLSN(); last < from-1 {
+		return 0, fmt.Errorf("store: applied LSN %d is ahead of the journal (durable LSN %d): the journal lost records this store has applied", from-1, last)
+	}
+	if j.DurableLSN() < from {
+		return 0, nil
+	}
+	r, err := j.NewReader(from)
+	if err != nil {
+		return 0, fmt.Errorf("store: recover from LSN %d: %w", from, err)
+	}
+	defer r.Close()
+	n := 0
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("store: recover: %w", err)
+		}
+		if err := s.Apply(rec); err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+// Get reads key from database db as of the last applied record.
+func (s *Store) Get(db string, key []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(dataKey(db, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
+}
+
+// Scan calls fn for every key of db that starts with prefix, in key order,
+// until fn returns false.
+func (s *Store) Scan(db string, prefix []byte, fn func(key, value []byte) bool) error {
+	lo := dataKey(db, prefix)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	skip := len(dataKey(db, nil))
+	for it.First(); it.Valid(); it.Next() {
+		if !fn(it.Key()[skip:], it.Value()) {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// ContentHash is a SHA-256 over every key and value of db in key order. Two
+// members holding the same data have the same hash; the applied LSN and
+// other metadata are not part of it.
+func (s *Store) ContentHash(db string) ([32]byte, error) {
+	h := sha256.New()
+	var n [8]byte
+	err := s.Scan(db, nil, func(k, v []byte) bool {
+		binary.BigEndian.PutUint64(n[:], uint64(len(k)))
+		h.Write(n[:])
+		h.Write(k)
+		binary.BigEndian.PutUint64(n[:], uint64(len(v)))
+		h.Write(n[:])
+		h.Write(v)
+		return true
+	})
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, err
+}
+
+// Databases lists the databases that have received at least one record.
+func (s *Store) Databases() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.perDB))
+	for k := range s.perDB {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Checkpoint writes a consistent copy of the whole store to destDir (which
+// must not exist) and returns the LSN it holds: a snapshot for re-seeding a
+// member or a backup, to be followed by the journal after that LSN.
+func (s *Store) Checkpoint(destDir string) (uint64, error) {
+	s.mu.Lock() // no Apply between flush and checkpoint
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	// With the WAL off, only flushed data is in sstables: flush first.
+	if err := s.db.Flush(); err != nil {
+		return 0, fmt.Errorf("store: checkpoint flush: %w", err)
+	}
+	if err := s.db.Checkpoint(destDir); err != nil {
+		return 0, fmt.Errorf("store: checkpoint to %s: %w", destDir, err)
+	}
+	return s.applied, nil
+}
+
+// Flush writes the memtable to sstables, shortening the next recovery.
+func (s *Store) Flush() error { return s.db.Flush() }
+
+// Close flushes and closes the store. It is idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	ferr := s.db.Flush()
+	cerr := s.db.Close()
+	if ferr != nil {
+		return fmt.Errorf("store: flush on close: %w", ferr)
+	}
+	return cerr
+}
+
+func dataKey(db string, key []byte) []byte {
+	k := make([]byte, 0, 3+len(db)+len(key))
+	k = append(k, 'd', 0)
+	k = append(k, db...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+
+func dbMetaKey(db string) []byte {
+	return append(bytes.Clone(metaDBPref), db...)
+}
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's messages into slog: notices at debug
+// level, errors at error level; fatal errors stop the process.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...interface{}) {
+	l.log.Debug("pebble", "msg_detail", fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Errorf(format string, args ...interface{}) {
+	l.log.Error("pebble", "msg_detail", fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
+	l.log.Error("pebble fatal", "msg_detail", fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
