@@ -97,8 +97,11 @@ func TestNodeServesStatusAndStopsCleanlyOnSIGTERM(t *testing.T) {
 			Tier, Member, Role, Status string
 			Epoch                      uint64
 			PID                        int
-			Journal                    struct{ FirstLSN, LastLSN, DurableLSN uint64 } `json:"journal"`
-			Databases                  []struct {
+			Journal                    struct {
+				LastLSN    uint64 `json:"last_lsn"`
+				DurableLSN uint64 `json:"durable_lsn"`
+			} `json:"journal"`
+			Databases []struct {
 				Name   string
 				Status string
 			}

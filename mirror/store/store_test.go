@@ -121,9 +121,7 @@ func TestRecoveryReplaysJournalAfterCrash(t *testing.T) {
 	for _, flushEvery := range []int{0, 7} {
 		t.Run(fmt.Sprintf("flushEvery=%d", flushEvery), func(t *testing.T) {
 			fs := vfs.NewCrashableMem()
-			if err := fs.MkdirAll("n", 0o755); err != nil {
-				t.Fatal(err)
-			}
+			mkdirSynced(t, fs, "n")
 			n := openNode(t, fs, "n")
 			want := map[string]string{}
 			for i := range 50 {
@@ -249,5 +247,22 @@ func TestCheckpointHoldsItsLSN(t *testing.T) {
 	}
 	if _, ok := get(t, c, "fhir", "k19"); !ok {
 		t.Fatal("checkpoint lacks a write made before it")
+	}
+}
+
+// mkdirSynced creates dir and syncs its parent, as a node does with its data
+// directory, so that the directory itself survives a crash.
+func mkdirSynced(tb testing.TB, fs vfs.FS, dir string) {
+	tb.Helper()
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	d, err := fs.OpenDir(fs.PathDir(dir))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		tb.Fatal(err)
 	}
 }

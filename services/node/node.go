@@ -41,8 +41,8 @@ type Node struct {
 // Open opens the node's journal and store and recovers the store from the
 // journal. A corrupt journal is an error naming the segment and offset.
 func Open(cfg Config, log *slog.Logger) (*Node, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("node: data dir: %w", err)
+	if err := mkdirDurable(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("node: data dir (field data_dir): %w", err)
 	}
 	j, err := journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{SegmentSize: cfg.Journal.SegmentSize})
 	if err != nil {
@@ -231,4 +231,21 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(serr, jerr)
 	})
 	return n.closeErr
+}
+
+// mkdirDurable creates dir if needed and fsyncs its parent, so the
+// directory entry itself survives a power loss.
+func mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	parent, err := os.Open(filepath.Dir(filepath.Clean(dir)))
+	if err != nil {
+		return err
+	}
+	defer parent.Close()
+	return parent.Sync()
 }
