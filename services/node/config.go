@@ -1,16 +1,14 @@
 package node
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/tandemhealth/tandem/mirror/cluster"
 )
 
 // Config is a data node's configuration file (YAML).
@@ -56,10 +54,8 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("config %s: %s", path, nameFields(data, err))
+	if err := cluster.DecodeStrict(data, &c); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
@@ -132,46 +128,4 @@ func (c *Config) Validate() error {
 		bad("log_level", "%q must be debug, info, warn or error", c.LogLevel)
 	}
 	return errors.Join(errs...)
-}
-
-// nameFields rewrites yaml's "line N: ..." messages to name the field found
-// on that line, e.g. "line 5 (field journal.segment_size): ...".
-func nameFields(data []byte, err error) string {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil {
-		return err.Error()
-	}
-	fields := map[int]string{}
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		switch n.Kind {
-		case yaml.DocumentNode, yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := path
-				if n.Kind == yaml.SequenceNode {
-					p = fmt.Sprintf("%s[%d]", path, i)
-				}
-				walk(c, p)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := k.Value
-				if path != "" {
-					p = path + "." + k.Value
-				}
-				fields[k.Line] = p
-				walk(v, p)
-			}
-		}
-	}
-	walk(&root, "")
-	lineRE := regexp.MustCompile(`line (\d+):`)
-	return lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
-		line, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
-		if f, ok := fields[line]; ok {
-			return fmt.Sprintf("line %d (field %s):", line, f)
-		}
-		return m
-	})
 }

@@ -1,0 +1,353 @@
+// Package cluster describes a Tandem deployment: its tiers, each tier's
+// members, the arbiter, the agents, the QoS timeout and the TLS material,
+// as read from one YAML cluster file that every process starts from.
+//
+// Loading never guesses: unknown keys, missing fields and impossible
+// topologies fail with the field named, so a bad file stops a process at
+// start, not at its first failover.
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Member roles.
+const (
+	RoleFailover  = "failover"
+	RoleDR        = "dr"
+	RoleReporting = "reporting"
+)
+
+// DefaultQoS is the time after which a missing acknowledgement counts as a
+// lost partner (DESIGN §3).
+const DefaultQoS = 2 * time.Second
+
+// MaxAsyncMembers per tier (DESIGN §3 "Members").
+const MaxAsyncMembers = 14
+
+// File is a parsed cluster file.
+type File struct {
+	// QoS is the failover timeout; 2s when empty.
+	QoS Duration `yaml:"qos"`
+	// TLS names the CA and certificates; in development a generated CA.
+	TLS TLS `yaml:"tls"`
+	// Arbiter decides automatic failovers for every tier.
+	Arbiter Arbiter `yaml:"arbiter"`
+	// Tiers are the mirrors.
+	Tiers []Tier `yaml:"tiers"`
+}
+
+// TLS configures mutual TLS between every process of the cluster. Either
+// DevCADir (development: a CA generated on first start, certificates issued
+// per process) or CAFile with per-process CertFile/KeyFile (production).
+type TLS struct {
+	DevCADir string `yaml:"dev_ca_dir"`
+	CAFile   string `yaml:"ca_file"`
+	// CertDir holds <identity>.pem and <identity>-key.pem for every process.
+	CertDir string `yaml:"cert_dir"`
+}
+
+// Arbiter is the arbiter process.
+type Arbiter struct {
+	Address string `yaml:"address"`
+	DataDir string `yaml:"data_dir"`
+}
+
+// Tier is one mirror: exactly two failover members and up to 14 asyncs.
+type Tier struct {
+	Name    string   `yaml:"name"`
+	Members []Member `yaml:"members"`
+	// Links override the address a member dials to reach another process
+	// ("a->b", "a->arbiter", "b->agent-a"), so a test can route any directed
+	// link through a fault proxy.
+	Links map[string]string `yaml:"links"`
+}
+
+// Member is one data node of a tier, with the agent on its host.
+type Member struct {
+	Name    string `yaml:"name"`
+	Role    string `yaml:"role"`
+	Address string `yaml:"address"` // mirror transport (mTLS)
+	HTTP    string `yaml:"http"`    // status, health, admin API, FHIR
+	DataDir string `yaml:"data_dir"`
+	Agent   Agent  `yaml:"agent"`
+}
+
+// Agent runs beside a member on its host.
+type Agent struct {
+	Address string `yaml:"address"`
+}
+
+// Duration is a time.Duration written as "2s", "500ms".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 2s or 500ms", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Load reads, defaults and validates a cluster file.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster file: %w", err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("cluster file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Parse decodes, defaults and validates cluster-file bytes.
+func Parse(data []byte) (*File, error) {
+	var f File
+	if err := DecodeStrict(data, &f); err != nil {
+		return nil, err
+	}
+	if f.QoS == 0 {
+		f.QoS = Duration(DefaultQoS)
+	}
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Validate reports every problem, each with its field path.
+func (f *File) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("field %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	addrs := map[string]string{} // address -> field that uses it
+	addr := func(field, a string, required bool) {
+		if a == "" {
+			if required {
+				bad(field, "is required (host:port)")
+			}
+			return
+		}
+		if _, p, err := net.SplitHostPort(a); err != nil || p == "" {
+			bad(field, "%q must be host:port", a)
+			return
+		}
+		if other, dup := addrs[a]; dup {
+			bad(field, "%s is already used by %s", a, other)
+		}
+		addrs[a] = field
+	}
+	if time.Duration(f.QoS) < 100*time.Millisecond || time.Duration(f.QoS) > time.Minute {
+		bad("qos", "%s must be between 100ms and 1m", time.Duration(f.QoS))
+	}
+	switch {
+	case f.TLS.DevCADir != "" && f.TLS.CAFile != "":
+		bad("tls", "set dev_ca_dir (development) or ca_file + cert_dir (production), not both")
+	case f.TLS.DevCADir == "" && f.TLS.CAFile == "":
+		bad("tls", "set dev_ca_dir (development) or ca_file + cert_dir (production)")
+	case f.TLS.CAFile != "" && f.TLS.CertDir == "":
+		bad("tls.cert_dir", "is required with tls.ca_file")
+	}
+	addr("arbiter.address", f.Arbiter.Address, true)
+	if f.Arbiter.DataDir == "" {
+		bad("arbiter.data_dir", "is required")
+	}
+	if len(f.Tiers) == 0 {
+		bad("tiers", "at least one tier is required")
+	}
+	tierNames := map[string]bool{}
+	for i, t := range f.Tiers {
+		tp := fmt.Sprintf("tiers[%d]", i)
+		if !namePattern.MatchString(t.Name) {
+			bad(tp+".name", "%q must be 1-63 characters of a-z, 0-9, '-' or '_'", t.Name)
+		} else if tierNames[t.Name] {
+			bad(tp+".name", "tier %q is defined twice", t.Name)
+		}
+		tierNames[t.Name] = true
+		names := map[string]bool{"arbiter": true}
+		failover, async := 0, 0
+		for j, m := range t.Members {
+			mp := fmt.Sprintf("%s.members[%d]", tp, j)
+			if !namePattern.MatchString(m.Name) || m.Name == "arbiter" || m.Name == "operator" {
+				bad(mp+".name", "%q must be 1-63 characters of a-z, 0-9, '-' or '_' (not arbiter or operator)", m.Name)
+			} else if names[m.Name] {
+				bad(mp+".name", "member %q is defined twice in tier %q", m.Name, t.Name)
+			}
+			names[m.Name] = true
+			switch m.Role {
+			case RoleFailover:
+				failover++
+			case RoleDR, RoleReporting:
+				async++
+			default:
+				bad(mp+".role", "%q must be failover, dr or reporting", m.Role)
+			}
+			addr(mp+".address", m.Address, true)
+			addr(mp+".http", m.HTTP, true)
+			addr(mp+".agent.address", m.Agent.Address, true)
+			if m.DataDir == "" {
+				bad(mp+".data_dir", "is required")
+			}
+		}
+		if failover != 2 {
+			bad(tp+".members", "a tier needs exactly 2 failover members, tier %q has %d", t.Name, failover)
+		}
+		if async > MaxAsyncMembers {
+			bad(tp+".members", "at most %d async members, tier %q has %d", MaxAsyncMembers, t.Name, async)
+		}
+		for link, a := range t.Links {
+			lp := fmt.Sprintf("%s.links[%q]", tp, link)
+			from, to, ok := splitLink(link)
+			if !ok {
+				bad(lp, "must be written from->to, e.g. a->b or a->arbiter")
+				continue
+			}
+			if !names[from] || from == "arbiter" {
+				bad(lp, "unknown sender %q", from)
+			}
+			if !t.knows(to) {
+				bad(lp, "unknown target %q", to)
+			}
+			if _, p, err := net.SplitHostPort(a); err != nil || p == "" {
+				bad(lp, "%q must be host:port", a)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// knows reports whether a link target names a process of the tier: a
+// member, "arbiter" or "agent-<member>".
+func (t Tier) knows(to string) bool {
+	if to == "arbiter" {
+		return true
+	}
+	for _, m := range t.Members {
+		if to == m.Name || to == "agent-"+m.Name {
+			return true
+		}
+	}
+	return false
+}
+
+func splitLink(s string) (string, string, bool) {
+	i := bytes.Index([]byte(s), []byte("->"))
+	if i <= 0 || i+2 >= len(s) {
+		return "", "", false
+	}
+	return s[:i], s[i+2:], true
+}
+
+// Tier returns the named tier.
+func (f *File) Tier(name string) (Tier, bool) {
+	for _, t := range f.Tiers {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Tier{}, false
+}
+
+// Member returns the named member of the tier.
+func (t Tier) Member(name string) (Member, bool) {
+	for _, m := range t.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// DialAddress is the address from uses to reach to ("b", "arbiter",
+// "agent-b"): the link override if the file has one, else the target's own.
+func (f *File) DialAddress(tier, from, to string) (string, error) {
+	t, ok := f.Tier(tier)
+	if !ok {
+		return "", fmt.Errorf("cluster: no tier %q", tier)
+	}
+	if a, ok := t.Links[from+"->"+to]; ok {
+		return a, nil
+	}
+	if to == "arbiter" {
+		return f.Arbiter.Address, nil
+	}
+	for _, m := range t.Members {
+		if to == m.Name {
+			return m.Address, nil
+		}
+		if to == "agent-"+m.Name {
+			return m.Agent.Address, nil
+		}
+	}
+	return "", fmt.Errorf("cluster: tier %q has no process %q", tier, to)
+}
+
+// DecodeStrict decodes YAML into v, refusing unknown keys, and names the
+// field of every type error ("line 5 (field journal.segment_size): ...").
+// Tandem's configuration files all load through it.
+func DecodeStrict(data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return errors.New(nameFields(data, err))
+	}
+	return nil
+}
+
+// nameFields rewrites yaml's "line N: ..." messages to name the field found
+// on that line.
+func nameFields(data []byte, err error) string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err.Error()
+	}
+	fields := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				fields[k.Line] = p
+				walk(v, p)
+			}
+		}
+	}
+	walk(&root, "")
+	lineRE := regexp.MustCompile(`line (\d+):`)
+	return lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		line, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
+		if f, ok := fields[line]; ok {
+			return fmt.Sprintf("line %d (field %s):", line, f)
+		}
+		return m
+	})
+}

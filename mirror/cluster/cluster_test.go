@@ -1,0 +1,97 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+tls: {dev_ca_dir: /tmp/ca}
+arbiter: {address: "127.0.0.1:7500", data_dir: /tmp/arb}
+tiers:
+  - name: records
+    members:
+      - {name: a, role: failover, address: "127.0.0.1:7411", http: "127.0.0.1:7401", data_dir: /tmp/a, agent: {address: "127.0.0.1:7421"}}
+      - {name: b, role: failover, address: "127.0.0.1:7412", http: "127.0.0.1:7402", data_dir: /tmp/b, agent: {address: "127.0.0.1:7422"}}
+    links:
+      a->b: "127.0.0.1:9001"
+`
+
+func TestParseDefaultsAndLinks(t *testing.T) {
+	f, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(f.QoS) != DefaultQoS {
+		t.Fatalf("qos %v", time.Duration(f.QoS))
+	}
+	for _, c := range []struct{ from, to, want string }{
+		{"a", "b", "127.0.0.1:9001"}, // overridden: through the fault proxy
+		{"b", "a", "127.0.0.1:7411"},
+		{"a", "arbiter", "127.0.0.1:7500"},
+		{"b", "agent-a", "127.0.0.1:7421"},
+	} {
+		got, err := f.DialAddress("records", c.from, c.to)
+		if err != nil || got != c.want {
+			t.Errorf("%s->%s = %q %v, want %q", c.from, c.to, got, err, c.want)
+		}
+	}
+}
+
+func TestShippedExamplesLoad(t *testing.T) {
+	files, _ := filepath.Glob("../../deploy/examples/cluster-*.yaml")
+	if len(files) < 2 {
+		t.Fatalf("examples not found: %v", files)
+	}
+	for _, p := range files {
+		if _, err := Load(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// TestBadFilesNameTheField: every mistake stops the load with its field.
+func TestBadFilesNameTheField(t *testing.T) {
+	cases := []struct{ name, from, to, field string }{
+		{"qos unit", "tls:", "qos: 2\ntls:", "field qos"},
+		{"qos too small", "tls:", "qos: 1ms\ntls:", "field qos"},
+		{"no tls", "tls: {dev_ca_dir: /tmp/ca}", "", "field tls"},
+		{"both tls", "dev_ca_dir: /tmp/ca}", "dev_ca_dir: /tmp/ca, ca_file: /x}", "field tls"},
+		{"arbiter address", `address: "127.0.0.1:7500"`, `address: "nowhere"`, "field arbiter.address"},
+		{"member role", "{name: b, role: failover", "{name: b, role: primary", "field tiers[0].members[1].role"},
+		{"one failover", "{name: b, role: failover", "{name: b, role: dr", "field tiers[0].members"},
+		{"duplicate name", "{name: b,", "{name: a,", "field tiers[0].members[1].name"},
+		{"address reused", `"127.0.0.1:7412"`, `"127.0.0.1:7411"`, "field tiers[0].members[1].address"},
+		{"missing data dir", "data_dir: /tmp/b, ", "", "field tiers[0].members[1].data_dir"},
+		{"bad link", "a->b:", "a-b:", "links[\"a-b\"]"},
+		{"link to nobody", "a->b:", "a->z:", "unknown target"},
+		{"unknown key", "arbiter:", "arbitr:", "arbitr"},
+		{"tier name", "name: records", "name: Records", "field tiers[0].name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !strings.Contains(good, c.from) {
+				t.Fatalf("test bug: %q not in the good file", c.from)
+			}
+			_, err := Parse([]byte(strings.Replace(good, c.from, c.to, 1)))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.field) {
+				t.Fatalf("error does not name %q:\n%v", c.field, err)
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cluster.yaml")
+	os.WriteFile(p, []byte("qos: soon\n"), 0o600)
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "field qos") {
+		t.Fatalf("error %v", err)
+	}
+}
