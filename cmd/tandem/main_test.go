@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -118,6 +119,19 @@ func TestNodeServesStatusAndStopsCleanlyOnSIGTERM(t *testing.T) {
 		}
 		if len(st.Databases) != 3 {
 			t.Fatalf("databases %+v", st.Databases)
+		}
+
+		resp = waitHTTP(t, base+"/metrics")
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{
+			`tandem_journal_durable_lsn{member="a",tier="records"} 1`,
+			`tandem_store_applied_lsn{database="fhir",member="a",tier="records"} 0`,
+			`tandem_healthy{member="a",tier="records"} 1`,
+		} {
+			if !strings.Contains(string(metrics), want) {
+				t.Fatalf("metrics lack %q", want)
+			}
 		}
 
 		cmd.Process.Signal(syscall.SIGTERM)

@@ -20,6 +20,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
 	"github.com/tandemhealth/tandem/mirror/store"
@@ -182,6 +186,9 @@ func (n *Node) Handler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(n.Status())
 	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /mirror/primary", func(w http.ResponseWriter, r *http.Request) {
 		if n.healthErr() != nil {
 			http.Error(w, "not primary\n", http.StatusServiceUnavailable)
