@@ -1,0 +1,112 @@
+// Package wire encodes the failover cores' messages for the transport.
+//
+// A failover.Message travels as one transport frame: the frame's type is
+// the message type, its sender and epoch are the message's, and its payload
+// is the message body. The body is a version byte followed by the JSON of
+// the message with its journal entries moved out into length-prefixed raw
+// bytes, so journal data crosses the wire as it is, not as base64:
+//
+//	1 byte   body version (1)
+//	4 bytes  JSON length J (big-endian), then J bytes of JSON (no entry data)
+//	4 bytes  entry count N, then N × (4-byte length, bytes): each entry's Data
+//
+// Decoding is strict: unknown JSON fields, a type or sender that disagrees
+// with the frame, or lengths past the end are errors, and such a message
+// never reaches a core.
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/mirror/transport"
+)
+
+// BodyVersion is the version of the message body format.
+const BodyVersion = 1
+
+// ErrBadMessage is wrapped by every decoding error.
+var ErrBadMessage = errors.New("wire: bad message")
+
+// Encode turns m into a transport message for tier.
+func Encode(tier string, m failover.Message) (transport.Message, error) {
+	data := make([][]byte, len(m.Entries))
+	if len(m.Entries) > 0 {
+		entries := make([]failover.Entry, len(m.Entries))
+		for i, e := range m.Entries {
+			data[i] = e.Data
+			e.Data = nil
+			entries[i] = e
+		}
+		m.Entries = entries
+	}
+	js, err := json.Marshal(m)
+	if err != nil {
+		return transport.Message{}, err
+	}
+	body := make([]byte, 0, 9+len(js))
+	body = append(body, BodyVersion)
+	body = binary.BigEndian.AppendUint32(body, uint32(len(js)))
+	body = append(body, js...)
+	body = binary.BigEndian.AppendUint32(body, uint32(len(data)))
+	for _, d := range data {
+		body = binary.BigEndian.AppendUint32(body, uint32(len(d)))
+		body = append(body, d...)
+	}
+	return transport.Message{Type: uint8(m.Type), Tier: tier, From: string(m.From), Epoch: uint64(m.Epoch), Payload: body}, nil
+}
+
+// Decode turns a transport message back into a failover message, checking
+// that the frame and the body agree.
+func Decode(tm transport.Message) (failover.Message, error) {
+	var m failover.Message
+	b := tm.Payload
+	if len(b) < 5 || b[0] != BodyVersion {
+		return m, fmt.Errorf("%w: missing or unknown body version", ErrBadMessage)
+	}
+	jl := binary.BigEndian.Uint32(b[1:5])
+	b = b[5:]
+	if uint64(jl) > uint64(len(b)) {
+		return m, fmt.Errorf("%w: JSON length %d past the end", ErrBadMessage, jl)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b[:jl]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return m, fmt.Errorf("%w: %v", ErrBadMessage, err)
+	}
+	b = b[jl:]
+	if len(b) < 4 {
+		return m, fmt.Errorf("%w: missing entry count", ErrBadMessage)
+	}
+	n := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	if int(n) != len(m.Entries) {
+		return m, fmt.Errorf("%w: %d entry bodies for %d entries", ErrBadMessage, n, len(m.Entries))
+	}
+	for i := range m.Entries {
+		if len(b) < 4 {
+			return m, fmt.Errorf("%w: entry %d length missing", ErrBadMessage, i)
+		}
+		l := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		if uint64(l) > uint64(len(b)) {
+			return m, fmt.Errorf("%w: entry %d length %d past the end", ErrBadMessage, i, l)
+		}
+		if l > 0 {
+			m.Entries[i].Data = b[:l:l]
+		}
+		b = b[l:]
+	}
+	if len(b) != 0 {
+		return m, fmt.Errorf("%w: %d trailing bytes", ErrBadMessage, len(b))
+	}
+	if uint8(m.Type) != tm.Type || string(m.From) != tm.From || uint64(m.Epoch) != tm.Epoch {
+		return m, fmt.Errorf("%w: frame (type %d, from %q, epoch %d) disagrees with body (type %d, from %q, epoch %d)",
+			ErrBadMessage, tm.Type, tm.From, tm.Epoch, m.Type, m.From, m.Epoch)
+	}
+	return m, nil
+}
