@@ -13,11 +13,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tandemhealth/tandem/mirror/transport"
 )
 
 // Member roles.
@@ -172,6 +175,7 @@ func (f *File) Validate() error {
 		bad("tiers", "at least one tier is required")
 	}
 	tierNames := map[string]bool{}
+	memberTier := map[string]string{} // member names are identities in certificates: unique in the file
 	for i, t := range f.Tiers {
 		tp := fmt.Sprintf("tiers[%d]", i)
 		if !namePattern.MatchString(t.Name) {
@@ -188,8 +192,11 @@ func (f *File) Validate() error {
 				bad(mp+".name", "%q must be 1-63 characters of a-z, 0-9, '-' or '_' (not arbiter or operator)", m.Name)
 			} else if names[m.Name] {
 				bad(mp+".name", "member %q is defined twice in tier %q", m.Name, t.Name)
+			} else if other, dup := memberTier[m.Name]; dup {
+				bad(mp+".name", "member %q is also in tier %q; member names identify certificates and must be unique in the file", m.Name, other)
 			}
 			names[m.Name] = true
+			memberTier[m.Name] = t.Name
 			switch m.Role {
 			case RoleFailover:
 				failover++
@@ -350,4 +357,24 @@ func nameFields(data []byte, err error) string {
 		}
 		return m
 	})
+}
+
+// Credentials returns the mutual-TLS credentials of identity (a member
+// name, "arbiter", "agent-<member>", "operator"): issued by the development
+// CA when the file names one, else read from cert_dir/<identity>.pem and
+// cert_dir/<identity>-key.pem.
+func (f *File) Credentials(identity string) (transport.Credentials, error) {
+	if f.TLS.DevCADir != "" {
+		ca, err := transport.EnsureDevCA(f.TLS.DevCADir)
+		if err != nil {
+			return transport.Credentials{}, fmt.Errorf("field tls.dev_ca_dir: %w", err)
+		}
+		cert, err := ca.Issue(identity)
+		if err != nil {
+			return transport.Credentials{}, err
+		}
+		return transport.Credentials{Cert: cert, Roots: ca.Pool()}, nil
+	}
+	return transport.LoadCredentials(f.TLS.CAFile,
+		filepath.Join(f.TLS.CertDir, identity+".pem"), filepath.Join(f.TLS.CertDir, identity+"-key.pem"))
 }

@@ -70,6 +70,11 @@ func TestBadFilesNameTheField(t *testing.T) {
 		{"link to nobody", "a->b:", "a->z:", "unknown target"},
 		{"unknown key", "arbiter:", "arbitr:", "arbitr"},
 		{"tier name", "name: records", "name: Records", "field tiers[0].name"},
+		{"member in two tiers", "    links:", `  - name: labs
+    members:
+      - {name: a, role: failover, address: "127.0.0.1:8411", http: "127.0.0.1:8401", data_dir: /tmp/la, agent: {address: "127.0.0.1:8421"}}
+      - {name: lb, role: failover, address: "127.0.0.1:8412", http: "127.0.0.1:8402", data_dir: /tmp/lb, agent: {address: "127.0.0.1:8422"}}
+    links:`, "field tiers[1].members[0].name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
