@@ -14,6 +14,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/services/arbiter"
 	"github.com/tandemhealth/tandem/services/dev"
 	"github.com/tandemhealth/tandem/services/node"
 )
@@ -22,6 +25,9 @@ const usage = `tandem — high-availability FHIR records on mirrored data nodes
 
 Usage:
   tandem node --config FILE     run a data node
+  tandem arbiter --cluster FILE run the arbiter of every tier in the cluster file
+  tandem arbiter seed --cluster FILE --tier T --primary A --backup B
+                                write the genesis record of a new tier (refuses over an existing one)
   tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
   tandem help                   this text
 
@@ -41,6 +47,8 @@ func main() {
 		err = runNode(ctx, os.Args[2:])
 	case "dev":
 		err = runDev(ctx, os.Args[2:])
+	case "arbiter":
+		err = runArbiter(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -77,6 +85,60 @@ func runNode(ctx context.Context, args []string) error {
 		return err
 	}
 	return n.Run(ctx)
+}
+
+func runArbiter(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "seed" {
+		fs := flag.NewFlagSet("arbiter seed", flag.ContinueOnError)
+		clusterPath := fs.String("cluster", "", "cluster file (YAML)")
+		tier := fs.String("tier", "", "tier to seed")
+		primary := fs.String("primary", "", "member that starts as primary")
+		backup := fs.String("backup", "", "member that starts as backup")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		f, err := cluster.Load(*clusterPath)
+		if err != nil {
+			return err
+		}
+		t, ok := f.Tier(*tier)
+		if !ok {
+			return fmt.Errorf("--tier %q is not in %s", *tier, *clusterPath)
+		}
+		for _, m := range []string{*primary, *backup} {
+			if mm, ok := t.Member(m); !ok || mm.Role != cluster.RoleFailover {
+				return fmt.Errorf("%q is not a failover member of tier %q", m, *tier)
+			}
+		}
+		if *primary == *backup {
+			return errors.New("--primary and --backup must differ")
+		}
+		if err := arbiter.Seed(f.Arbiter.DataDir, *tier, failover.ID(*primary), failover.ID(*backup)); err != nil {
+			return err
+		}
+		fmt.Printf("tier %s seeded: epoch 1, primary %s, backup %s\n", *tier, *primary, *backup)
+		return nil
+	}
+	fs := flag.NewFlagSet("arbiter", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", "", "cluster file (YAML)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *clusterPath == "" {
+		return errors.New("--cluster FILE is required (see deploy/examples/cluster-dev.yaml)")
+	}
+	f, err := cluster.Load(*clusterPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(os.Stderr, *level).With("service", "arbiter")
+	s, err := arbiter.New(f, log)
+	if err != nil {
+		log.Error("arbiter failed to start", "err", err)
+		return err
+	}
+	return s.Run(ctx)
 }
 
 func runDev(ctx context.Context, args []string) error {
