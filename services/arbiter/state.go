@@ -1,27 +1,14 @@
 package arbiter
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/mirror/statefile"
 )
-
-// stateFile is the durable form of one tier's arbiter record: the record
-// and a SHA-256 of its JSON, so a damaged file is recognised as such.
-type stateFile struct {
-	Format int             `json:"format"`
-	State  json.RawMessage `json:"state"`
-	SHA256 string          `json:"sha256"`
-}
-
-const stateFormat = 1
 
 // ErrNoState means the tier has no durable record: a new arbiter, or one
 // that lost its disk. Either way it must be seeded before it grants anything.
@@ -33,74 +20,20 @@ func statePath(dir, tier string) string { return filepath.Join(dir, tier+".arbit
 // one is an error that names the file (the arbiter then refuses to start:
 // an operator must decide, never a guess).
 func loadState(dir, tier string) (failover.ArbiterState, error) {
-	p := statePath(dir, tier)
-	data, err := os.ReadFile(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return failover.ArbiterState{}, ErrNoState
+	var st failover.ArbiterState
+	err := statefile.Load(statePath(dir, tier), &st)
+	if errors.Is(err, statefile.ErrNotExist) {
+		return st, ErrNoState
 	}
 	if err != nil {
-		return failover.ArbiterState{}, err
-	}
-	var f stateFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return failover.ArbiterState{}, fmt.Errorf("arbiter: %s is damaged (%v); move it aside and re-seed the tier", p, err)
-	}
-	// The checksum is over the compact JSON of the state (the file itself is
-	// indented for people to read).
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, f.State); err != nil {
-		return failover.ArbiterState{}, fmt.Errorf("arbiter: %s is damaged (%v); move it aside and re-seed the tier", p, err)
-	}
-	sum := sha256.Sum256(compact.Bytes())
-	if f.Format != stateFormat || hex.EncodeToString(sum[:]) != f.SHA256 {
-		return failover.ArbiterState{}, fmt.Errorf("arbiter: %s is damaged (format %d, checksum mismatch); move it aside and re-seed the tier", p, f.Format)
-	}
-	var st failover.ArbiterState
-	if err := json.Unmarshal(f.State, &st); err != nil {
-		return failover.ArbiterState{}, fmt.Errorf("arbiter: %s: %w", p, err)
+		return st, fmt.Errorf("arbiter: %w; move it aside and re-seed the tier", err)
 	}
 	return st, nil
 }
 
-// saveState makes a tier's record durable: write a temporary file, fsync
-// it, rename it over the old one, fsync the directory. Only then may the
-// arbiter answer.
+// saveState makes a tier's record durable; only then may the arbiter answer.
 func saveState(dir, tier string, st failover.ArbiterState) error {
-	js, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(js)
-	data, err := json.MarshalIndent(stateFile{Format: stateFormat, State: js, SHA256: hex.EncodeToString(sum[:])}, "", "  ")
-	if err != nil {
-		return err
-	}
-	p := statePath(dir, tier)
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return statefile.Save(statePath(dir, tier), st)
 }
 
 // Seed writes the genesis record of a new tier: epoch 1, primary and backup
