@@ -4,14 +4,17 @@
 // A write is a function that reads the current state and returns the
 // key/value operations to journal. The function runs under the sequencer's
 // lock and sees every write already sequenced, including those not yet
-// durable, so version checks (If-Match, conditional create, idempotency
+// committed, so version checks (If-Match, conditional create, idempotency
 // keys) can never let two concurrent writers both win. The sequencer then
-// waits for the journal's group commit, applies the record to the store in
-// LSN order, and only then returns to the caller.
+// proposes the record to its Log (the journal on a standalone node, the
+// failover core on a mirror member), waits until it is committed and
+// applied to the store, and only then returns to the caller.
 //
 // The sequencer must never let a caller see success for a record that is not
-// durable in the journal and applied to the store, and never applies records
-// out of LSN order.
+// committed and applied, and never outlives a failure of its log: after one,
+// every write fails until the node builds a new sequencer (for instance
+// after it is promoted again), because writes sequenced after a lost record
+// may have been decided against it.
 package sequencer
 
 import (
@@ -24,9 +27,23 @@ import (
 	"github.com/tandemhealth/tandem/mirror/store"
 )
 
-// ErrFailed is wrapped by every call after the journal or the store failed;
-// the node must step down and be recovered from its journal.
-var ErrFailed = errors.New("sequencer: failed, the node must restart and recover")
+// ErrFailed is wrapped by every call after the sequencer failed.
+var ErrFailed = errors.New("sequencer: stopped")
+
+// Log takes sequenced records.
+type Log interface {
+	// Propose assigns the record the next LSN, in call order. It must not
+	// block on I/O.
+	Propose(database string, payload []byte) (Proposal, error)
+}
+
+// Proposal is one proposed record.
+type Proposal interface {
+	LSN() uint64
+	// Wait returns nil once the record is committed: durable here and,
+	// on a mirror member, on the active backup.
+	Wait(ctx context.Context) error
+}
 
 // View is the state a write function sees: the store plus every write
 // sequenced before it.
@@ -56,44 +73,27 @@ type overlayEntry struct {
 	lsn     uint64
 }
 
-type queued struct {
-	rec journal.Record
-	ops []journal.Op
-}
-
-// Sequencer is the single writer order of a node.
+// Sequencer is the single writer order of a primary.
 type Sequencer struct {
-	j  *journal.Journal
-	st *store.Store
+	log     Log
+	st      *store.Store
+	applier *store.Applier
 
-	mu      sync.Mutex // sequencing: overlay, queue, epoch
-	epoch   uint64
+	mu      sync.Mutex
 	overlay map[string]map[string]overlayEntry
-	queue   []queued // sequenced, not yet applied, in LSN order
 	err     error
-
-	applyMu sync.Mutex // one applier at a time, in LSN order
 }
 
-// New returns a sequencer writing in epoch over a journal and a store that
-// has already recovered (its applied LSN equals the journal's last LSN).
-func New(j *journal.Journal, st *store.Store, epoch uint64) (*Sequencer, error) {
-	if st.AppliedLSN() != j.LastLSN() {
-		return nil, fmt.Errorf("sequencer: store applied LSN %d != journal last LSN %d: recover the store first", st.AppliedLSN(), j.LastLSN())
-	}
-	return &Sequencer{j: j, st: st, epoch: epoch, overlay: map[string]map[string]overlayEntry{}}, nil
-}
-
-// Epoch returns the epoch new records are written in.
-func (s *Sequencer) Epoch() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.epoch
+// New returns a sequencer over a log, a store and the applier that feeds
+// the store from the log's committed records.
+func New(log Log, st *store.Store, applier *store.Applier) *Sequencer {
+	return &Sequencer{log: log, st: st, applier: applier, overlay: map[string]map[string]overlayEntry{}}
 }
 
 // Write sequences one atomic write to database db and returns its LSN once
-// it is durable and applied. fn's error is returned as is, with nothing
-// written.
+// it is committed and applied. fn's error is returned as is, with nothing
+// written. Any other error means the outcome is unknown to this node: the
+// record may still be committed (by a new primary, for instance).
 func (s *Sequencer) Write(ctx context.Context, db string, fn WriteFunc) (uint64, error) {
 	s.mu.Lock()
 	if s.err != nil {
@@ -105,80 +105,57 @@ func (s *Sequencer) Write(ctx context.Context, db string, fn WriteFunc) (uint64,
 		s.mu.Unlock()
 		return 0, err
 	}
-	payload := journal.EncodeOps(ops)
-	p, err := s.j.Enqueue(journal.TypeData, s.epoch, db, payload)
+	p, err := s.log.Propose(db, journal.EncodeOps(ops))
 	if err != nil {
+		s.failLocked(err)
 		s.mu.Unlock()
-		if errors.Is(err, journal.ErrUnusable) {
-			s.fail(err)
-		}
-		return 0, err
+		return 0, s.err
 	}
-	rec := journal.Record{Type: journal.TypeData, Epoch: s.epoch, LSN: p.LSN, Database: db, Payload: payload}
-	s.queue = append(s.queue, queued{rec: rec, ops: ops})
+	lsn := p.LSN()
 	m := s.overlay[db]
 	if m == nil {
 		m = map[string]overlayEntry{}
 		s.overlay[db] = m
 	}
 	for _, op := range ops {
-		m[string(op.Key)] = overlayEntry{value: op.Value, deleted: op.Kind == journal.OpDelete, lsn: p.LSN}
+		m[string(op.Key)] = overlayEntry{value: op.Value, deleted: op.Kind == journal.OpDelete, lsn: lsn}
 	}
 	s.mu.Unlock()
 
 	if err := p.Wait(ctx); err != nil {
-		if errors.Is(err, journal.ErrUnusable) {
-			s.fail(err)
+		if ctx.Err() == nil {
+			s.Fail(err)
 		}
-		// A cancelled wait does not un-sequence the write: it may still
-		// become durable. The caller must treat the outcome as unknown.
-		return 0, fmt.Errorf("sequencer: write at LSN %d: outcome unknown: %w", p.LSN, err)
+		return 0, fmt.Errorf("sequencer: write at LSN %d: outcome unknown: %w", lsn, err)
 	}
-	if err := s.applyDurable(p.LSN); err != nil {
-		return 0, err
+	if err := s.applier.WaitApplied(ctx, lsn); err != nil {
+		if ctx.Err() == nil {
+			s.Fail(err)
+		}
+		return 0, fmt.Errorf("sequencer: write at LSN %d committed, not yet applied: %w", lsn, err)
 	}
-	return p.LSN, nil
+	s.mu.Lock()
+	for _, op := range ops {
+		if e, ok := m[string(op.Key)]; ok && e.lsn <= lsn {
+			delete(m, string(op.Key))
+		}
+	}
+	s.mu.Unlock()
+	return lsn, nil
 }
 
-// applyDurable applies, in LSN order, every queued record that is durable,
-// at least up to lsn.
-func (s *Sequencer) applyDurable(lsn uint64) error {
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
-	for s.st.AppliedLSN() < lsn {
-		s.mu.Lock()
-		if s.err != nil {
-			s.mu.Unlock()
-			return s.err
-		}
-		q := s.queue[0]
-		s.mu.Unlock()
-		if q.rec.LSN > s.j.DurableLSN() {
-			return fmt.Errorf("sequencer: LSN %d not durable while %d is: %w", q.rec.LSN, lsn, ErrFailed)
-		}
-		rec := q.rec
-		if err := s.st.Apply(rec); err != nil {
-			s.fail(err)
-			return s.err
-		}
-		s.mu.Lock()
-		s.queue = s.queue[1:]
-		m := s.overlay[rec.Database]
-		for _, op := range q.ops {
-			if e, ok := m[string(op.Key)]; ok && e.lsn == rec.LSN {
-				delete(m, string(op.Key))
-			}
-		}
-		s.mu.Unlock()
-	}
-	return nil
-}
-
-func (s *Sequencer) fail(cause error) {
+// Fail stops the sequencer: every later write fails with cause. The owner
+// calls it when the node stops being primary.
+func (s *Sequencer) Fail(cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.failLocked(cause)
+}
+
+func (s *Sequencer) failLocked(cause error) {
 	if s.err == nil {
 		s.err = fmt.Errorf("%w: %w", ErrFailed, cause)
+		s.overlay = map[string]map[string]overlayEntry{}
 	}
 }
 
@@ -187,4 +164,44 @@ func (s *Sequencer) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// JournalLog is the Log of a standalone node: records go straight to the
+// journal in epoch, and are committed once durable.
+type JournalLog struct {
+	J       *journal.Journal
+	Epoch   uint64
+	Applier *store.Applier
+}
+
+// Propose queues the record for the journal's group commit.
+func (l JournalLog) Propose(db string, payload []byte) (Proposal, error) {
+	p, err := l.J.Enqueue(journal.TypeData, l.Epoch, db, payload)
+	if err != nil {
+		return nil, err
+	}
+	return journalProposal{p: p, applier: l.Applier}, nil
+}
+
+type journalProposal struct {
+	p       *journal.Pending
+	applier *store.Applier
+}
+
+func (p journalProposal) LSN() uint64 { return p.p.LSN }
+
+func (p journalProposal) Wait(ctx context.Context) error {
+	if err := p.p.Wait(ctx); err != nil {
+		return err
+	}
+	p.applier.SetLimit(p.p.LSN) // durable records are committed on a standalone node
+	return nil
+}
+
+// NewStandalone is the sequencer of a node without a mirror partner (and of
+// tests): records are committed once durable in j. The store must have
+// recovered from j. Close stops the applier it starts.
+func NewStandalone(j *journal.Journal, st *store.Store, epoch uint64) (s *Sequencer, close func()) {
+	a := store.NewApplier(st, j)
+	return New(JournalLog{J: j, Epoch: epoch, Applier: a}, st, a), a.Close
 }

@@ -30,11 +30,9 @@ func open(tb testing.TB, fs vfs.FS, dir string) (*sequencer.Sequencer, *journal.
 	if _, err := st.Recover(j); err != nil {
 		tb.Fatal(err)
 	}
-	s, err := sequencer.New(j, st, 1)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close(); j.Close() })
+	a := store.NewApplier(st, j)
+	s := sequencer.New(sequencer.JournalLog{J: j, Epoch: 1, Applier: a}, st, a)
+	tb.Cleanup(func() { a.Close(); st.Close(); j.Close() })
 	return s, j, st
 }
 
@@ -175,22 +173,19 @@ func TestWriteReturnsOnlyWhenDurableAndApplied(t *testing.T) {
 	}
 }
 
-func TestNewRefusesUnrecoveredStore(t *testing.T) {
-	fs := vfs.NewMem()
-	j, err := journal.Open("journal", journal.Options{FS: fs})
-	if err != nil {
+// TestJournalFailureStopsTheSequencer: after the log fails, no write
+// succeeds, and writes decided against the overlay are not kept.
+func TestFailStopsEveryLaterWrite(t *testing.T) {
+	s, j, _ := open(t, vfs.NewMem(), "n")
+	if _, err := s.Write(context.Background(), "fhir", createIfAbsent("a", "1")); err != nil {
 		t.Fatal(err)
 	}
-	defer j.Close()
-	if _, err := j.Append(context.Background(), journal.TypeData, 1, "fhir", journal.EncodeOps(nil)); err != nil {
-		t.Fatal(err)
+	s.Fail(errors.New("stepped down"))
+	before := j.LastLSN()
+	if _, err := s.Write(context.Background(), "fhir", createIfAbsent("b", "1")); !errors.Is(err, sequencer.ErrFailed) {
+		t.Fatalf("write after Fail: %v", err)
 	}
-	st, err := store.Open(filepath.Join("s"), store.Options{FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := sequencer.New(j, st, 1); err == nil {
-		t.Fatal("sequencer started over a store behind its journal")
+	if j.LastLSN() != before {
+		t.Fatal("a write reached the journal after Fail")
 	}
 }

@@ -35,7 +35,9 @@ type Node struct {
 	log     *slog.Logger
 	journal *journal.Journal
 	store   *store.Store
+	applier *store.Applier
 	seq     *sequencer.Sequencer
+	epoch   uint64
 	started time.Time
 
 	closeOnce sync.Once
@@ -89,13 +91,9 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 			return nil, fmt.Errorf("node: apply first epoch marker: %w", err)
 		}
 	}
-	seq, err := sequencer.New(j, st, epoch)
-	if err != nil {
-		st.Close()
-		j.Close()
-		return nil, err
-	}
-	return &Node{cfg: cfg, log: log, journal: j, store: st, seq: seq, started: time.Now()}, nil
+	applier := store.NewApplier(st, j)
+	seq := sequencer.New(sequencer.JournalLog{J: j, Epoch: epoch, Applier: applier}, st, applier)
+	return &Node{cfg: cfg, log: log, journal: j, store: st, applier: applier, seq: seq, epoch: epoch, started: time.Now()}, nil
 }
 
 // Sequencer returns the node's single writer order.
@@ -142,7 +140,7 @@ func (n *Node) Status() Status {
 		Role:      n.cfg.Role,
 		Status:    "primary",
 		Mirror:    "none: standalone node, no failover partner configured",
-		Epoch:     n.seq.Epoch(),
+		Epoch:     n.epoch,
 		PID:       os.Getpid(),
 		StartedAt: n.started.UTC(),
 		Journal: JournalStatus{
@@ -165,6 +163,9 @@ func (n *Node) Status() Status {
 
 func (n *Node) healthErr() error {
 	if err := n.journal.Err(); err != nil {
+		return err
+	}
+	if err := n.applier.Err(); err != nil {
 		return err
 	}
 	return n.seq.Err()
@@ -212,7 +213,7 @@ func (n *Node) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	n.log.Info("node serving", "tier", n.cfg.Tier, "member", n.cfg.Member, "addr", ln.Addr().String(),
-		"epoch", n.seq.Epoch(), "last_lsn", n.journal.LastLSN())
+		"epoch", n.epoch, "last_lsn", n.journal.LastLSN())
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -233,6 +234,7 @@ func (n *Node) Run(ctx context.Context) error {
 // Close closes the journal and the store. It is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.applier.Close()
 		serr := n.store.Close()
 		jerr := n.journal.Close()
 		n.closeErr = errors.Join(serr, jerr)
