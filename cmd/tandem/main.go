@@ -17,6 +17,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/services/arbiter"
+	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/dev"
 	"github.com/tandemhealth/tandem/services/node"
 )
@@ -24,10 +25,14 @@ import (
 const usage = `tandem — high-availability FHIR records on mirrored data nodes
 
 Usage:
-  tandem node --config FILE     run a data node
+  tandem node --config FILE     run a standalone data node
+  tandem node --cluster FILE --member NAME
+                                run a data node as a member of its tier
   tandem arbiter --cluster FILE run the arbiter of every tier in the cluster file
   tandem arbiter seed --cluster FILE --tier T --primary A --backup B
                                 write the genesis record of a new tier (refuses over an existing one)
+  tandem ctl COMMAND --cluster FILE
+                                the administrator's CLI (tandem ctl help)
   tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
   tandem help                   this text
 
@@ -49,6 +54,8 @@ func main() {
 		err = runDev(ctx, os.Args[2:])
 	case "arbiter":
 		err = runArbiter(ctx, os.Args[2:])
+	case "ctl":
+		err = ctl.Main(ctx, os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -67,12 +74,37 @@ func main() {
 
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "node configuration file (YAML)")
+	cfgPath := fs.String("config", "", "standalone node configuration file (YAML)")
+	clusterPath := fs.String("cluster", "", "cluster file (YAML): run as a mirror member")
+	member := fs.String("member", "", "with --cluster: this node's member name")
+	level := fs.String("log-level", "info", "with --cluster: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *clusterPath != "" {
+		f, err := cluster.Load(*clusterPath)
+		if err != nil {
+			return err
+		}
+		tier := ""
+		for _, t := range f.Tiers {
+			if _, ok := t.Member(*member); ok {
+				tier = t.Name
+			}
+		}
+		if tier == "" {
+			return fmt.Errorf("--member %q is not a member of any tier in %s", *member, *clusterPath)
+		}
+		log := newLogger(os.Stderr, *level).With("service", "node", "tier", tier, "member", *member)
+		n, err := node.OpenMember(f, tier, *member, log)
+		if err != nil {
+			log.Error("node failed to start", "err", err)
+			return err
+		}
+		return n.Run(ctx)
+	}
 	if *cfgPath == "" {
-		return errors.New("--config FILE is required (see deploy/examples/node.yaml)")
+		return errors.New("--config FILE (standalone) or --cluster FILE --member NAME is required (see deploy/examples/)")
 	}
 	cfg, err := node.LoadConfig(*cfgPath)
 	if err != nil {

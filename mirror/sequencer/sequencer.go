@@ -82,6 +82,8 @@ type Sequencer struct {
 	mu      sync.Mutex
 	overlay map[string]map[string]overlayEntry
 	err     error
+	base    uint64 // writes wait until the store has applied this LSN
+	gen     uint64 // incremented by Restart: a stale write's failure never stops a new reign
 }
 
 // New returns a sequencer over a log, a store and the applier that feeds
@@ -95,6 +97,16 @@ func New(log Log, st *store.Store, applier *store.Applier) *Sequencer {
 // written. Any other error means the outcome is unknown to this node: the
 // record may still be committed (by a new primary, for instance).
 func (s *Sequencer) Write(ctx context.Context, db string, fn WriteFunc) (uint64, error) {
+	s.mu.Lock()
+	base := s.base
+	s.mu.Unlock()
+	if s.st.AppliedLSN() < base {
+		// A new primary decides nothing before its store holds everything
+		// up to its epoch marker.
+		if err := s.applier.WaitApplied(ctx, base); err != nil {
+			return 0, fmt.Errorf("sequencer: waiting for the store to reach LSN %d: %w", base, err)
+		}
+	}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
@@ -111,7 +123,7 @@ func (s *Sequencer) Write(ctx context.Context, db string, fn WriteFunc) (uint64,
 		s.mu.Unlock()
 		return 0, s.err
 	}
-	lsn := p.LSN()
+	lsn, gen := p.LSN(), s.gen
 	m := s.overlay[db]
 	if m == nil {
 		m = map[string]overlayEntry{}
@@ -124,13 +136,13 @@ func (s *Sequencer) Write(ctx context.Context, db string, fn WriteFunc) (uint64,
 
 	if err := p.Wait(ctx); err != nil {
 		if ctx.Err() == nil {
-			s.Fail(err)
+			s.failGen(gen, err)
 		}
 		return 0, fmt.Errorf("sequencer: write at LSN %d: outcome unknown: %w", lsn, err)
 	}
 	if err := s.applier.WaitApplied(ctx, lsn); err != nil {
 		if ctx.Err() == nil {
-			s.Fail(err)
+			s.failGen(gen, err)
 		}
 		return 0, fmt.Errorf("sequencer: write at LSN %d committed, not yet applied: %w", lsn, err)
 	}
@@ -152,11 +164,31 @@ func (s *Sequencer) Fail(cause error) {
 	s.failLocked(cause)
 }
 
+func (s *Sequencer) failGen(gen uint64, cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen == gen {
+		s.failLocked(cause)
+	}
+}
+
 func (s *Sequencer) failLocked(cause error) {
 	if s.err == nil {
 		s.err = fmt.Errorf("%w: %w", ErrFailed, cause)
 		s.overlay = map[string]map[string]overlayEntry{}
 	}
+}
+
+// Restart makes a failed sequencer take writes again, with an empty
+// overlay, once the store has applied base: the owner calls it when the
+// node becomes primary, base being its epoch marker's LSN.
+func (s *Sequencer) Restart(base uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = nil
+	s.base = base
+	s.gen++
+	s.overlay = map[string]map[string]overlayEntry{}
 }
 
 // Err reports why the sequencer stopped, or nil.

@@ -1,6 +1,12 @@
 // Package node runs a Tandem data node: it opens the journal and the store,
 // recovers the store from the journal, sequences writes, and serves the
-// node's status and health endpoints over HTTP.
+// node's status, health, metrics and admin endpoints over HTTP.
+//
+// A node runs standalone (tandem node --config node.yaml: one node, its
+// writes committed once durable in its own journal) or as a member of a
+// mirrored tier (tandem node --cluster cluster.yaml --member a: the
+// failover core decides, in one owned loop, what is committed and who is
+// primary; see mirror.go).
 //
 // This package wires cores to the network and the disk; it holds no
 // decision logic of its own. It must never report a state it has not
@@ -9,6 +15,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +31,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
 	"github.com/tandemhealth/tandem/mirror/store"
@@ -37,20 +46,22 @@ type Node struct {
 	store   *store.Store
 	applier *store.Applier
 	seq     *sequencer.Sequencer
-	epoch   uint64
+	epoch   uint64 // standalone only
+	mirror  *mirror
 	started time.Time
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Open opens the node's journal and store and recovers the store from the
-// journal. A corrupt journal is an error naming the segment and offset.
-func Open(cfg Config, log *slog.Logger) (*Node, error) {
+// openStorage opens journal and store. recoverAll replays the whole journal
+// into the store (standalone: every durable record is committed); a mirror
+// member leaves that to its applier, which follows the commit point.
+func openStorage(cfg Config, log *slog.Logger, commitDelay time.Duration, recoverAll bool) (*Node, error) {
 	if err := mkdirDurable(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("node: data dir (field data_dir): %w", err)
 	}
-	j, err := journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{SegmentSize: cfg.Journal.SegmentSize})
+	j, err := journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{SegmentSize: cfg.Journal.SegmentSize, MaxCommitDelay: commitDelay})
 	if err != nil {
 		var ce *journal.CorruptionError
 		if errors.As(err, &ce) {
@@ -66,34 +77,84 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		j.Close()
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
-	t0 := time.Now()
-	n, err := st.Recover(j)
-	if err != nil {
-		st.Close()
-		j.Close()
-		return nil, fmt.Errorf("node: recover store from journal: %w", err)
-	}
-	log.Info("store recovered", "replayed_records", n, "applied_lsn", st.AppliedLSN(), "duration_ms", time.Since(t0).Milliseconds())
-
-	epoch := st.Epoch()
 	if j.LastLSN() == 0 {
 		// A new node begins epoch 1 with its marker, so every journal
-		// starts with an epoch marker (DESIGN §3 "Journal").
-		epoch = 1
-		if _, err := j.Append(context.Background(), journal.TypeEpochMarker, epoch, "", journal.EncodeEpochMarker(0, 0)); err != nil {
+		// starts with an epoch marker (DESIGN §3 "Journal"); two new
+		// members of a tier begin with the same one.
+		if _, err := j.Append(context.Background(), journal.TypeEpochMarker, 1, "", journal.EncodeEpochMarker(0, 0)); err != nil {
 			st.Close()
 			j.Close()
 			return nil, fmt.Errorf("node: write first epoch marker: %w", err)
 		}
-		if _, err := st.Recover(j); err != nil {
+	}
+	if st.AppliedLSN() > j.DurableLSN() {
+		st.Close()
+		j.Close()
+		return nil, fmt.Errorf("node: store applied LSN %d is ahead of the journal (durable LSN %d): the journal lost records; rebuild this member", st.AppliedLSN(), j.DurableLSN())
+	}
+	if recoverAll {
+		t0 := time.Now()
+		n, err := st.Recover(j)
+		if err != nil {
 			st.Close()
 			j.Close()
-			return nil, fmt.Errorf("node: apply first epoch marker: %w", err)
+			return nil, fmt.Errorf("node: recover store from journal: %w", err)
 		}
+		log.Info("store recovered", "replayed_records", n, "applied_lsn", st.AppliedLSN(), "duration_ms", time.Since(t0).Milliseconds())
 	}
-	applier := store.NewApplier(st, j)
-	seq := sequencer.New(sequencer.JournalLog{J: j, Epoch: epoch, Applier: applier}, st, applier)
-	return &Node{cfg: cfg, log: log, journal: j, store: st, applier: applier, seq: seq, epoch: epoch, started: time.Now()}, nil
+	n := &Node{cfg: cfg, log: log, journal: j, store: st, started: time.Now()}
+	n.applier = store.NewApplier(st, j)
+	return n, nil
+}
+
+// Open opens a standalone node and recovers its store from its journal. A
+// corrupt journal is an error naming the segment and offset.
+func Open(cfg Config, log *slog.Logger) (*Node, error) {
+	n, err := openStorage(cfg, log, 0, true)
+	if err != nil {
+		return nil, err
+	}
+	n.epoch = n.store.Epoch()
+	n.seq = sequencer.New(sequencer.JournalLog{J: n.journal, Epoch: n.epoch, Applier: n.applier}, n.store, n.applier)
+	return n, nil
+}
+
+// OpenMember opens a node as member of a tier of the cluster file.
+func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, error) {
+	t, ok := f.Tier(tier)
+	if !ok {
+		return nil, fmt.Errorf("node: --tier %q is not in the cluster file", tier)
+	}
+	me, ok := t.Member(member)
+	if !ok {
+		return nil, fmt.Errorf("node: --member %q is not in tier %q", member, tier)
+	}
+	cfg := Config{Tier: tier, Member: member, Role: me.Role, Listen: me.HTTP, DataDir: me.DataDir}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// The loop batches writes itself: the journal need not wait for more.
+	n, err := openStorage(cfg, log, -1, false)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMirror(n, f, tier, member)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.mirror = m
+	n.seq = sequencer.New(m, n.store, n.applier)
+	m.seq = n.seq
+	if m.core.IsPrimary() {
+		base := uint64(m.core.LastLSN())
+		n.seq.Restart(base)
+		m.nextLSN = base + 1
+	} else {
+		n.seq.Fail(ErrNotPrimary)
+	}
+	return n, nil
 }
 
 // Sequencer returns the node's single writer order.
@@ -114,7 +175,18 @@ type Status struct {
 	StartedAt time.Time        `json:"started_at"`
 	Journal   JournalStatus    `json:"journal"`
 	Databases []DatabaseStatus `json:"databases"`
+	Links     map[string]bool  `json:"links,omitempty"`
+	Mode      string           `json:"mode,omitempty"`
+	NoFail    bool             `json:"no_failover,omitempty"`
+	Rejected  *RejectedInput   `json:"rejected_input,omitempty"`
 	Error     string           `json:"error,omitempty"`
+}
+
+// RejectedInput counts messages the failover core refused.
+type RejectedInput struct {
+	UnknownType uint64 `json:"unknown_type"`
+	StaleEpoch  uint64 `json:"stale_epoch"`
+	Forged      uint64 `json:"forged"`
 }
 
 // JournalStatus is the journal part of Status.
@@ -122,6 +194,7 @@ type JournalStatus struct {
 	FirstLSN   uint64 `json:"first_lsn"`
 	LastLSN    uint64 `json:"last_lsn"`
 	DurableLSN uint64 `json:"durable_lsn"`
+	CommitLSN  uint64 `json:"commit_lsn"`
 	Segments   int    `json:"segments"`
 }
 
@@ -147,8 +220,15 @@ func (n *Node) Status() Status {
 			FirstLSN:   n.journal.FirstLSN(),
 			LastLSN:    n.journal.LastLSN(),
 			DurableLSN: n.journal.DurableLSN(),
+			CommitLSN:  n.applier.Limit(),
 			Segments:   len(n.journal.Segments()),
 		},
+	}
+	if n.mirror != nil {
+		snap := n.mirror.snapshot()
+		s.Status, s.Epoch, s.Mode, s.NoFail, s.Links = string(snap.Status), snap.Epoch, snap.Mode, snap.NoFailover, snap.Peers
+		s.Mirror = fmt.Sprintf("tier %s, %s member", n.cfg.Tier, n.cfg.Role)
+		s.Rejected = &RejectedInput{UnknownType: snap.Counters.UnknownType, StaleEpoch: snap.Counters.StaleEpoch, Forged: snap.Counters.Forged}
 	}
 	if err := n.healthErr(); err != nil {
 		s.Status = "down"
@@ -168,7 +248,21 @@ func (n *Node) healthErr() error {
 	if err := n.applier.Err(); err != nil {
 		return err
 	}
+	if n.mirror != nil {
+		return nil // a mirror member that is not primary has a stopped sequencer by design
+	}
 	return n.seq.Err()
+}
+
+// IsPrimary reports whether this node takes writes now.
+func (n *Node) IsPrimary() bool {
+	if n.healthErr() != nil {
+		return false
+	}
+	if n.mirror == nil {
+		return true
+	}
+	return n.mirror.snapshot().Status == failover.StatusPrimary
 }
 
 // Handler serves the node's HTTP endpoints.
@@ -191,18 +285,22 @@ func (n *Node) Handler() http.Handler {
 	reg.MustRegister(newCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /mirror/primary", func(w http.ResponseWriter, r *http.Request) {
-		if n.healthErr() != nil {
+		if !n.IsPrimary() {
 			http.Error(w, "not primary\n", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("primary\n"))
 	})
+	if n.mirror != nil {
+		n.adminRoutes(mux)
+	}
 	return mux
 }
 
 // Run serves HTTP on the configured address until ctx is cancelled, then
 // shuts down cleanly: in-flight requests finish, the journal and the store
-// are closed.
+// are closed. A mirror member serves HTTPS with its cluster certificate and
+// runs its failover loop beside it.
 func (n *Node) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
@@ -210,24 +308,50 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("node: listen on %s (field listen): %w", n.cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	if n.mirror != nil {
+		tc := n.mirror.creds.ServerConfig()
+		tc.ClientAuth = tls.VerifyClientCertIfGiven // health and status stay open to load balancers
+		ln = tls.NewListener(ln, tc)
+	}
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	n.log.Info("node serving", "tier", n.cfg.Tier, "member", n.cfg.Member, "addr", ln.Addr().String(),
-		"epoch", n.epoch, "last_lsn", n.journal.LastLSN())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loopDone := make(chan error, 1)
+	if n.mirror != nil {
+		go func() { loopDone <- n.mirror.run(ctx) }()
+	}
+	n.log.Info("node serving", "addr", ln.Addr().String(),
+		"last_lsn", n.journal.LastLSN(), "mirror", n.mirror != nil)
+	var runErr error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		n.Close()
-		return fmt.Errorf("node: http server: %w", err)
+		runErr = fmt.Errorf("node: http server: %w", err)
+	case err := <-loopDone:
+		runErr = err
+		loopDone <- err
 	}
 	n.log.Info("node stopping")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelShutdown()
 	serr := srv.Shutdown(shutdownCtx)
-	if err := n.Close(); err != nil {
-		return err
+	cancel()
+	if n.mirror != nil {
+		if err := <-loopDone; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if err := n.Close(); err != nil && runErr == nil {
+		runErr = err
 	}
 	n.log.Info("node stopped")
+	if runErr != nil {
+		return runErr
+	}
+	if errors.Is(serr, http.ErrServerClosed) {
+		return nil
+	}
 	return serr
 }
 

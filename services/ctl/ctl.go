@@ -1,0 +1,291 @@
+// Package ctl is the administrator's command line (tandem ctl): it reads
+// the cluster file, talks to every member over HTTPS with the operator's
+// certificate, and prints tables for people or JSON for scripts.
+//
+// It never changes anything without saying what it changed, and its errors
+// say what to do next.
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tandemhealth/tandem/mirror/cluster"
+)
+
+// Client talks to the members of a cluster as the operator.
+type Client struct {
+	File *cluster.File
+	HTTP *http.Client
+}
+
+// NewClient builds an operator client from the cluster file.
+func NewClient(f *cluster.File) (*Client, error) {
+	creds, err := f.Credentials("operator")
+	if err != nil {
+		return nil, fmt.Errorf("operator credentials: %w", err)
+	}
+	tc := creds.ClientConfig("")
+	return &Client{File: f, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}}, nil
+}
+
+// MemberStatus is one member's /mirror/status plus whether it answered.
+type MemberStatus struct {
+	Tier   string         `json:"tier"`
+	Member string         `json:"member"`
+	URL    string         `json:"url"`
+	Status map[string]any `json:"status,omitempty"`
+	Error  string         `json:"error,omitempty"`
+}
+
+// Statuses asks every member of every tier for its status.
+func (c *Client) Statuses(ctx context.Context) []MemberStatus {
+	var out []MemberStatus
+	for _, t := range c.File.Tiers {
+		for _, m := range t.Members {
+			ms := MemberStatus{Tier: t.Name, Member: m.Name, URL: "https://" + m.HTTP}
+			var st map[string]any
+			if err := c.getJSON(ctx, ms.URL+"/mirror/status", &st); err != nil {
+				ms.Error = err.Error()
+			} else {
+				ms.Status = st
+			}
+			out = append(out, ms)
+		}
+	}
+	return out
+}
+
+// PrintStatus writes a table per tier.
+func PrintStatus(w io.Writer, sts []MemberStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tier := ""
+	for _, s := range sts {
+		if s.Tier != tier {
+			if tier != "" {
+				fmt.Fprintln(tw)
+			}
+			tier = s.Tier
+			fmt.Fprintf(tw, "TIER %s\nMEMBER\tROLE\tSTATUS\tEPOCH\tLAST LSN\tCOMMIT LSN\tMODE\tLINKS\n", tier)
+		}
+		if s.Error != "" {
+			fmt.Fprintf(tw, "%s\t-\tdown\t-\t-\t-\t-\t%s\n", s.Member, shorten(s.Error, 60))
+			continue
+		}
+		j, _ := s.Status["journal"].(map[string]any)
+		links := []string{}
+		if l, ok := s.Status["links"].(map[string]any); ok {
+			for k, v := range l {
+				state := "up"
+				if v != true {
+					state = "down"
+				}
+				links = append(links, k+":"+state)
+			}
+			sort.Strings(links)
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%v\t%v\t%v\t%s\n", s.Member, s.Status["role"], s.Status["status"], s.Status["epoch"],
+			j["last_lsn"], j["commit_lsn"], s.Status["mode"], strings.Join(links, " "))
+	}
+	tw.Flush()
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// MemberURL is the HTTPS base of a member.
+func (c *Client) MemberURL(name string) (string, error) {
+	for _, t := range c.File.Tiers {
+		if m, ok := t.Member(name); ok {
+			return "https://" + m.HTTP, nil
+		}
+	}
+	return "", fmt.Errorf("no member %q in the cluster file", name)
+}
+
+// Primary finds the member of tier that answers /mirror/primary with 200.
+func (c *Client) Primary(ctx context.Context, tier string) (string, error) {
+	t, ok := c.File.Tier(tier)
+	if !ok {
+		return "", fmt.Errorf("no tier %q in the cluster file", tier)
+	}
+	for _, m := range t.Members {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+m.HTTP+"/mirror/primary", nil)
+		resp, err := c.HTTP.Do(req)
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return m.Name, nil
+		}
+	}
+	return "", fmt.Errorf("no member of tier %q says it is primary: run `tandem ctl status` to see why", tier)
+}
+
+// Do sends an admin request to a member and decodes the JSON answer.
+func (c *Client) Do(ctx context.Context, method, member, path string, body []byte, out any) error {
+	base, err := c.MemberURL(member)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s is unreachable: %w", member, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s: %s (HTTP %d)", member, e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("%s: HTTP %d: %s", member, resp.StatusCode, bytes.TrimSpace(data))
+	}
+	if out == nil {
+		return nil
+	}
+	if b, ok := out.(*[]byte); ok {
+		*b = data
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+func (c *Client) getJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Main runs `tandem ctl ARGS`.
+func Main(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(ctlUsage)
+	}
+	cmd, args := args[0], args[1:]
+	var clusterPath string
+	var asJSON bool
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--cluster" && i+1 < len(args):
+			clusterPath = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--cluster="):
+			clusterPath = strings.TrimPrefix(a, "--cluster=")
+		case a == "--json":
+			asJSON = true
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if clusterPath == "" {
+		clusterPath = os.Getenv("TANDEM_CLUSTER")
+	}
+	if clusterPath == "" {
+		return errors.New("--cluster FILE (or TANDEM_CLUSTER) is required; `make dev` writes .tandem/dev/cluster.yaml")
+	}
+	f, err := cluster.Load(clusterPath)
+	if err != nil {
+		return err
+	}
+	c, err := NewClient(f)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "status":
+		sts := c.Statuses(ctx)
+		if asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(sts)
+		}
+		PrintStatus(stdout, sts)
+		return nil
+	case "put": // put TIER DB KEY VALUE
+		if len(rest) != 4 {
+			return errors.New("usage: tandem ctl put TIER DATABASE KEY VALUE")
+		}
+		p, err := c.Primary(ctx, rest[0])
+		if err != nil {
+			return err
+		}
+		var out map[string]uint64
+		if err := c.Do(ctx, "PUT", p, "/admin/kv/"+rest[1]+"/"+rest[2], []byte(rest[3]), &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "written on %s at LSN %d\n", p, out["lsn"])
+		return nil
+	case "get": // get MEMBER DB KEY
+		if len(rest) != 3 {
+			return errors.New("usage: tandem ctl get MEMBER DATABASE KEY")
+		}
+		var v []byte
+		if err := c.Do(ctx, "GET", rest[0], "/admin/kv/"+rest[1]+"/"+rest[2], nil, &v); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", v)
+		return nil
+	case "no-failover": // no-failover MEMBER on|off
+		if len(rest) != 2 || (rest[1] != "on" && rest[1] != "off") {
+			return errors.New("usage: tandem ctl no-failover MEMBER on|off (set it on both failover members)")
+		}
+		body := []byte(fmt.Sprintf(`{"set": %v}`, rest[1] == "on"))
+		if err := c.Do(ctx, "POST", rest[0], "/admin/no-failover", body, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "no-failover %s on %s\n", rest[1], rest[0])
+		return nil
+	case "planned-failover": // planned-failover TIER
+		if len(rest) != 1 {
+			return errors.New("usage: tandem ctl planned-failover TIER")
+		}
+		p, err := c.Primary(ctx, rest[0])
+		if err != nil {
+			return err
+		}
+		if err := c.Do(ctx, "POST", p, "/admin/planned-failover", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is draining and will hand over to its backup; watch `tandem ctl status`\n", p)
+		return nil
+	}
+	return fmt.Errorf("unknown ctl command %q\n%s", cmd, ctlUsage)
+}
+
+const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
+  status                              a table per tier (--json for scripts)
+  put TIER DATABASE KEY VALUE         raw write on the tier's primary (tests, benchmarks)
+  get MEMBER DATABASE KEY             raw read from one member
+  no-failover MEMBER on|off           forbid automatic takeover (maintenance)
+  planned-failover TIER               hand the primary role to the backup, zero loss`

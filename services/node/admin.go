@@ -1,0 +1,102 @@
+package node
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/mirror/journal"
+	"github.com/tandemhealth/tandem/mirror/sequencer"
+)
+
+// AdminIdentity is the certificate identity allowed on the admin API (the
+// operator's client certificate, as issued by the cluster's CA).
+const AdminIdentity = "operator"
+
+// adminRoutes serves the admin API of a mirror member. Every route needs a
+// client certificate from the cluster's CA naming the operator.
+func (n *Node) adminRoutes(mux *http.ServeMux) {
+	admin := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != AdminIdentity {
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API needs the operator's client certificate from this cluster's CA"})
+				return
+			}
+			h(w, r)
+		}
+	}
+	// Raw key/value writes through the sequencer and the journal: for tests,
+	// storage benchmarks and operators, until FHIR is mounted.
+	mux.HandleFunc("PUT /admin/kv/{db}/{key...}", admin(func(w http.ResponseWriter, r *http.Request) {
+		db, key := r.PathValue("db"), r.PathValue("key")
+		value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+		if err != nil {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "value larger than 16 MiB"})
+			return
+		}
+		if !n.IsPrimary() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not the primary: send writes to the member whose /mirror/primary answers 200"})
+			return
+		}
+		lsn, err := n.seq.Write(r.Context(), db, func(sequencer.View) ([]journal.Op, error) {
+			return []journal.Op{{Kind: journal.OpSet, Key: []byte(key), Value: value}}, nil
+		})
+		if err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, journal.ErrBadDatabase) {
+				code = http.StatusBadRequest
+			}
+			writeJSON(w, code, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]uint64{"lsn": lsn})
+	}))
+	mux.HandleFunc("GET /admin/kv/{db}/{key...}", admin(func(w http.ResponseWriter, r *http.Request) {
+		v, ok, err := n.store.Get(r.PathValue("db"), []byte(r.PathValue("key")))
+		switch {
+		case err != nil:
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		case !ok:
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such key"})
+		default:
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Write(v)
+		}
+	}))
+	mux.HandleFunc("GET /admin/hash/{db}", admin(func(w http.ResponseWriter, r *http.Request) {
+		h, err := n.store.ContentHash(r.PathValue("db"))
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"database": r.PathValue("db"), "sha256": hex.EncodeToString(h[:]), "applied_lsn": n.store.DatabaseLSNs()[r.PathValue("db")]})
+	}))
+	mux.HandleFunc("POST /admin/no-failover", admin(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Set bool `json:"set"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"set": true|false}`})
+			return
+		}
+		n.mirror.operator(failover.Message{Type: failover.MsgSetNoFailover, Flag: req.Set})
+		writeJSON(w, http.StatusAccepted, map[string]bool{"no_failover": req.Set})
+	}))
+	mux.HandleFunc("POST /admin/planned-failover", admin(func(w http.ResponseWriter, r *http.Request) {
+		if !n.IsPrimary() {
+			writeJSON(w, http.StatusConflict, map[string]string{"error": "planned failover starts on the primary"})
+			return
+		}
+		n.mirror.operator(failover.Message{Type: failover.MsgPlannedFailover})
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "draining; the backup takes over once it has everything"})
+	}))
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

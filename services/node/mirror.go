@@ -1,0 +1,650 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/mirror/journal"
+	"github.com/tandemhealth/tandem/mirror/sequencer"
+	"github.com/tandemhealth/tandem/mirror/statefile"
+	"github.com/tandemhealth/tandem/mirror/store"
+	"github.com/tandemhealth/tandem/mirror/transport"
+	"github.com/tandemhealth/tandem/mirror/wire"
+	"github.com/tandemhealth/tandem/services/arbiter"
+)
+
+// ErrNotPrimary is returned to writes on a member that is not the primary
+// (or stopped being it while the write waited).
+var ErrNotPrimary = errors.New("node: not the primary")
+
+// mirror runs the failover.Member core of this node in one owned loop:
+// messages, proposals and ticks in; for each batch of Readys: persist hard
+// state and journal entries (one group commit), then send, then act.
+type mirror struct {
+	log     *slog.Logger
+	file    *cluster.File
+	tier    cluster.Tier
+	me      cluster.Member
+	creds   transport.Credentials
+	hsPath  string
+	j       *journal.Journal
+	st      *store.Store
+	applier *store.Applier
+	seq     *sequencer.Sequencer
+
+	core      *failover.Member
+	savedHS   failover.HardState
+	epochs    []epochStart // first LSN of each epoch in the journal, ascending
+	start     time.Time
+	ln        *transport.Listener
+	inbox     chan failover.Message
+	proposals chan *proposal
+	links     map[failover.ID]*link
+	waiting   []*proposal // proposed, not yet acknowledged, in LSN order
+
+	propMu  sync.Mutex
+	nextLSN uint64 // LSN the next proposal gets while primary; 0 = not accepting
+
+	snapMu sync.Mutex
+	snap   memberSnapshot
+}
+
+type epochStart struct{ epoch, first uint64 }
+
+type proposal struct {
+	lsn  uint64
+	data []byte
+	done chan error
+}
+
+func (p *proposal) LSN() uint64 { return p.lsn }
+
+func (p *proposal) Wait(ctx context.Context) error {
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// memberSnapshot is the state the loop publishes for status pages.
+type memberSnapshot struct {
+	Status     failover.Status
+	Epoch      uint64
+	Role       string
+	Commit     uint64
+	LastLSN    uint64
+	Mode       string
+	NoFailover bool
+	Counters   failover.Counters
+	Peers      map[string]bool // link connected?
+}
+
+// Propose implements sequencer.Log: it assigns the next LSN without
+// waiting for the loop, so the sequencer's lock is never held across I/O.
+func (m *mirror) Propose(db string, payload []byte) (sequencer.Proposal, error) {
+	m.propMu.Lock()
+	defer m.propMu.Unlock()
+	if m.nextLSN == 0 {
+		return nil, ErrNotPrimary
+	}
+	p := &proposal{lsn: m.nextLSN, data: encodeEntryData(db, payload), done: make(chan error, 1)}
+	m.nextLSN++
+	m.proposals <- p // FIFO: the loop sees proposals in LSN order
+	return p, nil
+}
+
+// encodeEntryData is how a journal record travels inside a failover.Entry:
+// database length, database, payload.
+func encodeEntryData(db string, payload []byte) []byte {
+	b := make([]byte, 0, 1+len(db)+len(payload))
+	b = append(b, byte(len(db)))
+	b = append(b, db...)
+	return append(b, payload...)
+}
+
+func decodeEntryData(b []byte) (string, []byte, error) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return "", nil, errors.New("node: entry data too short")
+	}
+	return string(b[1 : 1+b[0]]), b[1+b[0]:], nil
+}
+
+// newMirror loads the hard state and the journal into a core.
+func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, error) {
+	t, ok := f.Tier(tierName)
+	if !ok {
+		return nil, fmt.Errorf("node: tier %q is not in the cluster file", tierName)
+	}
+	me, ok := t.Member(memberName)
+	if !ok {
+		return nil, fmt.Errorf("node: member %q is not in tier %q", memberName, tierName)
+	}
+	creds, err := f.Credentials(memberName)
+	if err != nil {
+		return nil, err
+	}
+	m := &mirror{log: n.log, file: f, tier: t, me: me, creds: creds, hsPath: filepath.Join(n.cfg.DataDir, "hardstate.json"),
+		j: n.journal, st: n.store, applier: n.applier, start: time.Now(),
+		inbox: make(chan failover.Message, 4096), proposals: make(chan *proposal, 1<<16), links: map[failover.ID]*link{}}
+
+	var failoverIDs []failover.ID
+	var asyncs []failover.ID
+	var peer failover.ID
+	for _, o := range t.Members {
+		switch {
+		case o.Role == cluster.RoleFailover:
+			failoverIDs = append(failoverIDs, failover.ID(o.Name))
+			if o.Name != me.Name {
+				peer = failover.ID(o.Name)
+			}
+		default:
+			asyncs = append(asyncs, failover.ID(o.Name))
+		}
+	}
+	cfg := failover.MemberConfig{ID: failover.ID(me.Name), Arbiter: "arbiter", QoS: arbiter.QoSTicks(f), Heartbeat: 2, Retry: 4}
+	if me.Role == cluster.RoleFailover {
+		cfg.Peer, cfg.PeerAgent, cfg.Asyncs = peer, failover.ID("agent-"+string(peer)), asyncs
+	} else {
+		cfg.Async, cfg.Failover = true, failoverIDs
+	}
+
+	entries, err := m.loadJournal()
+	if err != nil {
+		return nil, err
+	}
+	var hs failover.HardState
+	switch err := statefile.Load(m.hsPath, &hs); {
+	case errors.Is(err, statefile.ErrNotExist):
+		if len(entries) != 1 || !entries[0].Marker {
+			return nil, fmt.Errorf("node: %s is missing but the journal holds %d records: this member's state is lost; rebuild it from its partner", m.hsPath, len(entries))
+		}
+		// Genesis: the first failover member of the tier starts as primary,
+		// as `tandem arbiter seed` records it.
+		genesis := failover.Record{Version: failover.Version{Epoch: 1}, Primary: failoverIDs[0], Backup: failoverIDs[1], BackupActive: true, Mode: failover.ModeArbiter}
+		hs = failover.HardState{Epoch: 1, Role: failover.RoleBackup, Known: genesis}
+		switch {
+		case cfg.Async:
+			hs.Role = failover.RoleAsync
+		case cfg.ID == failoverIDs[0]:
+			hs.Role, hs.BackupActive = failover.RolePrimary, true
+		}
+		if err := statefile.Save(m.hsPath, hs); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("node: %w; this member needs a rebuild", err)
+	}
+	m.savedHS = hs
+	m.core = failover.NewMember(cfg, hs, entries, 0)
+	m.publish()
+	return m, nil
+}
+
+// loadJournal reads every record into core entries (the core keeps the
+// journal's shape in memory; see the package note on its cost).
+func (m *mirror) loadJournal() ([]failover.Entry, error) {
+	r, err := m.j.NewReader(m.j.FirstLSN())
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []failover.Entry
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		e := failover.Entry{Epoch: failover.Epoch(rec.Epoch), LSN: failover.LSN(rec.LSN)}
+		if rec.Type == journal.TypeEpochMarker {
+			_, prevEnd, err := journal.DecodeEpochMarker(rec.Payload)
+			if err != nil {
+				return nil, fmt.Errorf("node: epoch marker at LSN %d: %w", rec.LSN, err)
+			}
+			e.Marker, e.PrevEnd = true, failover.LSN(prevEnd)
+		} else {
+			e.Data = encodeEntryData(rec.Database, rec.Payload)
+		}
+		m.noteEpoch(rec.Epoch, rec.LSN)
+		out = append(out, e)
+	}
+}
+
+func (m *mirror) noteEpoch(epoch, lsn uint64) {
+	if n := len(m.epochs); n == 0 || m.epochs[n-1].epoch != epoch {
+		m.epochs = append(m.epochs, epochStart{epoch: epoch, first: lsn})
+	}
+}
+
+func (m *mirror) epochAt(lsn uint64) uint64 {
+	i := sort.Search(len(m.epochs), func(i int) bool { return m.epochs[i].first > lsn })
+	if i == 0 {
+		return 0
+	}
+	return m.epochs[i-1].epoch
+}
+
+func (m *mirror) now() failover.Tick {
+	return failover.Tick(time.Since(m.start) / arbiter.TickInterval)
+}
+
+// run is the loop. It owns the core, the links and the waiting proposals.
+func (m *mirror) run(ctx context.Context) error {
+	var err error
+	m.ln, err = transport.Listen(m.me.Address, m.creds.ServerConfig())
+	if err != nil {
+		return fmt.Errorf("%w (field address of member %s)", err, m.me.Name)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { <-ctx.Done(); m.ln.Close() }()
+	wg.Add(1)
+	go func() { defer wg.Done(); m.acceptLoop(ctx, &wg) }()
+	defer func() {
+		for _, l := range m.links {
+			l.close()
+		}
+		m.failWaiting(ErrNotPrimary)
+	}()
+
+	m.log.Info("mirror member started", "role", m.savedHS.Role.String(), "epoch", m.savedHS.Epoch,
+		"last_lsn", m.core.LastLSN(), "listen", m.ln.Addr().String())
+	ticker := time.NewTicker(arbiter.TickInterval)
+	defer ticker.Stop()
+	var batch []failover.Ready
+	var stepped []*proposal // proposals stepped in this batch, in order
+	for {
+		batch, stepped = batch[:0], stepped[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			batch = append(batch, m.core.Tick(m.now()))
+		case msg := <-m.inbox:
+			m.core.Tick(m.now())
+			batch = append(batch, m.core.Step(msg))
+		case p := <-m.proposals:
+			batch = append(batch, m.stepProposal(p))
+			stepped = append(stepped, p)
+		}
+		// Take whatever else is queued, up to a bound, into the same batch:
+		// one group commit for all of it.
+	drain:
+		for len(batch) < 512 {
+			select {
+			case p := <-m.proposals:
+				batch = append(batch, m.stepProposal(p))
+				stepped = append(stepped, p)
+			case msg := <-m.inbox:
+				batch = append(batch, m.core.Step(msg))
+			default:
+				break drain
+			}
+		}
+		if err := m.handle(ctx, batch, stepped); err != nil {
+			return err
+		}
+		m.publish()
+	}
+}
+
+// stepProposal hands a client write to the core, which must give it the
+// LSN the proposer promised.
+func (m *mirror) stepProposal(p *proposal) failover.Ready {
+	rd := m.core.Step(failover.Message{Type: failover.MsgPropose, From: m.core.ID(), To: m.core.ID(), Epoch: m.core.Epoch(), Data: p.data})
+	if uint64(m.core.LastLSN()) == p.lsn {
+		m.waiting = append(m.waiting, p)
+	} else {
+		p.done <- ErrNotPrimary // rejected (ActRejectWrite); the actions below stop the sequencer
+	}
+	return rd
+}
+
+// handle executes a batch of Readys: all persistence first (hard state,
+// truncations, entries — one fsync for the entries), then every message,
+// then every action, then the events.
+func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*proposal) error {
+	var last *journal.Pending
+	for _, rd := range batch {
+		if rd.HardState != nil && !reflect.DeepEqual(*rd.HardState, m.savedHS) {
+			if last != nil { // entries queued before a hard-state change are durable first
+				if err := last.Wait(ctx); err != nil {
+					return m.fatal("journal write failed", err)
+				}
+			}
+			if err := statefile.Save(m.hsPath, *rd.HardState); err != nil {
+				return m.fatal("could not persist hard state", err)
+			}
+			m.savedHS = *rd.HardState
+		}
+		if rd.Truncate != nil {
+			return m.fatal("journal truncation (rejoin after a fork) is not supported yet", fmt.Errorf("truncate after LSN %d", rd.Truncate.After))
+		}
+		for _, e := range rd.Entries {
+			rec := journal.Record{Epoch: uint64(e.Epoch), LSN: uint64(e.LSN)}
+			if e.Marker {
+				rec.Type = journal.TypeEpochMarker
+				rec.Payload = journal.EncodeEpochMarker(m.epochAt(uint64(e.PrevEnd)), uint64(e.PrevEnd))
+			} else {
+				db, payload, err := decodeEntryData(e.Data)
+				if err != nil {
+					return m.fatal("bad entry", err)
+				}
+				rec.Type, rec.Database, rec.Payload = journal.TypeData, db, payload
+			}
+			p, err := m.j.EnqueueRecord(rec)
+			if err != nil {
+				return m.fatal("journal refused a record", err)
+			}
+			m.noteEpoch(rec.Epoch, rec.LSN)
+			last = p
+		}
+	}
+	if last != nil {
+		if err := last.Wait(ctx); err != nil {
+			return m.fatal("journal write failed", err)
+		}
+	}
+	for _, rd := range batch {
+		for _, msg := range rd.Messages {
+			m.send(msg)
+		}
+	}
+	for _, rd := range batch {
+		for _, a := range rd.Actions {
+			m.act(a)
+		}
+	}
+	// The store follows what is committed and durable here.
+	m.applier.SetLimit(min(uint64(m.core.Commit()), m.j.DurableLSN()))
+	for _, rd := range batch {
+		for _, e := range rd.Events {
+			m.log.Info("mirror "+e.Kind, "detail", e.Detail)
+		}
+	}
+	return nil
+}
+
+func (m *mirror) fatal(what string, err error) error {
+	m.log.Error("mirror member stopping: "+what, "err", err)
+	m.seq.Fail(err)
+	m.failWaiting(err)
+	return fmt.Errorf("node: %s: %w", what, err)
+}
+
+func (m *mirror) act(a failover.Action) {
+	switch a.Kind {
+	case failover.ActAckClients:
+		upTo := uint64(a.UpTo)
+		i := 0
+		for ; i < len(m.waiting) && m.waiting[i].lsn <= upTo; i++ {
+			m.waiting[i].done <- nil
+		}
+		m.waiting = m.waiting[i:]
+	case failover.ActPromote:
+		m.log.Warn("promoted to primary", "epoch", a.Epoch, "reason", a.Reason.String(), "previous_epoch_ends", a.UpTo)
+		base := uint64(m.core.LastLSN()) // the epoch marker: writes wait until it is applied
+		m.seq.Restart(base)
+		m.propMu.Lock()
+		m.nextLSN = base + 1
+		m.propMu.Unlock()
+	case failover.ActDemote, failover.ActRejectWrite:
+		if a.Kind == failover.ActDemote {
+			m.log.Warn("demoted: no longer primary", "epoch", a.Epoch)
+		}
+		m.stopWrites()
+	case failover.ActStopCommitting:
+		m.log.Warn("in-trouble: not acknowledging writes", "epoch", a.Epoch)
+	case failover.ActStartCommitting:
+		m.log.Info("committing again", "epoch", a.Epoch)
+	}
+}
+
+// stopWrites ends this member's time as a writer: the sequencer fails every
+// later write, and writes waiting for an acknowledgement learn that their
+// outcome is unknown here (a new primary may still hold them).
+func (m *mirror) stopWrites() {
+	m.propMu.Lock()
+	m.nextLSN = 0
+	m.propMu.Unlock()
+	m.seq.Fail(ErrNotPrimary)
+	m.failWaiting(ErrNotPrimary)
+	for {
+		select {
+		case p := <-m.proposals:
+			p.done <- ErrNotPrimary
+		default:
+			return
+		}
+	}
+}
+
+func (m *mirror) failWaiting(err error) {
+	for _, p := range m.waiting {
+		p.done <- err
+	}
+	m.waiting = nil
+}
+
+func (m *mirror) publish() {
+	hs := m.core.HardState()
+	s := memberSnapshot{Status: m.core.Status(), Epoch: uint64(m.core.Epoch()), Role: hs.Role.String(),
+		Commit: uint64(m.core.Commit()), LastLSN: uint64(m.core.LastLSN()), Mode: hs.Mode.String(),
+		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Peers: map[string]bool{}}
+	for id, l := range m.links {
+		s.Peers[string(id)] = l.connected()
+	}
+	m.snapMu.Lock()
+	m.snap = s
+	m.snapMu.Unlock()
+}
+
+func (m *mirror) snapshot() memberSnapshot {
+	m.snapMu.Lock()
+	defer m.snapMu.Unlock()
+	return m.snap
+}
+
+// operator hands an operator command to the core through the loop.
+func (m *mirror) operator(msg failover.Message) {
+	msg.From, msg.To, msg.Epoch = failover.OperatorID, failover.ID(m.me.Name), 0
+	m.inbox <- msg
+}
+
+// ----------------------------------------------------------------- links
+
+// send queues msg on the link to its destination; a full queue drops it
+// (the cores resend what matters, as over any lossy link).
+func (m *mirror) send(msg failover.Message) {
+	l := m.links[msg.To]
+	if l == nil {
+		addr, err := m.file.DialAddress(m.tier.Name, m.me.Name, string(msg.To))
+		if err != nil {
+			m.log.Warn("no address for message", "to", string(msg.To), "err", err)
+			return
+		}
+		l = newLink(m, msg.To, addr)
+		m.links[msg.To] = l
+	}
+	tm, err := wire.Encode(m.tier.Name, msg)
+	if err != nil {
+		m.log.Error("encode failed", "type", msg.Type.String(), "err", err)
+		return
+	}
+	l.enqueue(tm)
+}
+
+// link is the outbound connection to one process: it dials, redials with
+// backoff, writes queued frames, and reads replies (the arbiter and agents
+// answer on the connection they were asked on) into the inbox.
+type link struct {
+	m     *mirror
+	to    failover.ID
+	addr  string
+	queue chan transport.Message
+	stop  chan struct{}
+	done  chan struct{}
+
+	mu   sync.Mutex
+	conn *transport.Conn
+}
+
+func newLink(m *mirror, to failover.ID, addr string) *link {
+	l := &link{m: m, to: to, addr: addr, queue: make(chan transport.Message, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+func (l *link) enqueue(tm transport.Message) {
+	select {
+	case l.queue <- tm:
+	default:
+	}
+}
+
+func (l *link) connected() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conn != nil
+}
+
+func (l *link) close() {
+	close(l.stop)
+	l.mu.Lock()
+	if l.conn != nil {
+		l.conn.Close()
+	}
+	l.mu.Unlock()
+	<-l.done
+}
+
+func (l *link) run() {
+	defer close(l.done)
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := transport.Dial(ctx, l.addr, l.m.creds.ClientConfig(hostOf(l.addr)))
+		cancel()
+		if err != nil {
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		l.mu.Lock()
+		l.conn = c
+		l.mu.Unlock()
+		readDone := make(chan struct{})
+		go func() {
+			defer close(readDone)
+			l.m.readFrom(c)
+		}()
+		l.writeUntilError(c, readDone)
+		c.Close()
+		<-readDone
+		l.mu.Lock()
+		l.conn = nil
+		l.mu.Unlock()
+	}
+}
+
+func (l *link) writeUntilError(c *transport.Conn, readDone chan struct{}) {
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-readDone:
+			return
+		case tm := <-l.queue:
+			if err := c.Send(tm); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func hostOf(addr string) string {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[:i]
+		}
+	}
+	return addr
+}
+
+func (m *mirror) acceptLoop(ctx context.Context, wg *sync.WaitGroup) {
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c, err := m.ln.Accept(hctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			m.log.Warn("connection refused", "err", err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			go func() { <-ctx.Done(); c.Close() }()
+			m.readFrom(c)
+		}()
+	}
+}
+
+// readFrom feeds a connection's frames to the loop. A frame for another
+// tier or member, or one that does not decode, closes the connection with
+// a logged reason and reaches no core.
+func (m *mirror) readFrom(c *transport.Conn) {
+	for {
+		tm, err := c.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				m.log.Debug("connection closed", "peer", c.Peer(), "reason", err.Error())
+			}
+			return
+		}
+		if tm.Tier != m.tier.Name {
+			m.log.Warn("refused a frame for another tier", "peer", c.Peer(), "tier", tm.Tier)
+			return
+		}
+		msg, err := wire.Decode(tm)
+		if err != nil {
+			m.log.Warn("refused a bad message", "peer", c.Peer(), "err", err)
+			return
+		}
+		if string(msg.To) != m.me.Name {
+			m.log.Warn("refused a message addressed to someone else", "peer", c.Peer(), "to", string(msg.To))
+			return
+		}
+		m.inbox <- msg
+	}
+}
