@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/tandemhealth/tandem/mirror/cluster"
@@ -39,26 +38,22 @@ type Server struct {
 	file  *cluster.File
 	log   *slog.Logger
 	dir   string
-	ln    *transport.Listener
+	hub   *transport.Hub
+	addr  string
 	cores map[string]*failover.Arbiter
 	start time.Time
-
 	inbox chan inbound
-
-	mu    sync.Mutex
-	conns map[failover.ID]*transport.Conn // member -> its latest connection
 }
 
 type inbound struct {
 	tier string
 	msg  failover.Message
-	conn *transport.Conn
 }
 
 // New loads every tier's durable record and listens on the arbiter address.
 func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 	s := &Server{file: f, log: log, dir: f.Arbiter.DataDir, cores: map[string]*failover.Arbiter{},
-		inbox: make(chan inbound, 1024), conns: map[failover.ID]*transport.Conn{}, start: time.Now()}
+		inbox: make(chan inbound, 1024), start: time.Now()}
 	for _, t := range f.Tiers {
 		st, err := loadState(s.dir, t.Name)
 		if errors.Is(err, ErrNoState) {
@@ -83,28 +78,28 @@ func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.ln, err = transport.Listen(f.Arbiter.Address, creds.ServerConfig())
+	ln, err := transport.Listen(f.Arbiter.Address, creds.ServerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("%w (field arbiter.address)", err)
 	}
+	s.addr = ln.Addr().String()
+	s.hub = transport.NewHub(ln, log)
 	return s, nil
 }
 
 // Addr is the listening address.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.addr }
 
 // Run serves until ctx is cancelled.
 func (s *Server) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Add(1)
+	hubDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		s.acceptLoop(ctx, &wg)
+		defer close(hubDone)
+		s.hub.Run(ctx, s.onFrame)
 	}()
-	go func() { <-ctx.Done(); s.ln.Close() }()
+	defer func() { cancel(); <-hubDone }()
 	s.log.Info("arbiter serving", "addr", s.Addr(), "tiers", len(s.cores))
 
 	ticker := time.NewTicker(TickInterval)
@@ -112,7 +107,6 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			s.closeConns()
 			s.log.Info("arbiter stopped")
 			return nil
 		case <-ticker.C:
@@ -132,6 +126,19 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
+// onFrame checks a frame and queues it for the loop; an error cuts the peer off.
+func (s *Server) onFrame(peer string, tm transport.Message) error {
+	if _, ok := s.cores[tm.Tier]; !ok {
+		return fmt.Errorf("message for unknown tier %q", tm.Tier)
+	}
+	m, err := wire.Decode(tm)
+	if err != nil {
+		return err
+	}
+	s.inbox <- inbound{tier: tm.Tier, msg: m}
+	return nil
+}
+
 func (s *Server) now() failover.Tick { return failover.Tick(time.Since(s.start) / TickInterval) }
 
 // handle executes a Ready: persist, then send, then log. A failed persist
@@ -144,17 +151,11 @@ func (s *Server) handle(tier string, rd failover.Ready) error {
 		}
 	}
 	for _, m := range rd.Messages {
-		s.mu.Lock()
-		c := s.conns[m.To]
-		s.mu.Unlock()
-		if c == nil {
-			continue // the member reconnects and asks again
-		}
 		tm, err := wire.Encode(tier, m)
 		if err == nil {
-			err = c.Send(tm)
+			err = s.hub.Send(string(m.To), tm)
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, transport.ErrNoConn) {
 			s.log.Warn("send failed", "tier", tier, "to", string(m.To), "err", err)
 		}
 	}
@@ -162,75 +163,4 @@ func (s *Server) handle(tier string, rd failover.Ready) error {
 		s.log.Info("arbiter "+e.Kind, "tier", tier, "detail", e.Detail)
 	}
 	return nil
-}
-
-func (s *Server) acceptLoop(ctx context.Context, wg *sync.WaitGroup) {
-	for {
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c, err := s.ln.Accept(hctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			s.log.Warn("connection refused", "err", err)
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.serveConn(ctx, c)
-		}()
-	}
-}
-
-// serveConn reads frames from one peer; anything that fails its checks
-// closes the connection with a logged reason and reaches no core.
-func (s *Server) serveConn(ctx context.Context, c *transport.Conn) {
-	defer c.Close()
-	peer := failover.ID(c.Peer())
-	s.mu.Lock()
-	if old := s.conns[peer]; old != nil {
-		old.Close()
-	}
-	s.conns[peer] = c
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.conns[peer] == c {
-			delete(s.conns, peer)
-		}
-		s.mu.Unlock()
-	}()
-	for {
-		tm, err := c.Recv()
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Info("peer connection closed", "peer", string(peer), "reason", err.Error())
-			}
-			return
-		}
-		if _, ok := s.cores[tm.Tier]; !ok {
-			s.log.Warn("refused message for an unknown tier", "peer", string(peer), "tier", tm.Tier)
-			return
-		}
-		m, err := wire.Decode(tm)
-		if err != nil {
-			s.log.Warn("refused a bad message", "peer", string(peer), "err", err)
-			return
-		}
-		select {
-		case s.inbox <- inbound{tier: tm.Tier, msg: m, conn: c}:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-func (s *Server) closeConns() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		c.Close()
-	}
 }

@@ -154,7 +154,10 @@ func TestDecisionIsDurableBeforeTheAnswer(t *testing.T) {
 	}
 }
 
-func TestUnseededArbiterAnswersNothing(t *testing.T) {
+// TestUnseededArbiterGrantsNothing: an arbiter without a record (new, or
+// after losing its disk) never grants; at most it refuses and asks the
+// members for their records.
+func TestUnseededArbiterGrantsNothing(t *testing.T) {
 	f := testCluster(t)
 	stop := startServer(t, f)
 	defer stop()
@@ -163,14 +166,22 @@ func TestUnseededArbiterAnswersNothing(t *testing.T) {
 	tm, _ := wire.Encode("records", failover.Message{Type: failover.MsgArbiterReq, From: "b", To: "arbiter", Epoch: 1,
 		Op: failover.OpTakeover, Seen: failover.Version{Epoch: 1}})
 	c.Send(tm)
-	got := make(chan error, 1)
-	go func() { _, err := c.Recv(); got <- err }()
+	got := make(chan failover.Message, 1)
+	go func() {
+		if m, err := c.Recv(); err == nil {
+			d, _ := wire.Decode(m)
+			got <- d
+		}
+	}()
 	select {
-	case err := <-got:
-		if err == nil {
-			t.Fatal("an arbiter without a record answered a takeover request")
+	case m := <-got:
+		if m.OK || m.Record.Primary != "" {
+			t.Fatalf("an arbiter without a record answered a takeover request with %v", m)
 		}
 	case <-time.After(1 * time.Second):
+	}
+	if _, err := loadState(f.Arbiter.DataDir, "records"); err != ErrNoState {
+		t.Fatalf("an unseeded arbiter wrote a record: %v", err)
 	}
 }
 

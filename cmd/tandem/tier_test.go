@@ -1,0 +1,471 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/ctl"
+)
+
+// tier is a real tier on loopback: the arbiter and two failover members as
+// separate tandem processes, every member-to-member and member-to-arbiter
+// link routed through a fault proxy the test can cut.
+type tier struct {
+	t       *testing.T
+	dir     string
+	cluster string
+	file    *cluster.File
+	client  *ctl.Client
+	procs   map[string]*exec.Cmd
+	proxies map[string]*proxy // "a->b", "a->arbiter", ...
+}
+
+const testQoS = time.Second
+
+func startTier(t *testing.T) *tier {
+	t.Helper()
+	dir := t.TempDir()
+	port := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	tr := &tier{t: t, dir: dir, cluster: filepath.Join(dir, "cluster.yaml"), procs: map[string]*exec.Cmd{}, proxies: map[string]*proxy{}}
+	addr := map[string]string{"arbiter": port(), "a": port(), "b": port()}
+	links := map[string]string{}
+	for _, l := range [][2]string{{"a", "b"}, {"b", "a"}, {"a", "arbiter"}, {"b", "arbiter"}} {
+		p := newProxy(t, addr[l[1]])
+		name := l[0] + "->" + l[1]
+		tr.proxies[name] = p
+		links[name] = p.addr
+	}
+	y := fmt.Sprintf("qos: %s\ntls: {dev_ca_dir: %s}\narbiter: {address: %q, data_dir: %s}\ntiers:\n  - name: records\n    members:\n",
+		testQoS, filepath.Join(dir, "ca"), addr["arbiter"], filepath.Join(dir, "arbiter"))
+	for _, m := range []string{"a", "b"} {
+		y += fmt.Sprintf("      - {name: %s, role: failover, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
+			m, addr[m], port(), filepath.Join(dir, m), port())
+	}
+	y += "    links:\n"
+	for k, v := range links {
+		y += fmt.Sprintf("      %q: %q\n", k, v)
+	}
+	if err := os.WriteFile(tr.cluster, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if tr.file, err = cluster.Load(tr.cluster); err != nil {
+		t.Fatal(err)
+	}
+	if tr.client, err = ctl.NewClient(tr.file); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(binary, "arbiter", "seed", "--cluster", tr.cluster, "--tier", "records", "--primary", "a", "--backup", "b").CombinedOutput(); err != nil {
+		t.Fatalf("seed: %v\n%s", err, out)
+	}
+	tr.start("arbiter")
+	tr.start("a")
+	tr.start("b")
+	t.Cleanup(func() {
+		for name, c := range tr.procs {
+			if c.ProcessState == nil {
+				c.Process.Kill()
+				c.Wait()
+			}
+			if t.Failed() {
+				t.Logf("--- last lines of %s ---\n%s", name, tailFile(filepath.Join(dir, name+".log"), 25))
+			}
+		}
+		for _, p := range tr.proxies {
+			p.close()
+		}
+	})
+	tr.waitFor("a primary and b backup", 30*time.Second, func() bool {
+		return tr.status("a") == "primary" && tr.status("b") == "backup"
+	})
+	return tr
+}
+
+func (tr *tier) start(name string) {
+	tr.t.Helper()
+	args := []string{"node", "--cluster", tr.cluster, "--member", name}
+	if name == "arbiter" {
+		args = []string{"arbiter", "--cluster", tr.cluster}
+	}
+	logf, err := os.OpenFile(filepath.Join(tr.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	c := exec.Command(binary, args...)
+	c.Stdout, c.Stderr = logf, logf
+	if err := c.Start(); err != nil {
+		tr.t.Fatal(err)
+	}
+	go func() { c.Wait(); logf.Close() }()
+	tr.procs[name] = c
+}
+
+// kill9 kills a process and proves it is gone.
+func (tr *tier) kill9(name string) {
+	tr.t.Helper()
+	c := tr.procs[name]
+	pid := c.Process.Pid
+	c.Process.Signal(syscall.SIGKILL)
+	tr.waitFor(name+" (pid "+fmt.Sprint(pid)+") gone", 10*time.Second, func() bool {
+		return c.ProcessState != nil || syscall.Kill(pid, 0) != nil
+	})
+}
+
+func (tr *tier) memberStatus(name string) map[string]any {
+	var st map[string]any
+	if err := tr.client.Do(context.Background(), "GET", name, "/mirror/status", nil, &st); err != nil {
+		return nil
+	}
+	return st
+}
+
+func (tr *tier) status(name string) string {
+	st := tr.memberStatus(name)
+	if st == nil {
+		return "unreachable"
+	}
+	s, _ := st["status"].(string)
+	return s
+}
+
+func (tr *tier) epoch(name string) int {
+	st := tr.memberStatus(name)
+	if st == nil {
+		return -1
+	}
+	e, _ := st["epoch"].(float64)
+	return int(e)
+}
+
+func (tr *tier) waitFor(what string, limit time.Duration, cond func() bool) {
+	tr.t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tr.t.Fatalf("timed out after %s waiting for %s (a: %s, b: %s)", limit, what, tr.status("a"), tr.status("b"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (tr *tier) put(ctx context.Context, member, key, value string) error {
+	return tr.client.Do(ctx, "PUT", member, "/admin/kv/fhir/"+key, []byte(value), nil)
+}
+
+func (tr *tier) get(member, key string) (string, error) {
+	var v []byte
+	err := tr.client.Do(context.Background(), "GET", member, "/admin/kv/fhir/"+key, nil, &v)
+	return string(v), err
+}
+
+func (tr *tier) hash(member string) string {
+	var h struct{ SHA256 string }
+	if err := tr.client.Do(context.Background(), "GET", member, "/admin/hash/fhir", nil, &h); err != nil {
+		tr.t.Fatalf("hash on %s: %v", member, err)
+	}
+	return h.SHA256
+}
+
+// writers runs n clients writing unique keys to whichever member is primary
+// until stop is closed; it returns every acknowledged key and the number of
+// failed attempts (each retried with a new key).
+func (tr *tier) writers(n int, stop chan struct{}) func() (acked map[string]string, failed int) {
+	var mu sync.Mutex
+	acked := map[string]string{}
+	failed := 0
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			target := "a"
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%d", w, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := tr.put(ctx, target, key, "v-"+key)
+				cancel()
+				mu.Lock()
+				if err == nil {
+					acked[key] = "v-" + key
+				} else {
+					failed++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+					if p, perr := tr.client.Primary(context.Background(), "records"); perr == nil {
+						target = p
+					}
+				}
+			}
+		}()
+	}
+	return func() (map[string]string, int) {
+		wg.Wait()
+		return acked, failed
+	}
+}
+
+func (tr *tier) checkAcked(member string, acked map[string]string) {
+	tr.t.Helper()
+	lost := 0
+	for k, v := range acked {
+		got, err := tr.get(member, k)
+		if err != nil || got != v {
+			lost++
+			if lost <= 5 {
+				tr.t.Errorf("acknowledged write %s missing or wrong on %s: %q %v", k, member, got, err)
+			}
+		}
+	}
+	if lost > 0 {
+		tr.t.Fatalf("%d of %d acknowledged writes lost on %s", lost, len(acked), member)
+	}
+}
+
+// TestKillPrimaryUnderWrites (issue 4, a): kill -9 of the primary under
+// concurrent writes; the backup takes over with the arbiter's grant; every
+// acknowledged write is on the new primary; the old primary rejoins as
+// backup and ends with the same content.
+func TestKillPrimaryUnderWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	stop := make(chan struct{})
+	wait := tr.writers(8, stop)
+	time.Sleep(700 * time.Millisecond)
+	tr.kill9("a")
+	tr.waitFor("b primary in epoch 2", 20*time.Second, func() bool { return tr.status("b") == "primary" && tr.epoch("b") == 2 })
+	time.Sleep(500 * time.Millisecond) // writes continue on the new primary
+	close(stop)
+	acked, failed := wait()
+	t.Logf("%d writes acknowledged, %d failed attempts during the failover", len(acked), failed)
+	if len(acked) < 50 {
+		t.Fatalf("only %d writes acknowledged: the test did not write under load", len(acked))
+	}
+	tr.checkAcked("b", acked)
+
+	tr.start("a")
+	tr.waitFor("a back as backup", 20*time.Second, func() bool { return tr.status("a") == "backup" && tr.epoch("a") == 2 })
+	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
+	tr.checkAcked("a", acked)
+}
+
+// TestKillBackupUnderWrites (issue 4, b): the backup killed and restarted
+// under writes catches up and becomes active again.
+func TestKillBackupUnderWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	stop := make(chan struct{})
+	wait := tr.writers(4, stop)
+	time.Sleep(500 * time.Millisecond)
+	tr.kill9("b")
+	time.Sleep(2 * testQoS) // the primary records "backup no longer active" and carries on alone
+	tr.start("b")
+	tr.waitFor("b back as backup", 20*time.Second, func() bool { return tr.status("b") == "backup" })
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	acked, _ := wait()
+	if tr.status("a") != "primary" || tr.epoch("a") != 1 {
+		t.Fatalf("primary changed: a is %s in epoch %d", tr.status("a"), tr.epoch("a"))
+	}
+	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
+	tr.checkAcked("b", acked)
+	// Active again: a write is acknowledged only once b has it too.
+	if err := tr.put(context.Background(), "a", "after-rejoin", "x"); err != nil {
+		t.Fatal(err)
+	}
+	tr.waitFor("b has the new write", 10*time.Second, func() bool { v, _ := tr.get("b", "after-rejoin"); return v == "x" })
+}
+
+// TestNoFailoverFlag (issue 4, e): with "no failover" set, killing the
+// primary leads to no takeover.
+func TestNoFailoverFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	for _, m := range []string{"a", "b"} {
+		if err := tr.client.Do(context.Background(), "POST", m, "/admin/no-failover", []byte(`{"set": true}`), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.waitFor("flag recorded", 5*time.Second, func() bool { st := tr.memberStatus("b"); return st != nil && st["no_failover"] == true })
+	tr.kill9("a")
+	time.Sleep(4 * testQoS)
+	if s, e := tr.status("b"), tr.epoch("b"); s != "backup" || e != 1 {
+		t.Fatalf("b took over with no-failover set: %s in epoch %d", s, e)
+	}
+}
+
+// TestPlannedFailoverUnderWrites (issue 4, d): the primary drains, the
+// backup takes over at epoch+1 and the old primary becomes backup; no
+// acknowledged write is lost.
+func TestPlannedFailoverUnderWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	stop := make(chan struct{})
+	wait := tr.writers(4, stop)
+	time.Sleep(500 * time.Millisecond)
+	if err := tr.client.Do(context.Background(), "POST", "a", "/admin/planned-failover", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	tr.waitFor("b primary, a backup, epoch 2", 20*time.Second, func() bool {
+		return tr.status("b") == "primary" && tr.status("a") == "backup" && tr.epoch("b") == 2
+	})
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	acked, failed := wait()
+	t.Logf("%d writes acknowledged, %d attempts refused during the handover (retried)", len(acked), failed)
+	tr.checkAcked("b", acked)
+	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
+}
+
+// TestPartitionBetweenPrimaryAndBackup (issue 4, c): with both directions
+// of the primary-backup link cut, the primary commits alone only after the
+// arbiter recorded that the backup is no longer active, and the backup does
+// not take over (the arbiter still sees the primary).
+func TestPartitionBetweenPrimaryAndBackup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	if err := tr.put(context.Background(), "a", "before", "1"); err != nil {
+		t.Fatal(err)
+	}
+	tr.proxies["a->b"].cut()
+	tr.proxies["b->a"].cut()
+	// Prove the cut: b stops seeing a's heartbeats (its commit point freezes) and a's link to b drops.
+	tr.waitFor("a sees its link to b down", 10*time.Second, func() bool {
+		st := tr.memberStatus("a")
+		links, _ := st["links"].(map[string]any)
+		return links != nil && links["b"] == false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	if err := tr.put(ctx, "a", "during-partition", "2"); err != nil {
+		t.Fatalf("primary did not continue alone: %v", err)
+	}
+	t.Logf("first write during the partition acknowledged after %s", time.Since(t0).Round(time.Millisecond))
+	state, err := os.ReadFile(filepath.Join(tr.dir, "arbiter", "records.arbiter.json"))
+	if err != nil || !strings.Contains(string(state), `\"BackupActive\":false`) && !strings.Contains(string(state), `"BackupActive":false`) {
+		t.Fatalf("the arbiter has not recorded the backup as inactive:\n%s", state)
+	}
+	time.Sleep(3 * testQoS)
+	if s, e := tr.status("b"), tr.epoch("b"); s != "backup" || e != 1 {
+		t.Fatalf("b took over while the arbiter still saw a: %s in epoch %d", s, e)
+	}
+	tr.proxies["a->b"].heal()
+	tr.proxies["b->a"].heal()
+	tr.waitFor("b caught up", 20*time.Second, func() bool { v, _ := tr.get("b", "during-partition"); return v == "2" })
+}
+
+// proxy forwards TCP connections to target until cut.
+type proxy struct {
+	t      *testing.T
+	ln     net.Listener
+	addr   string
+	target string
+
+	mu    sync.Mutex
+	isCut bool
+	conns []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, ln: ln, addr: ln.Addr().String(), target: target}
+	go p.serve()
+	return p
+}
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.isCut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		go func() { io.Copy(up, c); up.Close() }()
+		go func() { io.Copy(c, up); c.Close() }()
+	}
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.isCut = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *proxy) heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.isCut = false
+}
+
+func (p *proxy) close() {
+	p.cut()
+	p.ln.Close()
+}
+
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
