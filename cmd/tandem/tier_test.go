@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/mirror/statefile"
 	"github.com/tandemhealth/tandem/services/ctl"
 )
 
@@ -376,9 +378,9 @@ func TestPartitionBetweenPrimaryAndBackup(t *testing.T) {
 		t.Fatalf("primary did not continue alone: %v", err)
 	}
 	t.Logf("first write during the partition acknowledged after %s", time.Since(t0).Round(time.Millisecond))
-	state, err := os.ReadFile(filepath.Join(tr.dir, "arbiter", "records.arbiter.json"))
-	if err != nil || !strings.Contains(string(state), `\"BackupActive\":false`) && !strings.Contains(string(state), `"BackupActive":false`) {
-		t.Fatalf("the arbiter has not recorded the backup as inactive:\n%s", state)
+	var arb failover.ArbiterState
+	if err := statefile.Load(filepath.Join(tr.dir, "arbiter", "records.arbiter.json"), &arb); err != nil || arb.Record.BackupActive || arb.Record.Version.Epoch != 1 {
+		t.Fatalf("the arbiter has not recorded the backup as inactive: %+v %v", arb, err)
 	}
 	time.Sleep(3 * testQoS)
 	if s, e := tr.status("b"), tr.epoch("b"); s != "backup" || e != 1 {
