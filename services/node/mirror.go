@@ -335,7 +335,15 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 			m.savedHS = *rd.HardState
 		}
 		if rd.Truncate != nil {
-			return m.fatal("journal truncation (rejoin after a fork) is not supported yet", fmt.Errorf("truncate after LSN %d", rd.Truncate.After))
+			if last != nil {
+				if err := last.Wait(ctx); err != nil {
+					return m.fatal("journal write failed", err)
+				}
+				last = nil
+			}
+			if err := m.truncate(uint64(rd.Truncate.After), rd.Truncate.Quarantine); err != nil {
+				return m.fatal("could not cut the journal back to the fork point", err)
+			}
 		}
 		for _, e := range rd.Entries {
 			rec := journal.Record{Epoch: uint64(e.Epoch), LSN: uint64(e.LSN)}
@@ -379,6 +387,31 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 			m.log.Info("mirror "+e.Kind, "detail", e.Detail)
 		}
 	}
+	return nil
+}
+
+// truncate cuts the journal back to after, the fork point, first moving the
+// records beyond it to a quarantine report. The store never holds them: it
+// only applies committed records, and a fork never cuts below the commit
+// point — if it ever would, this member needs a rebuild, and says so.
+func (m *mirror) truncate(after uint64, quarantine bool) error {
+	if applied := m.st.AppliedLSN(); applied > after {
+		return fmt.Errorf("the store has applied LSN %d beyond the fork point %d: this member needs a rebuild", applied, after)
+	}
+	if quarantine && m.j.LastLSN() > after {
+		path, err := quarantineTail(filepath.Dir(m.hsPath), m.tier.Name, m.me.Name, m.j, after)
+		if err != nil {
+			return fmt.Errorf("quarantine: %w", err)
+		}
+		m.log.Warn("unacknowledged journal tail moved to quarantine", "after_lsn", after, "last_lsn", m.j.LastLSN(), "report", path)
+	}
+	if err := m.j.TruncateAfter(after); err != nil {
+		return err
+	}
+	for len(m.epochs) > 0 && m.epochs[len(m.epochs)-1].first > after {
+		m.epochs = m.epochs[:len(m.epochs)-1]
+	}
+	m.applier.ResetReader()
 	return nil
 }
 

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/tandemhealth/tandem/mirror/journal"
+	"github.com/tandemhealth/tandem/mirror/statefile"
+)
+
+// quarantineRecord is one journal record moved aside at a rejoin: never
+// acknowledged to a client, not in the tier's history, kept so an operator
+// (or RecoverLostJournal) can look at it and decide.
+type quarantineRecord struct {
+	LSN      uint64           `json:"lsn"`
+	Epoch    uint64           `json:"epoch"`
+	Type     string           `json:"type"`
+	Database string           `json:"database,omitempty"`
+	Ops      []quarantineOp   `json:"ops,omitempty"`
+	Raw      []byte           `json:"raw_payload,omitempty"`
+	Marker   *json.RawMessage `json:"marker,omitempty"`
+}
+
+type quarantineOp struct {
+	Kind  string `json:"kind"`
+	Key   string `json:"key"`
+	Value []byte `json:"value,omitempty"`
+}
+
+// quarantineReport is the file written to <data_dir>/quarantine/.
+type quarantineReport struct {
+	Member    string             `json:"member"`
+	Tier      string             `json:"tier"`
+	At        time.Time          `json:"at"`
+	AfterLSN  uint64             `json:"kept_up_to_lsn"`
+	FirstLSN  uint64             `json:"first_quarantined_lsn"`
+	LastLSN   uint64             `json:"last_quarantined_lsn"`
+	Databases map[string]int     `json:"records_per_database"`
+	Records   []quarantineRecord `json:"records"`
+	Why       string             `json:"why"`
+}
+
+// quarantineTail copies the journal records after lsn into a report file
+// and returns its path. It is written and fsynced before the journal is cut.
+func quarantineTail(dataDir, tier, member string, j *journal.Journal, after uint64) (string, error) {
+	rep := quarantineReport{Member: member, Tier: tier, At: time.Now().UTC(), AfterLSN: after, Databases: map[string]int{},
+		Why: "this member's journal forked from the tier's history after kept_up_to_lsn (it was primary or received records that the new primary never had); these records were never acknowledged to a client"}
+	r, err := j.NewReader(after + 1)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		q := quarantineRecord{LSN: rec.LSN, Epoch: rec.Epoch, Database: rec.Database}
+		if rec.Type == journal.TypeEpochMarker {
+			q.Type = "epoch-marker"
+		} else {
+			q.Type = "data"
+			rep.Databases[rec.Database]++
+			if ops, err := journal.DecodeOps(rec.Payload); err == nil {
+				for _, op := range ops {
+					kind := "set"
+					if op.Kind == journal.OpDelete {
+						kind = "delete"
+					}
+					q.Ops = append(q.Ops, quarantineOp{Kind: kind, Key: string(op.Key), Value: op.Value})
+				}
+			} else {
+				q.Raw = rec.Payload
+			}
+		}
+		if rep.FirstLSN == 0 {
+			rep.FirstLSN = rec.LSN
+		}
+		rep.LastLSN = rec.LSN
+		rep.Records = append(rep.Records, q)
+	}
+	dir := filepath.Join(dataDir, "quarantine")
+	if err := mkdirDurable(dir); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-lsn-%d-%d.json", rep.At.Format("20060102T150405Z"), rep.FirstLSN, rep.LastLSN))
+	return path, statefile.Save(path, rep)
+}
