@@ -23,6 +23,7 @@ import (
 	"fmt"
 
 	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/transport"
 )
 
@@ -109,4 +110,46 @@ func Decode(tm transport.Message) (failover.Message, error) {
 			ErrBadMessage, tm.Type, tm.From, tm.Epoch, m.Type, m.From, m.Epoch)
 	}
 	return m, nil
+}
+
+// EntryFromRecord is how a journal record appears to the failover core:
+// an epoch marker carries the end of the previous epoch; a data record's
+// Data is its database and payload (EntryData).
+func EntryFromRecord(rec journal.Record) (failover.Entry, error) {
+	e := failover.Entry{Epoch: failover.Epoch(rec.Epoch), LSN: failover.LSN(rec.LSN)}
+	if rec.Type == journal.TypeEpochMarker {
+		_, prevEnd, err := journal.DecodeEpochMarker(rec.Payload)
+		if err != nil {
+			return e, fmt.Errorf("epoch marker at LSN %d: %w", rec.LSN, err)
+		}
+		e.Marker, e.PrevEnd = true, failover.LSN(prevEnd)
+		return e, nil
+	}
+	e.Data = EntryData(rec.Database, rec.Payload)
+	return e, nil
+}
+
+// RecordFromEntry is the inverse of EntryFromRecord; prevEpoch is the epoch
+// of the record at the marker's PrevEnd.
+func RecordFromEntry(e failover.Entry, prevEpoch uint64) (journal.Record, error) {
+	rec := journal.Record{Epoch: uint64(e.Epoch), LSN: uint64(e.LSN)}
+	if e.Marker {
+		rec.Type = journal.TypeEpochMarker
+		rec.Payload = journal.EncodeEpochMarker(prevEpoch, uint64(e.PrevEnd))
+		return rec, nil
+	}
+	if len(e.Data) < 1 || len(e.Data) < 1+int(e.Data[0]) {
+		return rec, fmt.Errorf("%w: entry %d data too short", ErrBadMessage, e.LSN)
+	}
+	rec.Type, rec.Database, rec.Payload = journal.TypeData, string(e.Data[1:1+e.Data[0]]), e.Data[1+e.Data[0]:]
+	return rec, nil
+}
+
+// EntryData is a data record inside a failover.Entry: database length,
+// database, payload.
+func EntryData(db string, payload []byte) []byte {
+	b := make([]byte, 0, 1+len(db)+len(payload))
+	b = append(b, byte(len(db)))
+	b = append(b, db...)
+	return append(b, payload...)
 }

@@ -62,13 +62,15 @@ func TestDecodeRefusesDisagreementAndDamage(t *testing.T) {
 	m := samples()[0]
 	good, _ := Encode("t", m)
 	cases := map[string]func(tm *transport.Message){
-		"sender differs":  func(tm *transport.Message) { tm.From = "b" },
-		"type differs":    func(tm *transport.Message) { tm.Type++ },
-		"epoch differs":   func(tm *transport.Message) { tm.Epoch = 1 },
-		"bad version":     func(tm *transport.Message) { tm.Payload[0] = 9 },
-		"truncated":       func(tm *transport.Message) { tm.Payload = tm.Payload[:len(tm.Payload)-3] },
-		"trailing":        func(tm *transport.Message) { tm.Payload = append(tm.Payload, 0) },
-		"unknown field":   func(tm *transport.Message) { tm.Payload = bytes.Replace(tm.Payload, []byte(`"Commit"`), []byte(`"Commix"`), 1) },
+		"sender differs": func(tm *transport.Message) { tm.From = "b" },
+		"type differs":   func(tm *transport.Message) { tm.Type++ },
+		"epoch differs":  func(tm *transport.Message) { tm.Epoch = 1 },
+		"bad version":    func(tm *transport.Message) { tm.Payload[0] = 9 },
+		"truncated":      func(tm *transport.Message) { tm.Payload = tm.Payload[:len(tm.Payload)-3] },
+		"trailing":       func(tm *transport.Message) { tm.Payload = append(tm.Payload, 0) },
+		"unknown field": func(tm *transport.Message) {
+			tm.Payload = bytes.Replace(tm.Payload, []byte(`"Commit"`), []byte(`"Commix"`), 1)
+		},
 		"entry count off": func(tm *transport.Message) { tm.Payload[len(tm.Payload)-4-len("record ten")-4-4-1] ^= 1 },
 	}
 	for name, mutate := range cases {

@@ -100,26 +100,10 @@ func (m *mirror) Propose(db string, payload []byte) (sequencer.Proposal, error) 
 	if m.nextLSN == 0 {
 		return nil, ErrNotPrimary
 	}
-	p := &proposal{lsn: m.nextLSN, data: encodeEntryData(db, payload), done: make(chan error, 1)}
+	p := &proposal{lsn: m.nextLSN, data: wire.EntryData(db, payload), done: make(chan error, 1)}
 	m.nextLSN++
 	m.proposals <- p // FIFO: the loop sees proposals in LSN order
 	return p, nil
-}
-
-// encodeEntryData is how a journal record travels inside a failover.Entry:
-// database length, database, payload.
-func encodeEntryData(db string, payload []byte) []byte {
-	b := make([]byte, 0, 1+len(db)+len(payload))
-	b = append(b, byte(len(db)))
-	b = append(b, db...)
-	return append(b, payload...)
-}
-
-func decodeEntryData(b []byte) (string, []byte, error) {
-	if len(b) < 1 || len(b) < 1+int(b[0]) {
-		return "", nil, errors.New("node: entry data too short")
-	}
-	return string(b[1 : 1+b[0]]), b[1+b[0]:], nil
 }
 
 // newMirror loads the hard state and the journal into a core.
@@ -187,6 +171,21 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 	case err != nil:
 		return nil, fmt.Errorf("node: %w; this member needs a rebuild", err)
 	}
+	// The agent fenced this member while it was down: it never acts as
+	// primary in this epoch, and waits for the current primary (the core
+	// clears the flag when that primary's first append arrives).
+	if fence, err := readFenceMark(n.cfg.DataDir); err != nil {
+		return nil, err
+	} else if fence != nil && !hs.Fenced {
+		hs.Fenced = true
+		if err := statefile.Save(m.hsPath, hs); err != nil {
+			return nil, err
+		}
+		n.log.Warn("this member was fenced by its agent: it will rejoin as backup", "fenced_at", fence.At, "fenced_in_epoch", fence.Epoch)
+	}
+	if err := clearFenceMark(n.cfg.DataDir); err != nil {
+		return nil, err
+	}
 	m.savedHS = hs
 	m.core = failover.NewMember(cfg, hs, entries, 0)
 	m.publish()
@@ -210,15 +209,9 @@ func (m *mirror) loadJournal() ([]failover.Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		e := failover.Entry{Epoch: failover.Epoch(rec.Epoch), LSN: failover.LSN(rec.LSN)}
-		if rec.Type == journal.TypeEpochMarker {
-			_, prevEnd, err := journal.DecodeEpochMarker(rec.Payload)
-			if err != nil {
-				return nil, fmt.Errorf("node: epoch marker at LSN %d: %w", rec.LSN, err)
-			}
-			e.Marker, e.PrevEnd = true, failover.LSN(prevEnd)
-		} else {
-			e.Data = encodeEntryData(rec.Database, rec.Payload)
+		e, err := wire.EntryFromRecord(rec)
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
 		}
 		m.noteEpoch(rec.Epoch, rec.LSN)
 		out = append(out, e)
@@ -346,16 +339,9 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 			}
 		}
 		for _, e := range rd.Entries {
-			rec := journal.Record{Epoch: uint64(e.Epoch), LSN: uint64(e.LSN)}
-			if e.Marker {
-				rec.Type = journal.TypeEpochMarker
-				rec.Payload = journal.EncodeEpochMarker(m.epochAt(uint64(e.PrevEnd)), uint64(e.PrevEnd))
-			} else {
-				db, payload, err := decodeEntryData(e.Data)
-				if err != nil {
-					return m.fatal("bad entry", err)
-				}
-				rec.Type, rec.Database, rec.Payload = journal.TypeData, db, payload
+			rec, err := wire.RecordFromEntry(e, m.epochAt(uint64(e.PrevEnd)))
+			if err != nil {
+				return m.fatal("bad entry", err)
 			}
 			p, err := m.j.EnqueueRecord(rec)
 			if err != nil {

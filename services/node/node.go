@@ -145,6 +145,10 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 		return nil, err
 	}
 	n.mirror = m
+	if err := writePIDFile(cfg.DataDir); err != nil {
+		n.Close()
+		return nil, err
+	}
 	n.seq = sequencer.New(m, n.store, n.applier)
 	m.seq = n.seq
 	if m.core.IsPrimary() {
