@@ -16,6 +16,7 @@ import (
 
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/services/agent"
 	"github.com/tandemhealth/tandem/services/arbiter"
 	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/dev"
@@ -31,6 +32,8 @@ Usage:
   tandem arbiter --cluster FILE run the arbiter of every tier in the cluster file
   tandem arbiter seed --cluster FILE --tier T --primary A --backup B
                                 write the genesis record of a new tier (refuses over an existing one)
+  tandem agent --cluster FILE --member NAME
+                                run the agent beside a failover member (liveness, fencing, journal hand-over)
   tandem ctl COMMAND --cluster FILE
                                 the administrator's CLI (tandem ctl help)
   tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
@@ -56,6 +59,8 @@ func main() {
 		err = runArbiter(ctx, os.Args[2:])
 	case "ctl":
 		err = ctl.Main(ctx, os.Args[2:], os.Stdout)
+	case "agent":
+		err = runAgent(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -168,6 +173,30 @@ func runArbiter(ctx context.Context, args []string) error {
 	s, err := arbiter.New(f, log)
 	if err != nil {
 		log.Error("arbiter failed to start", "err", err)
+		return err
+	}
+	return s.Run(ctx)
+}
+
+func runAgent(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", "", "cluster file (YAML)")
+	member := fs.String("member", "", "the failover member on this host")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *clusterPath == "" || *member == "" {
+		return errors.New("--cluster FILE and --member NAME are required")
+	}
+	f, err := cluster.Load(*clusterPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(os.Stderr, *level).With("service", "agent", "member", *member)
+	s, err := agent.New(f, *member, log)
+	if err != nil {
+		log.Error("agent failed to start", "err", err)
 		return err
 	}
 	return s.Run(ctx)

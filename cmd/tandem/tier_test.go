@@ -47,7 +47,7 @@ func startTier(t *testing.T) *tier {
 		return ln.Addr().String()
 	}
 	tr := &tier{t: t, dir: dir, cluster: filepath.Join(dir, "cluster.yaml"), procs: map[string]*exec.Cmd{}, proxies: map[string]*proxy{}}
-	addr := map[string]string{"arbiter": port(), "a": port(), "b": port()}
+	addr := map[string]string{"arbiter": port(), "a": port(), "b": port(), "agent-a": port(), "agent-b": port()}
 	links := map[string]string{}
 	for _, l := range [][2]string{{"a", "b"}, {"b", "a"}, {"a", "arbiter"}, {"b", "arbiter"}} {
 		p := newProxy(t, addr[l[1]])
@@ -59,7 +59,7 @@ func startTier(t *testing.T) *tier {
 		testQoS, filepath.Join(dir, "ca"), addr["arbiter"], filepath.Join(dir, "arbiter"))
 	for _, m := range []string{"a", "b"} {
 		y += fmt.Sprintf("      - {name: %s, role: failover, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
-			m, addr[m], port(), filepath.Join(dir, m), port())
+			m, addr[m], port(), filepath.Join(dir, m), addr["agent-"+m])
 	}
 	y += "    links:\n"
 	for k, v := range links {
@@ -78,9 +78,9 @@ func startTier(t *testing.T) *tier {
 	if out, err := exec.Command(binary, "arbiter", "seed", "--cluster", tr.cluster, "--tier", "records", "--primary", "a", "--backup", "b").CombinedOutput(); err != nil {
 		t.Fatalf("seed: %v\n%s", err, out)
 	}
-	tr.start("arbiter")
-	tr.start("a")
-	tr.start("b")
+	for _, p := range []string{"arbiter", "a", "b", "agent-a", "agent-b"} {
+		tr.start(p)
+	}
 	t.Cleanup(func() {
 		for name, c := range tr.procs {
 			if c.ProcessState == nil {
@@ -106,6 +106,8 @@ func (tr *tier) start(name string) {
 	args := []string{"node", "--cluster", tr.cluster, "--member", name}
 	if name == "arbiter" {
 		args = []string{"arbiter", "--cluster", tr.cluster}
+	} else if m, ok := strings.CutPrefix(name, "agent-"); ok {
+		args = []string{"agent", "--cluster", tr.cluster, "--member", m}
 	}
 	logf, err := os.OpenFile(filepath.Join(tr.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -275,6 +277,34 @@ func TestKillPrimaryUnderWrites(t *testing.T) {
 	tr.waitFor("a back as backup", 20*time.Second, func() bool { return tr.status("a") == "backup" && tr.epoch("a") == 2 })
 	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
 	tr.checkAcked("a", acked)
+}
+
+// TestKillPrimaryAndArbiterTakeoverThroughAgent: the backup loses the
+// primary and the arbiter at once; it takes over only because the
+// primary's agent fenced the primary and handed over its journal tail, and
+// every acknowledged write survives. The fenced primary comes back as backup.
+func TestKillPrimaryAndArbiterTakeoverThroughAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	stop := make(chan struct{})
+	wait := tr.writers(8, stop)
+	time.Sleep(700 * time.Millisecond)
+	tr.kill9("arbiter")
+	tr.kill9("a")
+	tr.waitFor("b primary through the agent", 30*time.Second, func() bool { return tr.status("b") == "primary" && tr.epoch("b") == 2 })
+	if _, err := os.Stat(filepath.Join(tr.dir, "a", "FENCED")); err != nil {
+		t.Fatalf("a's data directory carries no fence mark: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	acked, failed := wait()
+	t.Logf("%d writes acknowledged, %d failed attempts", len(acked), failed)
+	tr.checkAcked("b", acked)
+	tr.start("a")
+	tr.waitFor("a back as backup", 30*time.Second, func() bool { return tr.status("a") == "backup" && tr.epoch("a") == 2 })
+	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
 }
 
 // TestKillBackupUnderWrites (issue 4, b): the backup killed and restarted
@@ -470,4 +500,3 @@ func tailFile(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-

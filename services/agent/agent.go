@@ -1,0 +1,223 @@
+// Package agent runs the agent that sits beside a failover member on its
+// host: it tells whether the member runs, fences it on the partner's
+// request (kills the process and marks its data directory so it cannot
+// come back as primary), and hands over the member's journal tail from disk
+// so the partner can take over without losing what the member committed.
+//
+// One goroutine owns the failover.Agent core (the loop in Run): persist the
+// agent's state, then send, then act. The agent answers a fence request
+// only after the member is dead and the mark is durable.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/mirror/journal"
+	"github.com/tandemhealth/tandem/mirror/statefile"
+	"github.com/tandemhealth/tandem/mirror/transport"
+	"github.com/tandemhealth/tandem/mirror/wire"
+	"github.com/tandemhealth/tandem/services/arbiter"
+	"github.com/tandemhealth/tandem/services/node"
+)
+
+// Server is a running agent.
+type Server struct {
+	log       *slog.Logger
+	tier      string
+	member    cluster.Member
+	id        failover.ID
+	core      *failover.Agent
+	hub       *transport.Hub
+	statePath string
+	health    *http.Client
+	inbox     chan failover.Message
+}
+
+// New prepares the agent of member in the cluster file.
+func New(f *cluster.File, member string, log *slog.Logger) (*Server, error) {
+	var tier cluster.Tier
+	var me cluster.Member
+	found := false
+	for _, t := range f.Tiers {
+		if m, ok := t.Member(member); ok {
+			tier, me, found = t, m, true
+		}
+	}
+	if !found || me.Role != cluster.RoleFailover {
+		return nil, fmt.Errorf("agent: %q is not a failover member in the cluster file", member)
+	}
+	var peer string
+	for _, m := range tier.Members {
+		if m.Role == cluster.RoleFailover && m.Name != member {
+			peer = m.Name
+		}
+	}
+	id := failover.ID("agent-" + member)
+	s := &Server{log: log, tier: tier.Name, member: me, id: id, inbox: make(chan failover.Message, 256),
+		statePath: filepath.Join(filepath.Dir(filepath.Clean(me.DataDir)), string(id)+".json")}
+	var st failover.AgentState
+	if err := statefile.Load(s.statePath, &st); err != nil && !errors.Is(err, statefile.ErrNotExist) {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	s.core = failover.NewAgent(failover.AgentConfig{ID: id, Member: failover.ID(member), Peer: failover.ID(peer)}, st)
+	creds, err := f.Credentials(string(id))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := transport.Listen(me.Agent.Address, creds.ServerConfig())
+	if err != nil {
+		return nil, fmt.Errorf("%w (field agent.address of member %s)", err, member)
+	}
+	s.hub = transport.NewHub(ln, log)
+	s.health = &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{TLSClientConfig: creds.ClientConfig("")}}
+	return s, nil
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		s.hub.Run(ctx, func(peer string, tm transport.Message) error {
+			if tm.Tier != s.tier {
+				return fmt.Errorf("message for tier %q", tm.Tier)
+			}
+			m, err := wire.Decode(tm)
+			if err != nil {
+				return err
+			}
+			s.inbox <- m
+			return nil
+		})
+	}()
+	defer func() { cancel(); <-hubDone }()
+	s.log.Info("agent serving", "member", s.member.Name, "addr", s.member.Agent.Address)
+	ticker := time.NewTicker(2 * arbiter.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.Info("agent stopped")
+			return nil
+		case <-ticker.C:
+			up := s.memberUp(ctx)
+			fenced := node.FenceMarked(s.member.DataDir)
+			if err := s.handle(ctx, s.core.Step(failover.Message{Type: failover.MsgMemberStatus, From: s.id, To: s.id, Up: up, Fenced: fenced})); err != nil {
+				return err
+			}
+		case m := <-s.inbox:
+			if err := s.handle(ctx, s.core.Step(m)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// memberUp: the member answers its health endpoint.
+func (s *Server) memberUp(ctx context.Context) bool {
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+s.member.HTTP+"/healthz", nil)
+	resp, err := s.health.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (s *Server) handle(ctx context.Context, rd failover.Ready) error {
+	if rd.AgentState != nil {
+		if err := statefile.Save(s.statePath, *rd.AgentState); err != nil {
+			return fmt.Errorf("agent: persist state: %w", err)
+		}
+	}
+	for _, m := range rd.Messages {
+		tm, err := wire.Encode(s.tier, m)
+		if err == nil {
+			err = s.hub.Send(string(m.To), tm)
+		}
+		if err != nil && !errors.Is(err, transport.ErrNoConn) {
+			s.log.Warn("send failed", "to", string(m.To), "err", err)
+		}
+	}
+	for _, e := range rd.Events {
+		s.log.Info("agent "+e.Kind, "detail", e.Detail)
+	}
+	for _, a := range rd.Actions {
+		if a.Kind != failover.ActFence {
+			continue
+		}
+		done, err := s.fence()
+		if err != nil {
+			// Not fenced: answer nothing; the partner asks again.
+			s.log.Error("fence failed; the partner will not take over through this agent", "member", s.member.Name, "err", err)
+			continue
+		}
+		if err := s.handle(ctx, s.core.Step(done)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fence kills the member, marks its data directory, and reads its journal
+// and epoch from disk for the partner.
+func (s *Server) fence() (failover.Message, error) {
+	killed, err := node.KillMember(s.member.DataDir, s.member.Name, 10*time.Second)
+	if err != nil {
+		return failover.Message{}, err
+	}
+	var hs failover.HardState
+	if err := statefile.Load(filepath.Join(s.member.DataDir, "hardstate.json"), &hs); err != nil {
+		return failover.Message{}, fmt.Errorf("member hard state: %w", err)
+	}
+	if err := node.WriteFenceMark(s.member.DataDir, node.FenceMark{At: time.Now().UTC(), Epoch: uint64(hs.Epoch), By: string(s.id)}); err != nil {
+		return failover.Message{}, err
+	}
+	entries, err := readJournal(filepath.Join(s.member.DataDir, "journal"))
+	if err != nil {
+		return failover.Message{}, fmt.Errorf("member journal: %w", err)
+	}
+	s.log.Warn("member fenced", "member", s.member.Name, "killed_running_process", killed, "epoch", hs.Epoch, "journal_last_lsn", len(entries))
+	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: hs.Epoch, Entries: entries}, nil
+}
+
+// readJournal opens the fenced member's journal (its lock is free: the
+// process is dead) and returns every record as core entries.
+func readJournal(dir string) ([]failover.Entry, error) {
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	r, err := j.NewReader(j.FirstLSN())
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []failover.Entry
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		e, err := wire.EntryFromRecord(rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+}
