@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -166,9 +168,13 @@ func TestNodeRejectsBadConfigNamingTheField(t *testing.T) {
 	}
 }
 
-// TestDevStartsAndStopsEverything: `tandem dev` starts the node, lists it in
-// endpoints.json, and on Ctrl-C stops it.
+// TestDevStartsAndStopsEverything: `tandem dev` starts the arbiter, a
+// failover pair and their agents, lists them in endpoints.json, answers
+// through the CA it names, and on Ctrl-C stops every process.
 func TestDevStartsAndStopsEverything(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
 	dir := t.TempDir()
 	port := freePort(t)
 	var out bytes.Buffer
@@ -180,9 +186,10 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	var ep struct {
+		CA        string
 		Processes []struct {
-			Name, URL string
-			PID       int
+			Name, Kind, URL string
+			PID             int
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -196,27 +203,65 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	node := ep.Processes[0]
-	resp := waitHTTP(t, node.URL+"/mirror/status")
-	resp.Body.Close()
-	if syscall.Kill(node.PID, 0) != nil {
-		t.Fatalf("node pid %d from endpoints.json is not running", node.PID)
+	kinds := map[string]int{}
+	for _, p := range ep.Processes {
+		kinds[p.Kind]++
+		if syscall.Kill(p.PID, 0) != nil {
+			t.Fatalf("%s (pid %d) from endpoints.json is not running", p.Name, p.PID)
+		}
+	}
+	if kinds["arbiter"] != 1 || kinds["node"] != 2 || kinds["agent"] != 2 {
+		t.Fatalf("processes %v, want an arbiter, two nodes, two agents", kinds)
+	}
+	caPEM, err := os.ReadFile(ep.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	primaries := 0
+	for _, p := range ep.Processes {
+		if p.Kind != "node" {
+			continue
+		}
+		var st struct{ Status string }
+		for i := 0; ; i++ {
+			resp, err := client.Get(p.URL + "/mirror/status")
+			if err != nil {
+				t.Fatal(err)
+			}
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if st.Status == "primary" || st.Status == "backup" || i > 100 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if st.Status == "primary" {
+			primaries++
+		}
+	}
+	if primaries != 1 {
+		t.Fatalf("%d primaries", primaries)
 	}
 
 	cmd.Process.Signal(os.Interrupt)
 	if err := waitExit(t, cmd, 30*time.Second); err != nil {
 		t.Fatalf("dev exit: %v\n%s", err, out.String())
 	}
-	for range 50 {
-		if syscall.Kill(node.PID, 0) != nil {
-			break
+	for _, p := range ep.Processes {
+		for range 50 {
+			if syscall.Kill(p.PID, 0) != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
+		if syscall.Kill(p.PID, 0) == nil {
+			t.Fatalf("%s (pid %d) still running after dev stopped", p.Name, p.PID)
+		}
 	}
-	if syscall.Kill(node.PID, 0) == nil {
-		t.Fatalf("node %d still running after dev stopped", node.PID)
-	}
-	if !strings.Contains(out.String(), node.URL) {
-		t.Fatalf("dev did not print the node URL:\n%s", out.String())
+	if !strings.Contains(out.String(), "ctl status") {
+		t.Fatalf("dev did not print how to use it:\n%s", out.String())
 	}
 }

@@ -3,7 +3,8 @@
 // data under one directory (by default .tandem/dev), and stops when the
 // parent is interrupted.
 //
-// It grows with the platform; today it starts one data node. It must never
+// It grows with the platform; today it starts a tier: the arbiter, a
+// failover pair of data nodes and an agent beside each. It must never
 // leave a child running after it returns, and never reports a process as
 // up before that process answered its health endpoint.
 package dev
@@ -23,6 +24,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/mirror/failover"
+	"github.com/tandemhealth/tandem/mirror/transport"
+	"github.com/tandemhealth/tandem/services/arbiter"
 )
 
 // Options configure a dev platform.
@@ -47,6 +53,8 @@ type Process struct {
 // Endpoints is the content of endpoints.json, rewritten at every start.
 type Endpoints struct {
 	StartedAt time.Time `json:"started_at"`
+	Cluster   string    `json:"cluster"` // the cluster file every process started from
+	CA        string    `json:"ca"`      // the development CA's certificate
 	Processes []Process `json:"processes"`
 }
 
@@ -74,35 +82,68 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("dev: %w", err)
 		}
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", o.BasePort)
-	if err := portFree(addr); err != nil {
-		return fmt.Errorf("dev: %s is in use (is another `make dev` running? stop it, or pick other ports with --port): %w", addr, err)
-	}
-	cfgPath := filepath.Join(dir, "node-a.yaml")
-	if err := writeNodeConfig(cfgPath, "records", "a", addr, filepath.Join(dir, "node-a")); err != nil {
+	clusterPath := filepath.Join(dir, "cluster.yaml")
+	if err := writeClusterFile(clusterPath, dir, o.BasePort); err != nil {
 		return err
 	}
-
-	var children []*child
-	defer func() { stopAll(children, o.Log) }()
-
-	c, err := start(o.Binary, Process{Name: "node-a", Kind: "node", URL: "http://" + addr, Config: cfgPath,
-		Log: filepath.Join(dir, "logs", "node-a.log")}, "node", "--config", cfgPath)
+	f, err := cluster.Load(clusterPath)
+	if err != nil {
+		return fmt.Errorf("dev: %w (fix or delete it to get a fresh one)", err)
+	}
+	for _, addr := range listenAddrs(f) {
+		if err := portFree(addr); err != nil {
+			return fmt.Errorf("dev: %s is in use (is another `make dev` running? stop it, or pick other ports with --port): %w", addr, err)
+		}
+	}
+	// One CA for every child, created before any of them starts.
+	if _, err := transport.EnsureDevCA(f.TLS.DevCADir); err != nil {
+		return err
+	}
+	t := f.Tiers[0]
+	if err := arbiter.Seed(f.Arbiter.DataDir, t.Name, failover.ID(t.Members[0].Name), failover.ID(t.Members[1].Name)); err != nil &&
+		!strings.Contains(err.Error(), "already has a record") {
+		return err
+	}
+	creds, err := f.Credentials("operator")
 	if err != nil {
 		return err
 	}
-	children = append(children, c)
-	if err := waitHealthy(ctx, c, 60*time.Second); err != nil {
+	probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: creds.ClientConfig("")}}
+
+	var children []*child
+	defer func() { stopAll(children, o.Log) }()
+	launch := func(name, kind, url string, healthy func() bool, args ...string) error {
+		c, err := start(o.Binary, Process{Name: name, Kind: kind, URL: url, Config: clusterPath,
+			Log: filepath.Join(dir, "logs", name+".log")}, args...)
+		if err != nil {
+			return err
+		}
+		children = append(children, c)
+		return waitHealthy(ctx, c, 60*time.Second, healthy)
+	}
+	if err := launch("arbiter", "arbiter", "tls://"+f.Arbiter.Address, tlsUp(f.Arbiter.Address, creds), "arbiter", "--cluster", clusterPath); err != nil {
 		return err
 	}
+	for _, m := range t.Members {
+		url := "https://" + m.HTTP
+		if err := launch("node-"+m.Name, "node", url, httpUp(probe, url+"/healthz"), "node", "--cluster", clusterPath, "--member", m.Name); err != nil {
+			return err
+		}
+		if m.Role == cluster.RoleFailover {
+			if err := launch("agent-"+m.Name, "agent", "tls://"+m.Agent.Address, tlsUp(m.Agent.Address, creds), "agent", "--cluster", clusterPath, "--member", m.Name); err != nil {
+				return err
+			}
+		}
+	}
 
-	ep := Endpoints{StartedAt: time.Now().UTC()}
+	ep := Endpoints{StartedAt: time.Now().UTC(), Cluster: clusterPath, CA: filepath.Join(f.TLS.DevCADir, "ca.pem")}
 	for _, c := range children {
 		ep.Processes = append(ep.Processes, c.Process)
 	}
 	if err := writeJSONAtomic(filepath.Join(dir, "endpoints.json"), ep); err != nil {
 		return err
 	}
+
 	printSummary(o.Out, dir, ep)
 
 	exited := make(chan string, len(children))
@@ -118,6 +159,65 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	case name := <-exited:
 		return fmt.Errorf("dev: %s exited unexpectedly; its log: %s", name, filepath.Join(dir, "logs", name+".log"))
+	}
+}
+
+// writeClusterFile writes the dev cluster file on first start (a second
+// start keeps it, and the data it points to): one tier, a failover pair,
+// the arbiter and an agent per member, on loopback ports from base.
+func writeClusterFile(path, dir string, base int) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	addr := func(off int) string { return fmt.Sprintf("127.0.0.1:%d", base+off) }
+	y := fmt.Sprintf(`# Written by tandem dev on first start; kept across restarts.
+qos: 2s
+tls:
+  dev_ca_dir: %[1]s/ca
+arbiter:
+  address: %[2]s
+  data_dir: %[1]s/arbiter
+tiers:
+  - name: records
+    members:
+      - {name: a, role: failover, http: %[3]q, address: %[4]q, data_dir: %[1]s/a, agent: {address: %[5]q}}
+      - {name: b, role: failover, http: %[6]q, address: %[7]q, data_dir: %[1]s/b, agent: {address: %[8]q}}
+`, dir, addr(99), addr(0), addr(10), addr(20), addr(1), addr(11), addr(21))
+	return os.WriteFile(path, []byte(y), 0o600)
+}
+
+func listenAddrs(f *cluster.File) []string {
+	out := []string{f.Arbiter.Address}
+	for _, t := range f.Tiers {
+		for _, m := range t.Members {
+			out = append(out, m.HTTP, m.Address, m.Agent.Address)
+		}
+	}
+	return out
+}
+
+// tlsUp completes a mutual-TLS handshake with the operator's certificate.
+func tlsUp(addr string, creds transport.Credentials) func() bool {
+	return func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := transport.Dial(ctx, addr, creds.ClientConfig(""))
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+}
+
+func httpUp(client *http.Client, url string) func() bool {
+	return func() bool {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	}
 }
 
@@ -147,17 +247,9 @@ func start(binary string, p Process, args ...string) (*child, error) {
 	return c, nil
 }
 
-func waitHealthy(ctx context.Context, c *child, limit time.Duration) error {
+func waitHealthy(ctx context.Context, c *child, limit time.Duration, healthy func() bool) error {
 	deadline := time.Now().Add(limit)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get(c.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
+	for !healthy() {
 		select {
 		case err := <-c.exited:
 			return fmt.Errorf("dev: %s exited during start (%v); last lines of %s:\n%s", c.Name, err, c.Log, tail(c.Log, 15))
@@ -169,6 +261,7 @@ func waitHealthy(ctx context.Context, c *child, limit time.Duration) error {
 			return fmt.Errorf("dev: %s not healthy after %s; see %s", c.Name, limit, c.Log)
 		}
 	}
+	return nil
 }
 
 // stopAll sends SIGTERM to every child, in reverse start order, and kills
@@ -191,20 +284,6 @@ func stopAll(children []*child, log *slog.Logger) {
 	}
 }
 
-func writeNodeConfig(path, tier, member, listen, dataDir string) error {
-	cfg := fmt.Sprintf(`# Written by tandem dev; edit freely, it is kept across restarts.
-tier: %s
-member: %s
-role: failover
-listen: %s
-data_dir: %s
-`, tier, member, listen, dataDir)
-	if _, err := os.Stat(path); err == nil {
-		return nil // keep the user's edits and the data it points to
-	}
-	return os.WriteFile(path, []byte(cfg), 0o600)
-}
-
 func writeJSONAtomic(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -219,13 +298,21 @@ func writeJSONAtomic(path string, v any) error {
 
 func printSummary(w io.Writer, dir string, ep Endpoints) {
 	fmt.Fprintf(w, "\nTandem dev platform is up (data in %s)\n\n", dir)
-	fmt.Fprintf(w, "  %-8s %-6s %-28s %s\n", "PROCESS", "PID", "URL", "LOG")
+	fmt.Fprintf(w, "  %-9s %-7s %-30s %s\n", "PROCESS", "PID", "ADDRESS", "LOG")
 	for _, p := range ep.Processes {
-		fmt.Fprintf(w, "  %-8s %-6d %-28s %s\n", p.Name, p.PID, p.URL, p.Log)
+		fmt.Fprintf(w, "  %-9s %-7d %-30s %s\n", p.Name, p.PID, p.URL, p.Log)
 	}
-	node := ep.Processes[0].URL
-	fmt.Fprintf(w, "\nTry:\n  curl -s %s/mirror/status\n  curl -s %s/healthz\n", node, node)
-	fmt.Fprintf(w, "\nEvery process, pid and URL: %s\nPress Ctrl-C to stop everything.\n", filepath.Join(dir, "endpoints.json"))
+	var node string
+	for _, p := range ep.Processes {
+		if p.Kind == "node" && node == "" {
+			node = p.URL
+		}
+	}
+	fmt.Fprintf(w, "\nTry:\n")
+	fmt.Fprintf(w, "  ./bin/tandem ctl status --cluster %s\n", ep.Cluster)
+	fmt.Fprintf(w, "  ./bin/tandem ctl put records fhir Patient/1 hello --cluster %s\n", ep.Cluster)
+	fmt.Fprintf(w, "  curl --cacert %s %s/mirror/status\n", ep.CA, node)
+	fmt.Fprintf(w, "\nEvery process, pid and address: %s\nPress Ctrl-C to stop everything.\n", filepath.Join(dir, "endpoints.json"))
 }
 
 func portFree(addr string) error {
