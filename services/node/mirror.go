@@ -351,13 +351,28 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 			last = p
 		}
 	}
+	var out []failover.Message
+	for _, rd := range batch {
+		out = append(out, rd.Messages...)
+	}
+	out = coalesce(out)
+	// Appends leave before the local fsync completes, so the backup's fsync
+	// overlaps ours. Safe: a write is acknowledged only when the core has
+	// the backup's answer, which this loop reads after the wait below, so
+	// never before the record is durable here too. Everything else (the
+	// backup's acknowledgements above all) leaves after the fsync.
+	for _, msg := range out {
+		if msg.Type == failover.MsgAppend {
+			m.send(msg)
+		}
+	}
 	if last != nil {
 		if err := last.Wait(ctx); err != nil {
 			return m.fatal("journal write failed", err)
 		}
 	}
-	for _, rd := range batch {
-		for _, msg := range rd.Messages {
+	for _, msg := range out {
+		if msg.Type != failover.MsgAppend {
 			m.send(msg)
 		}
 	}
@@ -374,6 +389,38 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 		}
 	}
 	return nil
+}
+
+// coalesce merges, within one batch, consecutive appends to the same peer
+// whose entries follow on (one frame instead of one per client write), and
+// consecutive acknowledgements to the same peer (a later match covers an
+// earlier one). The merged message carries the later one's header fields,
+// exactly what the peer would have ended with after both.
+func coalesce(msgs []failover.Message) []failover.Message {
+	out := msgs[:0:0]
+	last := map[failover.ID]int{} // peer -> index in out of its latest message
+	for _, msg := range msgs {
+		i, ok := last[msg.To]
+		if ok {
+			p := &out[i]
+			switch {
+			case msg.Type == failover.MsgAppend && p.Type == failover.MsgAppend && p.Epoch == msg.Epoch &&
+				len(p.Entries) > 0 && p.PrevLSN+failover.LSN(len(p.Entries)) == msg.PrevLSN:
+				entries := append(p.Entries, msg.Entries...)
+				prev, prevEpoch := p.PrevLSN, p.PrevEpoch
+				*p = msg
+				p.Entries, p.PrevLSN, p.PrevEpoch = entries, prev, prevEpoch
+				continue
+			case msg.Type == failover.MsgAppendResp && p.Type == failover.MsgAppendResp && p.Epoch == msg.Epoch &&
+				!p.Reject && !msg.Reject && msg.Match >= p.Match:
+				*p = msg
+				continue
+			}
+		}
+		last[msg.To] = len(out)
+		out = append(out, msg)
+	}
+	return out
 }
 
 // truncate cuts the journal back to after, the fork point, first moving the
