@@ -146,19 +146,24 @@ func Run(ctx context.Context, o Options) error {
 
 	printSummary(o.Out, dir, ep)
 
-	exited := make(chan string, len(children))
+	exited := make(chan *child, len(children))
 	for _, c := range children {
 		go func(c *child) {
 			<-c.exited
-			exited <- c.Name
+			exited <- c
 		}(c)
 	}
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(o.Out, "\nstopping…")
-		return nil
-	case name := <-exited:
-		return fmt.Errorf("dev: %s exited unexpectedly; its log: %s", name, filepath.Join(dir, "logs", name+".log"))
+	// A child that dies is reported, not restarted: a failover is the point
+	// of a mirror, and it should be seen. The tier carries on without it.
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(o.Out, "\nstopping…")
+			return nil
+		case c := <-exited:
+			fmt.Fprintf(o.Out, "\n%s (pid %d) exited; the rest of the tier carries on. Its log: %s\nRestart it in another terminal with:\n  %s %s\n",
+				c.Name, c.PID, c.Log, o.Binary, strings.Join(c.cmd.Args[1:], " "))
+		}
 	}
 }
 
