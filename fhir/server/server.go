@@ -1,0 +1,653 @@
+// Package server is Tandem's FHIR R4 REST API (JSON, application/fhir+json):
+// create, read, vread, update (with create-on-update), versioned delete,
+// conditional create, If-Match, Prefer, instance/type/system history, a
+// small search (_id, identifier), batch and atomic transaction bundles,
+// Idempotency-Key, and /metadata. Every write is one sequencer Write (one
+// journal record) on the "fhir" database; reads come from the store. The
+// storage layout is documented in package fhir.
+//
+// The handler must never write outside the sequencer, never store anything
+// for a request that fails, never re-marshal a stored resource on a read,
+// and never put resource content (PHI) in an error, a log line or an
+// OperationOutcome beyond the location of the problem.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandemhealth/tandem/fhir"
+	"github.com/tandemhealth/tandem/mirror/journal"
+	"github.com/tandemhealth/tandem/mirror/sequencer"
+)
+
+// ContentType is the media type of every response body.
+const ContentType = "application/fhir+json; charset=utf-8"
+
+// Sequencer is the writer order the server writes through
+// (*sequencer.Sequencer).
+type Sequencer interface {
+	Write(ctx context.Context, db string, fn sequencer.WriteFunc) (uint64, error)
+}
+
+// Store is what the server reads (*store.Store).
+type Store interface {
+	Get(db string, key []byte) ([]byte, bool, error)
+	Scan(db string, prefix []byte, fn func(key, value []byte) bool) error
+}
+
+var _ Sequencer = (*sequencer.Sequencer)(nil)
+
+// Options configure a Server. Zero values mean the defaults.
+type Options struct {
+	// BasePath is where the handler is mounted (e.g. "/fhir"). It is removed
+	// from request paths when present and prefixed to Location headers and
+	// bundle links.
+	BasePath string
+	// MaxBodyBytes bounds a request body; larger ones get 413. Default 16 MiB.
+	MaxBodyBytes int64
+	// DefaultCount and MaxCount bound history and search pages (50, 1000).
+	DefaultCount, MaxCount int
+	// Now is the clock for meta.lastUpdated; default time.Now.
+	Now func() time.Time
+	// NewID makes server-assigned ids; default a random UUID.
+	NewID func() string
+	// Logger receives internal errors (never resource content); default slog.Default().
+	Logger *slog.Logger
+	// Parser is a shared parser; default a new one.
+	Parser *fhir.Parser
+}
+
+// Server is the FHIR REST handler.
+type Server struct {
+	seq  Sequencer
+	st   Store
+	opts Options
+	p    *fhir.Parser
+	meta []byte // CapabilityStatement
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a Server writing through seq and reading from st.
+func New(seq Sequencer, st Store, opts Options) (*Server, error) {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 16 << 20
+	}
+	if opts.DefaultCount <= 0 {
+		opts.DefaultCount = 50
+	}
+	if opts.MaxCount <= 0 {
+		opts.MaxCount = 1000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.NewID == nil {
+		opts.NewID = newUUID
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	opts.BasePath = strings.TrimRight(opts.BasePath, "/")
+	p := opts.Parser
+	if p == nil {
+		var err error
+		if p, err = fhir.NewParser(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{seq: seq, st: st, opts: opts, p: p}
+	s.meta = capabilityStatement(p.Types(), opts.Now())
+	return s, nil
+}
+
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func (s *Server) get(key []byte) ([]byte, bool, error) { return s.st.Get(fhir.Database, key) }
+
+func (s *Server) now() time.Time { return s.opts.Now().UTC().Truncate(time.Millisecond) }
+
+// response is what an interaction answers; it is also what an
+// Idempotency-Key stores.
+type response struct {
+	Status       int    `json:"status"`
+	Location     string `json:"location,omitempty"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"lastModified,omitempty"`
+	Body         []byte `json:"body,omitempty"`
+	Fingerprint  string `json:"fp,omitempty"`
+}
+
+func (s *Server) send(w http.ResponseWriter, r *response) {
+	h := w.Header()
+	if r.Location != "" {
+		h.Set("Location", r.Location)
+	}
+	if r.ETag != "" {
+		h.Set("ETag", r.ETag)
+	}
+	if r.LastModified != "" {
+		h.Set("Last-Modified", r.LastModified)
+	}
+	if r.Body != nil {
+		h.Set("Content-Type", ContentType)
+		h.Set("Content-Length", strconv.Itoa(len(r.Body)))
+	}
+	w.WriteHeader(r.Status)
+	if r.Body != nil {
+		w.Write(r.Body)
+	}
+}
+
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	fe := fhir.AsError(err)
+	if fe.Status >= 500 {
+		var own *fhir.Error
+		if !errors.As(err, &own) {
+			s.opts.Logger.Error("fhir: internal error", "err", err)
+		}
+	}
+	s.send(w, &response{Status: fe.Status, Body: fe.Outcome()})
+}
+
+// ServeHTTP routes a FHIR REST request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if s.opts.BasePath != "" && (path == s.opts.BasePath || strings.HasPrefix(path, s.opts.BasePath+"/")) {
+		path = path[len(s.opts.BasePath):]
+	}
+	path = strings.Trim(path, "/")
+	var seg []string
+	if path != "" {
+		seg = strings.Split(path, "/")
+	}
+	allow := func(methods ...string) bool {
+		for _, m := range methods {
+			if r.Method == m {
+				return true
+			}
+		}
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		s.fail(w, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", "method not allowed here"))
+		return false
+	}
+	switch {
+	case len(seg) == 0:
+		if allow(http.MethodPost) {
+			s.bundle(w, r)
+		}
+		return
+	case len(seg) == 1 && seg[0] == "metadata":
+		if allow(http.MethodGet) {
+			s.send(w, &response{Status: http.StatusOK, Body: s.meta})
+		}
+		return
+	case len(seg) == 1 && seg[0] == "_history":
+		if allow(http.MethodGet) {
+			s.history(w, r, "", "")
+		}
+		return
+	}
+	typ := seg[0]
+	if !s.p.IsType(typ) {
+		s.fail(w, fhir.Errorf(http.StatusNotFound, "not-supported", "unknown resource type or path"))
+		return
+	}
+	if len(seg) > 1 && !strings.HasPrefix(seg[1], "_") && !fhir.ValidID(seg[1]) {
+		s.fail(w, fhir.Errorf(http.StatusBadRequest, "invalid", "invalid resource id in the URL"))
+		return
+	}
+	switch {
+	case len(seg) == 1:
+		if allow(http.MethodGet, http.MethodPost) {
+			if r.Method == http.MethodGet {
+				s.searchType(w, r, typ)
+			} else {
+				s.create(w, r, typ)
+			}
+		}
+	case len(seg) == 2 && seg[1] == "_history":
+		if allow(http.MethodGet) {
+			s.history(w, r, typ, "")
+		}
+	case len(seg) == 2 && !strings.HasPrefix(seg[1], "_"):
+		if allow(http.MethodGet, http.MethodPut, http.MethodDelete) {
+			switch r.Method {
+			case http.MethodGet:
+				s.read(w, typ, seg[1], 0)
+			case http.MethodPut:
+				s.update(w, r, typ, seg[1])
+			default:
+				s.delete(w, r, typ, seg[1])
+			}
+		}
+	case len(seg) == 3 && seg[2] == "_history":
+		if allow(http.MethodGet) {
+			s.history(w, r, typ, seg[1])
+		}
+	case len(seg) == 4 && seg[2] == "_history":
+		if allow(http.MethodGet) {
+			vid, err := fhir.ParseVersionID(seg[3])
+			if err != nil {
+				s.fail(w, fhir.Errorf(http.StatusNotFound, "not-found", "no such version"))
+				return
+			}
+			s.read(w, typ, seg[1], vid)
+		}
+	default:
+		s.fail(w, fhir.Errorf(http.StatusNotFound, "not-supported", "unknown path"))
+	}
+}
+
+// body reads a request body within the size limit, after checking its
+// media type.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, *fhir.Error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/fhir+json" && mt != "application/json" && mt != "application/json+fhir") {
+			return nil, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type must be application/fhir+json")
+		}
+	}
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		return nil, tooLarge(s.opts.MaxBodyBytes)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(s.opts.MaxBodyBytes)
+		}
+		return nil, fhir.Errorf(http.StatusBadRequest, "structure", "could not read the request body")
+	}
+	if len(b) == 0 {
+		return nil, fhir.Errorf(http.StatusBadRequest, "required", "request body is empty")
+	}
+	return b, nil
+}
+
+func tooLarge(n int64) *fhir.Error {
+	return fhir.Errorf(http.StatusRequestEntityTooLarge, "too-long", fmt.Sprintf("request body exceeds %d bytes", n))
+}
+
+// prefer is the return preference of a request.
+type prefer int
+
+const (
+	preferDefault prefer = iota
+	preferMinimal
+	preferRepresentation
+	preferOutcome
+)
+
+func parsePrefer(h http.Header) prefer {
+	for _, v := range h.Values("Prefer") {
+		for _, part := range strings.Split(v, ",") {
+			part = strings.TrimSpace(part)
+			switch strings.ToLower(part) {
+			case "return=minimal":
+				return preferMinimal
+			case "return=representation":
+				return preferRepresentation
+			case "return=operationoutcome":
+				return preferOutcome
+			}
+		}
+	}
+	return preferDefault
+}
+
+// result is the outcome of one interaction on one resource.
+type result struct {
+	status  int
+	typ, id string
+	ver     *fhir.Version // the version created, matched or read; nil for a no-op delete
+	message string        // for Prefer: return=OperationOutcome
+}
+
+func (s *Server) location(typ, id string, vid uint64) string {
+	return s.opts.BasePath + "/" + typ + "/" + id + "/_history/" + strconv.FormatUint(vid, 10)
+}
+
+// render turns a result into an HTTP response under a preference.
+func (s *Server) render(res *result, pref prefer) *response {
+	out := &response{Status: res.status}
+	if res.ver != nil {
+		out.ETag = res.ver.ETag()
+		out.LastModified = res.ver.LastUpdated.Format(http.TimeFormat)
+		if res.status == http.StatusCreated {
+			out.Location = s.location(res.typ, res.id, res.ver.VersionID)
+		}
+	}
+	switch {
+	case pref == preferOutcome:
+		out.Body = fhir.OperationOutcome(fhir.Issue{Severity: "information", Code: "informational", Diagnostics: res.message})
+	case pref == preferMinimal || res.ver == nil || res.ver.Deleted() || res.status == http.StatusNoContent:
+		if res.status == http.StatusOK && res.ver != nil && res.ver.Deleted() {
+			out.Status = http.StatusNoContent
+		}
+	default:
+		out.Body = res.ver.JSON
+	}
+	return out
+}
+
+// idem is an Idempotency-Key on a write.
+type idem struct {
+	key         []byte // storage key
+	fingerprint string
+}
+
+func idemFor(r *http.Request, body []byte) (*idem, *fhir.Error) {
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return nil, nil
+	}
+	if len(k) > 255 {
+		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", "Idempotency-Key longer than 255 characters")
+	}
+	kh := sha256.Sum256([]byte(k))
+	h := sha256.New()
+	io.WriteString(h, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery+"\n")
+	for _, name := range []string{"If-Match", "If-None-Exist"} {
+		io.WriteString(h, name+": "+r.Header.Get(name)+"\n")
+	}
+	h.Write(body)
+	return &idem{key: fhir.IdempotencyKey(hex.EncodeToString(kh[:])), fingerprint: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// replay is returned by a WriteFunc to answer without writing: a stored
+// Idempotency-Key result or an interaction that changes nothing.
+type replay struct{ resp *response }
+
+func (r *replay) Error() string { return "fhir: replay" }
+
+// commit runs fn as one sequencer Write: the idempotency check, the
+// interaction, and the storing of its result under the key, all together.
+func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*response, error)) (*response, error) {
+	var out *response
+	_, err := s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
+		t := newTxn(v, s.now())
+		if id != nil {
+			b, ok, err := t.get(id.key)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				var prev response
+				if err := json.Unmarshal(b, &prev); err != nil {
+					return nil, fmt.Errorf("fhir: idempotency record: %w", fhir.ErrBadRecord)
+				}
+				if prev.Fingerprint != id.fingerprint {
+					return nil, fhir.Errorf(http.StatusUnprocessableEntity, "business-rule", "Idempotency-Key was already used for a different request")
+				}
+				prev.Fingerprint = ""
+				return nil, &replay{&prev}
+			}
+		}
+		resp, err := fn(t)
+		if err != nil {
+			return nil, err
+		}
+		out = resp
+		if id != nil {
+			rec := *resp
+			rec.Fingerprint = id.fingerprint
+			b, err := json.Marshal(&rec)
+			if err != nil {
+				return nil, err
+			}
+			t.set(id.key, b)
+		}
+		if t.empty() {
+			return nil, &replay{resp}
+		}
+		return t.ops()
+	})
+	var rp *replay
+	switch {
+	case errors.As(err, &rp):
+		return rp.resp, nil
+	case err == nil:
+		return out, nil
+	}
+	var fe *fhir.Error
+	if errors.As(err, &fe) {
+		return nil, fe
+	}
+	if errors.Is(err, sequencer.ErrFailed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		s.opts.Logger.Error("fhir: write outcome unknown", "err", err)
+		return nil, fhir.Errorf(http.StatusServiceUnavailable, "transient", "the write may or may not have been stored; retry with the same Idempotency-Key")
+	}
+	return nil, err
+}
+
+// create is POST [type].
+func (s *Server) create(w http.ResponseWriter, r *http.Request, typ string) {
+	body, ferr := s.body(w, r)
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	res, ferr := s.parse(body, typ, "")
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	var cond url.Values
+	if h := r.Header.Get("If-None-Exist"); h != "" {
+		q, err := url.ParseQuery(strings.TrimPrefix(h, "?"))
+		if err != nil {
+			s.fail(w, fhir.Errorf(http.StatusBadRequest, "invalid", "If-None-Exist is not a query string"))
+			return
+		}
+		cond = q
+	}
+	id, ferr := idemFor(r, body)
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	newID := s.opts.NewID()
+	pref := parsePrefer(r.Header)
+	resp, err := s.commit(r.Context(), id, func(t *txn) (*response, error) {
+		out, err := s.doCreate(t, typ, newID, res, cond, "If-None-Exist")
+		if err != nil {
+			return nil, err
+		}
+		return s.render(out, pref), nil
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.send(w, resp)
+}
+
+// parse validates body as a resource of type typ (and id, when given).
+func (s *Server) parse(body []byte, typ, id string) (*fhir.Resource, *fhir.Error) {
+	res, ferr := s.p.ParseAs(body, typ)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if id != "" && res.ID != id {
+		if res.ID == "" {
+			return nil, fhir.Errorf(http.StatusBadRequest, "required", "an update needs the resource id in the body", "id")
+		}
+		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", "id in the body does not match the URL", "id")
+	}
+	return res, nil
+}
+
+func (s *Server) doCreate(t *txn, typ, id string, res *fhir.Resource, cond url.Values, expr string) (*result, error) {
+	if cond != nil {
+		ids, ferr := search(t.get, typ, cond, expr)
+		if ferr != nil {
+			return nil, ferr
+		}
+		switch len(ids) {
+		case 0:
+		case 1:
+			cur, _, err := current(t.get, typ, ids[0])
+			if err != nil {
+				return nil, err
+			}
+			return &result{status: http.StatusOK, typ: typ, id: ids[0], ver: cur, message: "a matching resource exists; nothing created"}, nil
+		default:
+			return nil, fhir.Errorf(http.StatusPreconditionFailed, "duplicate", fmt.Sprintf("conditional create matched %d resources", len(ids)), expr)
+		}
+	}
+	if cur, _, err := current(t.get, typ, id); err != nil {
+		return nil, err
+	} else if cur != nil {
+		return nil, fhir.Errorf(http.StatusConflict, "conflict", "server-assigned id already in use")
+	}
+	v, _, err := t.write(typ, id, fhir.KindCreated, res, precondition{})
+	if err != nil {
+		return nil, err
+	}
+	return &result{status: http.StatusCreated, typ: typ, id: id, ver: v, message: "created"}, nil
+}
+
+func (s *Server) doUpdate(t *txn, typ, id string, res *fhir.Resource, pre precondition) (*result, error) {
+	v, prev, err := t.write(typ, id, fhir.KindUpdated, res, pre)
+	if err != nil {
+		return nil, err
+	}
+	if prev == nil || prev.Deleted() {
+		return &result{status: http.StatusCreated, typ: typ, id: id, ver: v, message: "created"}, nil
+	}
+	return &result{status: http.StatusOK, typ: typ, id: id, ver: v, message: "updated"}, nil
+}
+
+func (s *Server) doDelete(t *txn, typ, id string, pre precondition) (*result, error) {
+	cur, _, err := current(t.get, typ, id)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil || cur.Deleted() {
+		if pre.set && (cur == nil || pre.any || pre.vid != cur.VersionID) {
+			return nil, pre.check(nil)
+		}
+		return &result{status: http.StatusNoContent, typ: typ, id: id, message: "nothing to delete"}, nil
+	}
+	v, _, err := t.write(typ, id, fhir.KindDeleted, nil, pre)
+	if err != nil {
+		return nil, err
+	}
+	return &result{status: http.StatusNoContent, typ: typ, id: id, ver: v, message: "deleted"}, nil
+}
+
+// update is PUT [type]/[id].
+func (s *Server) update(w http.ResponseWriter, r *http.Request, typ, id string) {
+	body, ferr := s.body(w, r)
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	pre, ferr := parseIfMatch(r.Header.Get("If-Match"), "")
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	res, ferr := s.parse(body, typ, id)
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	ik, ferr := idemFor(r, body)
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	pref := parsePrefer(r.Header)
+	resp, err := s.commit(r.Context(), ik, func(t *txn) (*response, error) {
+		out, err := s.doUpdate(t, typ, id, res, pre)
+		if err != nil {
+			return nil, err
+		}
+		return s.render(out, pref), nil
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.send(w, resp)
+}
+
+// delete is DELETE [type]/[id].
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, typ, id string) {
+	pre, ferr := parseIfMatch(r.Header.Get("If-Match"), "")
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	ik, ferr := idemFor(r, nil)
+	if ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
+	pref := parsePrefer(r.Header)
+	resp, err := s.commit(r.Context(), ik, func(t *txn) (*response, error) {
+		out, err := s.doDelete(t, typ, id, pre)
+		if err != nil {
+			return nil, err
+		}
+		if pref == preferOutcome {
+			return s.render(out, pref), nil
+		}
+		return s.render(out, preferMinimal), nil
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.send(w, resp)
+}
+
+// read is GET [type]/[id] (vid 0) and GET [type]/[id]/_history/[vid].
+func (s *Server) read(w http.ResponseWriter, typ, id string, vid uint64) {
+	var v *fhir.Version
+	var err error
+	if vid == 0 {
+		v, _, err = current(s.get, typ, id)
+	} else {
+		v, err = version(s.get, typ, id, vid)
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if v == nil {
+		s.fail(w, fhir.Errorf(http.StatusNotFound, "not-found", "resource not found"))
+		return
+	}
+	if v.Deleted() {
+		w.Header().Set("ETag", v.ETag())
+		s.fail(w, fhir.Errorf(http.StatusGone, "deleted", "resource deleted"))
+		return
+	}
+	s.send(w, &response{Status: http.StatusOK, ETag: v.ETag(), LastModified: v.LastUpdated.Format(http.TimeFormat), Body: v.JSON})
+}
