@@ -500,3 +500,57 @@ func tailFile(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestFHIRSurvivesFailover: a FHIR transaction bundle from Synthea written
+// on the primary is read back, byte for byte, from the new primary after a
+// kill -9 of the old one.
+func TestFHIRSurvivesFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	bundles, _ := filepath.Glob("../../../shared/testdata/synthea/*.json")
+	if len(bundles) == 0 {
+		t.Skip("no Synthea bundles in ../shared/testdata")
+	}
+	tr := startTier(t)
+	body, err := os.ReadFile(bundles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		Entry []struct {
+			Response struct{ Status, Location string }
+		}
+	}
+	if err := tr.client.Do(context.Background(), "POST", "a", "/fhir", body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Entry) == 0 {
+		t.Fatal("empty transaction response")
+	}
+	want := map[string][]byte{}
+	for _, e := range resp.Entry {
+		loc := e.Response.Location
+		if i := strings.Index(loc, "/_history"); i >= 0 {
+			loc = loc[:i]
+		}
+		loc = strings.TrimPrefix(loc, "/fhir/")
+		var b []byte
+		if err := tr.client.Do(context.Background(), "GET", "a", "/fhir/"+loc, nil, &b); err != nil {
+			t.Fatalf("read %s on the primary: %v", loc, err)
+		}
+		want[loc] = b
+	}
+	tr.kill9("a")
+	tr.waitFor("b primary", 20*time.Second, func() bool { return tr.status("b") == "primary" })
+	for loc, w := range want {
+		var b []byte
+		if err := tr.client.Do(context.Background(), "GET", "b", "/fhir/"+loc, nil, &b); err != nil {
+			t.Fatalf("read %s on the new primary: %v", loc, err)
+		}
+		if string(b) != string(w) {
+			t.Fatalf("%s differs after failover", loc)
+		}
+	}
+	t.Logf("%d resources of %s read back identical from the new primary", len(want), filepath.Base(bundles[0]))
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 
+	fhirserver "github.com/tandemhealth/tandem/fhir/server"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
@@ -74,6 +75,16 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"database": r.PathValue("db"), "sha256": hex.EncodeToString(h[:]), "applied_lsn": n.store.DatabaseLSNs()[r.PathValue("db")]})
 	}))
+	// FHIR R4 on this member. Until bearer tokens with SMART scopes land
+	// (the access issue), /fhir is served only to the operator's client
+	// certificate: never open to anyone who can reach the port.
+	fhirSrv, err := fhirserver.New(n.seq, n.store, fhirserver.Options{BasePath: "/fhir", Logger: n.log})
+	if err != nil {
+		n.log.Error("FHIR server not mounted", "err", err)
+	} else {
+		mux.Handle("/fhir/", admin(fhirSrv.ServeHTTP))
+		mux.Handle("/fhir", admin(fhirSrv.ServeHTTP))
+	}
 	mux.HandleFunc("POST /admin/no-failover", admin(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Set bool `json:"set"`

@@ -370,16 +370,22 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// mkdirDurable creates dir if needed and fsyncs its parent, so the
-// directory entry itself survives a power loss.
+// mkdirDurable creates dir and any missing parents, fsyncing the parent of
+// each directory it creates, so the whole path survives a power loss.
 func mkdirDurable(dir string) error {
+	dir = filepath.Clean(dir)
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	parent, err := os.Open(filepath.Dir(filepath.Clean(dir)))
+	parent, err := os.Open(filepath.Dir(dir))
 	if err != nil {
 		return err
 	}
