@@ -6,7 +6,7 @@ SEEDS ?= 500
 FUZZTIME ?= 60s
 
 # The cores: fast unit tests, no processes, no Temporal.
-CORE_PKGS := ./mirror/... ./services/node/...
+CORE_PKGS := ./mirror/... ./services/... ./fhir/...
 
 .PHONY: help build check test lint bench dev sim fuzz clean
 
