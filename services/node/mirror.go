@@ -351,30 +351,22 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 			last = p
 		}
 	}
-	var out []failover.Message
-	for _, rd := range batch {
-		out = append(out, rd.Messages...)
-	}
-	out = coalesce(out)
-	// Appends leave before the local fsync completes, so the backup's fsync
-	// overlaps ours. Safe: a write is acknowledged only when the core has
-	// the backup's answer, which this loop reads after the wait below, so
-	// never before the record is durable here too. Everything else (the
-	// backup's acknowledgements above all) leaves after the fsync.
-	for _, msg := range out {
-		if msg.Type == failover.MsgAppend {
-			m.send(msg)
-		}
-	}
 	if last != nil {
 		if err := last.Wait(ctx); err != nil {
 			return m.fatal("journal write failed", err)
 		}
 	}
-	for _, msg := range out {
-		if msg.Type != failover.MsgAppend {
-			m.send(msg)
-		}
+	// Journal records leave only once they are durable here. Shipping them
+	// before the fsync would overlap the two disks, but a primary that
+	// crashed before its fsync and restarted in the same epoch would write a
+	// different record at an (epoch, LSN) its backup already holds (the spin
+	// model's SHIP_BEFORE_FSYNC mutant is exactly that).
+	var out []failover.Message
+	for _, rd := range batch {
+		out = append(out, rd.Messages...)
+	}
+	for _, msg := range coalesce(out) {
+		m.send(msg)
 	}
 	for _, rd := range batch {
 		for _, a := range rd.Actions {
