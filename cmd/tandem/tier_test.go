@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/statefile"
+	"github.com/tandemhealth/tandem/mirror/transport"
+	"github.com/tandemhealth/tandem/mirror/wire"
 	"github.com/tandemhealth/tandem/services/ctl"
 )
 
@@ -553,4 +556,85 @@ func TestFHIRSurvivesFailover(t *testing.T) {
 		}
 	}
 	t.Logf("%d resources of %s read back identical from the new primary", len(want), filepath.Base(bundles[0]))
+}
+
+// TestBadPeersAreRefused: a peer with a certificate from another CA, a
+// corrupted frame and a message from a stale epoch are each refused, with a
+// logged reason or a counted rejection, and change nothing.
+func TestBadPeersAreRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	if err := tr.put(context.Background(), "a", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	before := tr.memberStatus("a")
+	me, _ := tr.file.Tiers[0].Member("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Another CA: the handshake fails.
+	other, err := transport.EnsureDevCA(filepath.Join(tr.dir, "other-ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := other.Issue("b")
+	ours, _ := transport.EnsureDevCA(filepath.Join(tr.dir, "ca"))
+	if c, err := transport.Dial(ctx, me.Address, transport.Credentials{Cert: cert, Roots: ours.Pool()}.ClientConfig("")); err == nil {
+		c.Send(transport.Message{Type: 1, Tier: "records", From: "b"})
+		if _, err := c.Recv(); err == nil {
+			t.Fatal("a accepted a peer from another CA")
+		}
+		c.Close()
+	}
+
+	// Our CA, b's identity, a frame with a flipped bit: the connection is cut.
+	creds, _ := tr.file.Credentials("b")
+	c, err := transport.Dial(ctx, me.Address, creds.ClientConfig(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, _ := wire.Encode("records", failover.Message{Type: failover.MsgAppendResp, From: "b", To: "a", Epoch: 1, Match: 1 << 40})
+	frame, _ := transport.AppendFrame(nil, tm)
+	frame[len(frame)-3] ^= 0x10
+	raw, err := tls.Dial("tcp", me.Address, creds.ClientConfig(hostOf(me.Address)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Write(frame)
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := raw.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a kept a connection that sent a corrupted frame")
+	}
+	raw.Close()
+
+	// A message from a stale epoch (0) is counted and ignored.
+	tm, _ = wire.Encode("records", failover.Message{Type: failover.MsgAppend, From: "b", To: "a", Epoch: 0, PrevLSN: 1})
+	if err := c.Send(tm); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	tr.waitFor("stale epoch counted", 5*time.Second, func() bool {
+		rej, _ := tr.memberStatus("a")["rejected_input"].(map[string]any)
+		return rej != nil && rej["stale_epoch"].(float64) >= 1
+	})
+	after := tr.memberStatus("a")
+	if after["status"] != "primary" || after["epoch"] != before["epoch"] {
+		t.Fatalf("bad input changed a: %v -> %v", before["status"], after["status"])
+	}
+	if v, err := tr.get("a", "k"); err != nil || v != "v" {
+		t.Fatalf("data changed: %q %v", v, err)
+	}
+	log, _ := os.ReadFile(filepath.Join(tr.dir, "a.log"))
+	for _, want := range []string{"connection refused", "checksum mismatch"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("a's log does not say %q", want)
+		}
+	}
+}
+
+func hostOf(addr string) string {
+	h, _, _ := net.SplitHostPort(addr)
+	return h
 }

@@ -685,7 +685,10 @@ func (m *mirror) readFrom(c *transport.Conn) {
 	for {
 		tm, err := c.Recv()
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, transport.ErrBadFrame) || errors.Is(err, transport.ErrForged):
+				m.log.Warn("peer cut off", "peer", c.Peer(), "reason", err.Error())
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				m.log.Debug("connection closed", "peer", c.Peer(), "reason", err.Error())
 			}
 			return
