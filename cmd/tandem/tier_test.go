@@ -41,19 +41,26 @@ const testQoS = time.Second
 func startTier(t *testing.T) *tier {
 	t.Helper()
 	dir := t.TempDir()
-	port := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	used := map[string]bool{}
+	port := func() string { // a free loopback port, distinct from every other of this tier
+		for {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := ln.Addr().String()
+			ln.Close()
+			if !used[a] {
+				used[a] = true
+				return a
+			}
 		}
-		defer ln.Close()
-		return ln.Addr().String()
 	}
 	tr := &tier{t: t, dir: dir, cluster: filepath.Join(dir, "cluster.yaml"), procs: map[string]*exec.Cmd{}, proxies: map[string]*proxy{}}
 	addr := map[string]string{"arbiter": port(), "a": port(), "b": port(), "agent-a": port(), "agent-b": port()}
 	links := map[string]string{}
 	for _, l := range [][2]string{{"a", "b"}, {"b", "a"}, {"a", "arbiter"}, {"b", "arbiter"}} {
-		p := newProxy(t, addr[l[1]])
+		p := newProxy(t, port(), addr[l[1]])
 		name := l[0] + "->" + l[1]
 		tr.proxies[name] = p
 		links[name] = p.addr
@@ -436,8 +443,8 @@ type proxy struct {
 	conns []net.Conn
 }
 
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newProxy(t *testing.T, listen, target string) *proxy {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}
