@@ -1,0 +1,942 @@
+package failover
+
+import "fmt"
+
+// MemberConfig configures a Member core. Timeouts are in ticks.
+type MemberConfig struct {
+	ID        ID
+	Peer      ID   // the other failover member (for an async: unused)
+	PeerAgent ID   // the agent on the peer's host
+	Arbiter   ID   // the arbiter
+	Asyncs    []ID // async members the primary ships the journal to
+	Failover  []ID // async only: the two failover members it accepts the journal from
+	Async     bool // this member is an async (never primary, acks never count)
+
+	QoS       Tick // missing acks/heartbeats for longer than this = lost
+	Heartbeat Tick // primary heartbeat and arbiter ping interval
+	Retry     Tick // resend interval for arbiter / agent requests
+	MaxBatch  int  // max entries per append (0 = 64)
+
+	// Mutations: TEST ONLY deliberate bugs (zero value = correct).
+	Mutations *Mutations
+}
+
+func (c MemberConfig) withDefaults() MemberConfig {
+	if c.QoS == 0 {
+		c.QoS = 10
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 2
+	}
+	if c.Retry == 0 {
+		c.Retry = 3
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 64
+	}
+	if c.Mutations == nil {
+		c.Mutations = &Mutations{}
+	}
+	return c
+}
+
+// pendingReq is the member's current arbiter request. The member acts only on
+// an answer whose (Op, Seen) match it.
+type pendingReq struct {
+	op     ArbiterOp
+	seen   Version
+	lsn    LSN
+	sentAt Tick
+}
+
+// Member is the deterministic core of one mirror member (failover member in
+// primary or backup role, or an async). It holds the journal as the core
+// sees it (log) and its durable HardState; everything else is volatile and
+// rebuilt after a restart.
+type Member struct {
+	cfg MemberConfig
+	hs  HardState
+	log []Entry // log[i] has LSN i+1; mirrors the durable journal once Ready is persisted
+	now Tick
+
+	// volatile
+	status         Status
+	commit         LSN
+	match          LSN // backup's durable match in our epoch
+	next           LSN // next LSN to send to the backup
+	asyncMatch     []LSN
+	lastBackupAck  Tick
+	lastPrimaryMsg Tick
+	lastArbiter    Tick
+	lastHeartbeat  Tick
+	peerArbiter    bool
+	troubleSince   Tick
+	aloneConsent   bool // may commit without the backup's acks
+	pending        *pendingReq
+	agentModeSeq   uint64 // primary: ModeSeq proposed for agent mode (0 = none)
+	draining       bool
+	handoverLSN    LSN
+	handoverSentAt Tick
+	agentQueryAt   Tick
+	agentQuerySent bool
+	primaryLast    LSN
+	align          Alignment
+	counters       Counters
+	started        Tick
+
+	rd Ready
+}
+
+// NewMember restarts a member from its durable state: hs and the durable
+// journal entries (LSN 1..n). Volatile state starts empty; a primary starts
+// in-trouble until the backup acks or the arbiter consents again.
+func NewMember(cfg MemberConfig, hs HardState, journal []Entry, now Tick) *Member {
+	cfg = cfg.withDefaults()
+	m := &Member{cfg: cfg, hs: hs, now: now, started: now,
+		lastBackupAck: now, lastPrimaryMsg: now, lastArbiter: now - cfg.QoS - 1,
+		align: Alignment{Aligned: true}}
+	m.log = append([]Entry(nil), journal...)
+	m.asyncMatch = make([]LSN, len(cfg.Asyncs))
+	m.next = m.lastLSN() + 1
+	m.hs.Losses = append([]DataLoss(nil), hs.Losses...)
+	if cfg.Async {
+		m.hs.Role = RoleAsync
+	}
+	m.troubleSince = now
+	if m.hs.Role == RolePrimary && !m.hs.Fenced && !m.hs.SteppedDown && !m.hs.BackupActive && m.hs.Mode == ModeAgent {
+		// the backup has promised (durably) to take over only through our agent
+		m.aloneConsent = true
+	}
+	m.status = m.computeStatus()
+	return m
+}
+
+// Accessors (read-only views for shells, tests and the simulation).
+
+func (m *Member) ID() ID { return m.cfg.ID }
+func (m *Member) HardState() HardState {
+	hs := m.hs
+	hs.Losses = append([]DataLoss(nil), m.hs.Losses...)
+	return hs
+}
+func (m *Member) Status() Status       { return m.status }
+func (m *Member) Epoch() Epoch         { return m.hs.Epoch }
+func (m *Member) LastLSN() LSN         { return m.lastLSN() }
+func (m *Member) Commit() LSN          { return m.commit }
+func (m *Member) Counters() Counters   { return m.counters }
+func (m *Member) Journal() []Entry     { return append([]Entry(nil), m.log...) }
+func (m *Member) IsPrimary() bool      { return m.actingPrimary() }
+func (m *Member) Alignment() Alignment { return m.align }
+
+func (m *Member) lastLSN() LSN { return LSN(len(m.log)) }
+func (m *Member) epochAt(l LSN) Epoch {
+	if l == 0 || l > m.lastLSN() {
+		return 0
+	}
+	return m.log[l-1].Epoch
+}
+
+// actingPrimary: durable role primary, not fenced, not stepped down.
+func (m *Member) actingPrimary() bool {
+	return m.hs.Role == RolePrimary && !m.hs.Fenced && !m.hs.SteppedDown
+}
+
+func (m *Member) take() Ready {
+	m.status = m.computeStatus()
+	rd := m.rd
+	m.rd = Ready{}
+	return rd
+}
+
+func (m *Member) persist() {
+	hs := m.hs
+	hs.Losses = append([]DataLoss(nil), m.hs.Losses...)
+	m.rd.HardState = &hs
+}
+
+func (m *Member) send(msg Message) {
+	msg.From = m.cfg.ID
+	if msg.Type == MsgArbiterReq {
+		msg.Session = m.hs.ArbiterSession
+	}
+	if msg.Epoch == 0 {
+		msg.Epoch = m.hs.Epoch
+	}
+	m.rd.Messages = append(m.rd.Messages, msg)
+}
+
+func (m *Member) act(a Action) { m.rd.Actions = append(m.rd.Actions, a) }
+
+func (m *Member) event(kind, format string, args ...any) {
+	m.rd.Events = append(m.rd.Events, Event{Kind: kind, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (m *Member) appendEntries(es ...Entry) {
+	m.log = append(m.log, es...)
+	m.rd.Entries = append(m.rd.Entries, es...)
+}
+
+func (m *Member) truncate(after LSN, quarantine bool) {
+	if after >= m.lastLSN() {
+		return
+	}
+	if quarantine {
+		m.event("quarantine", "records %d..%d moved to quarantine", after+1, m.lastLSN())
+	}
+	m.log = m.log[:after]
+	// entries appended earlier in this Ready beyond `after` are dropped too
+	kept := m.rd.Entries[:0]
+	for _, e := range m.rd.Entries {
+		if e.LSN <= after {
+			kept = append(kept, e)
+		}
+	}
+	m.rd.Entries = kept
+	if m.rd.Truncate == nil || m.rd.Truncate.After > after {
+		m.rd.Truncate = &Truncate{After: after, Quarantine: quarantine}
+	}
+	if m.commit > after {
+		m.commit = after
+	}
+	if m.match > after {
+		m.match = after
+	}
+}
+
+func (m *Member) computeStatus() Status {
+	switch {
+	case m.cfg.Async:
+		return StatusAsync
+	case m.hs.Role == RolePrimary && m.hs.Fenced:
+		return StatusWaiting
+	case m.hs.Role == RolePrimary && (m.hs.SteppedDown || m.draining):
+		return StatusTransition
+	case m.hs.Role == RolePrimary:
+		if m.inTrouble() {
+			return StatusInTrouble
+		}
+		return StatusPrimary
+	}
+	return StatusBackup
+}
+
+// inTrouble: the primary may not commit on its own authority and has no
+// recent acks from an active backup.
+func (m *Member) inTrouble() bool {
+	if !m.actingPrimary() {
+		return false
+	}
+	if m.hs.BackupActive {
+		return m.now-m.lastBackupAck > m.cfg.QoS
+	}
+	return !m.aloneConsent || m.pending != nil && m.pending.op == OpBackupActive
+}
+
+// Step feeds one message to the core.
+func (m *Member) Step(msg Message) Ready {
+	if msg.Type == MsgInvalid || msg.Type >= msgTypeEnd {
+		m.counters.UnknownType++
+		m.event("reject", "unknown message type %d from %s", msg.Type, msg.From)
+		return m.take()
+	}
+	before := m.status
+	switch msg.Type {
+	case MsgPropose:
+		m.onPropose(msg)
+	case MsgAppend:
+		m.onAppend(msg)
+	case MsgAppendResp:
+		m.onAppendResp(msg)
+	case MsgArbiterResp:
+		m.onArbiterResp(msg)
+	case MsgAgentResp:
+		m.onAgentResp(msg)
+	case MsgHandover:
+		m.onHandover(msg)
+	case MsgSetNoFailover, MsgPlannedFailover, MsgForcePromote, MsgSetAlignment:
+		m.onOperator(msg)
+	default:
+		m.counters.UnknownType++
+		m.event("reject", "message type %v not handled by a member (from %s)", msg.Type, msg.From)
+		return m.take()
+	}
+	m.afterChange(before)
+	return m.take()
+}
+
+// Tick advances the core's notion of time to now and runs its timers.
+func (m *Member) Tick(now Tick) Ready {
+	if now > m.now {
+		m.now = now
+	}
+	before := m.status
+	if !m.cfg.Async {
+		if m.actingPrimary() {
+			m.tickPrimary()
+		} else if m.hs.Role == RolePrimary && m.hs.SteppedDown {
+			m.tickSteppedDown()
+		} else {
+			m.tickBackup()
+		}
+	}
+	m.afterChange(before)
+	return m.take()
+}
+
+// afterChange advances the commit point and emits Stop/StartCommitting on
+// in-trouble transitions.
+func (m *Member) afterChange(before Status) {
+	if m.actingPrimary() {
+		m.advanceCommit()
+	}
+	after := m.computeStatus()
+	if before != StatusInTrouble && after == StatusInTrouble {
+		m.troubleSince = m.now
+		m.act(Action{Kind: ActStopCommitting, Epoch: m.hs.Epoch})
+		m.event("in-trouble", "epoch %d: backup acks missing, may not commit", m.hs.Epoch)
+	} else if before == StatusInTrouble && after == StatusPrimary {
+		m.act(Action{Kind: ActStartCommitting, Epoch: m.hs.Epoch})
+		m.event("commit-resumed", "epoch %d", m.hs.Epoch)
+	}
+	m.status = after
+}
+
+// ---------------------------------------------------------------- primary
+
+func (m *Member) onPropose(msg Message) {
+	if !m.actingPrimary() || m.draining {
+		m.act(Action{Kind: ActRejectWrite, Epoch: m.hs.Epoch})
+		return
+	}
+	e := Entry{Epoch: m.hs.Epoch, LSN: m.lastLSN() + 1, Data: append([]byte(nil), msg.Data...)}
+	m.appendEntries(e)
+	m.sendAppends(false)
+}
+
+// canCommitAlone: no backup ack needed. Never while a CAS that would record
+// the backup active (OpBackupActive, OpArbiterMode) may still be applied.
+func (m *Member) canCommitAlone() bool {
+	return m.actingPrimary() && !m.hs.BackupActive && m.aloneConsent &&
+		(m.pending == nil || (m.pending.op != OpBackupActive && m.pending.op != OpArbiterMode))
+}
+
+func (m *Member) advanceCommit() {
+	c := m.commit
+	switch {
+	case m.cfg.Mutations.AckBeforeBackup:
+		c = m.lastLSN() // MUTATION (a)
+	case m.canCommitAlone():
+		c = m.lastLSN()
+	case m.match > c:
+		c = m.match
+	}
+	if c > m.lastLSN() {
+		c = m.lastLSN()
+	}
+	if c > m.commit {
+		m.commit = c
+		m.act(Action{Kind: ActAckClients, Epoch: m.hs.Epoch, UpTo: c})
+	}
+}
+
+// maxInFlight bounds the append batches shipped to the backup at once.
+const maxInFlight = 16
+
+func (m *Member) sendAppends(heartbeat bool) {
+	if heartbeat {
+		m.next = m.match + 1
+	}
+	if m.next <= m.lastLSN() || heartbeat {
+		// Ship up to maxInFlight batches; next follows what was really sent,
+		// so a backlog longer than MaxBatch is not skipped until the next
+		// heartbeat (the rest goes with the next append or heartbeat).
+		for i := 0; i < maxInFlight; i++ {
+			msg := m.appendFor(m.cfg.Peer, m.next)
+			m.send(msg)
+			m.next = msg.PrevLSN + LSN(len(msg.Entries)) + 1
+			if m.next > m.lastLSN() {
+				break
+			}
+		}
+	}
+	for i, a := range m.cfg.Asyncs {
+		from := m.asyncMatch[i] + 1
+		if heartbeat || from <= m.lastLSN() {
+			m.send(m.appendFor(a, from))
+		}
+	}
+	if heartbeat {
+		m.lastHeartbeat = m.now
+	}
+}
+
+func (m *Member) appendFor(to ID, from LSN) Message {
+	if from == 0 {
+		from = 1
+	}
+	if from > m.lastLSN()+1 {
+		from = m.lastLSN() + 1
+	}
+	prev := from - 1
+	end := m.lastLSN()
+	if int(end-prev) > m.cfg.MaxBatch {
+		end = prev + LSN(m.cfg.MaxBatch)
+	}
+	es := append([]Entry(nil), m.log[prev:end]...)
+	mode, seq := m.hs.Mode, m.hs.ModeSeq
+	if m.agentModeSeq > seq {
+		mode, seq = ModeAgent, m.agentModeSeq
+	}
+	return Message{Type: MsgAppend, To: to, PrevLSN: prev, PrevEpoch: m.epochAt(prev), Entries: es,
+		Commit: m.commit, LastLSN: m.lastLSN(), Mode: mode, ModeSeq: seq, BackupActive: m.hs.BackupActive}
+}
+
+func (m *Member) onAppendResp(msg Message) {
+	fromPeer := msg.From == m.cfg.Peer
+	ai := -1
+	for i, a := range m.cfg.Asyncs {
+		if a == msg.From {
+			ai = i
+		}
+	}
+	if !fromPeer && ai < 0 {
+		m.counters.Forged++
+		m.event("reject", "append response from non-member %s", msg.From)
+		return
+	}
+	if msg.Epoch > m.hs.Epoch {
+		m.adoptEpoch(msg.Epoch, "append response")
+		return
+	}
+	if msg.Epoch < m.hs.Epoch {
+		m.counters.StaleEpoch++
+		return
+	}
+	if !m.actingPrimary() {
+		return
+	}
+	if ai >= 0 {
+		if msg.Reject {
+			m.asyncMatch[ai] = msg.Hint
+		} else if msg.Match > m.asyncMatch[ai] {
+			m.asyncMatch[ai] = msg.Match
+		}
+		return
+	}
+	m.lastBackupAck = m.now
+	m.peerArbiter = msg.ArbiterContact
+	if msg.Reject {
+		if msg.Hint < m.match {
+			m.match = msg.Hint
+		}
+		m.next = msg.Hint + 1
+		m.send(m.appendFor(m.cfg.Peer, m.next))
+		m.next = m.lastLSN() + 1
+		return
+	}
+	if msg.Match > m.match && msg.Match <= m.lastLSN() {
+		m.match = msg.Match
+	}
+	// entering agent mode: the backup has persisted its promise
+	if m.agentModeSeq != 0 && msg.Mode == ModeAgent && msg.ModeSeq == m.agentModeSeq {
+		m.hs.Mode, m.hs.ModeSeq = ModeAgent, m.agentModeSeq
+		m.agentModeSeq = 0
+		m.persist()
+		m.event("mode", "epoch %d: agent-controlled (backup promised)", m.hs.Epoch)
+	}
+}
+
+func (m *Member) arbiterContact() bool { return m.now-m.lastArbiter <= m.cfg.QoS }
+
+func (m *Member) ask(op ArbiterOp, lsn LSN) {
+	m.pending = &pendingReq{op: op, seen: m.hs.Known.Version, lsn: lsn, sentAt: m.now}
+	m.sendAsk()
+}
+
+func (m *Member) sendAsk() {
+	p := m.pending
+	p.sentAt = m.now
+	m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: p.op, Seen: p.seen, LSN: p.lsn, Known: m.hs.Known})
+}
+
+func (m *Member) tickPrimary() {
+	if m.now-m.lastHeartbeat >= m.cfg.Heartbeat {
+		m.sendAppends(true)
+		if m.pending == nil {
+			m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: OpRead, Known: m.hs.Known})
+		}
+	}
+	if m.pending != nil && m.now-m.pending.sentAt >= m.cfg.Retry {
+		m.sendAsk()
+	}
+	backupOK := m.now-m.lastBackupAck <= m.cfg.QoS
+	caughtUp := backupOK && m.match >= m.lastLSN()
+
+	if m.hs.BackupActive {
+		if !backupOK {
+			if m.hs.Mode == ModeArbiter {
+				// ask the arbiter to record "backup no longer active at epoch e"
+				if m.pending == nil || m.pending.op != OpBackupInactive {
+					m.ask(OpBackupInactive, 0)
+					m.event("ask", "epoch %d: backup no longer active (CAS on %v)", m.hs.Epoch, m.hs.Known.Version)
+				}
+			} else if m.now-m.lastBackupAck >= 2*m.cfg.QoS {
+				// agent-controlled: the backup promised to use only our agent.
+				// Abandon a pending "arbiter-controlled, backup active" CAS: its
+				// answer is no longer acted on (the backup keeps its promise
+				// because we never announce arbiter mode for it).
+				if m.pending != nil && m.pending.op == OpArbiterMode {
+					m.pending = nil
+				}
+				m.hs.BackupActive = false
+				m.aloneConsent = true
+				m.persist()
+				m.event("alone", "epoch %d: agent-controlled, 2xQoS elapsed, continuing alone", m.hs.Epoch)
+			}
+		} else if m.hs.Mode == ModeArbiter && m.agentModeSeq == 0 && (!m.arbiterContact() || !m.peerArbiter) && m.now-m.started > m.cfg.QoS {
+			// lost the arbiter (or the backup did) but keep the backup: ask for the promise
+			m.agentModeSeq = m.hs.ModeSeq + 1
+			m.event("mode", "epoch %d: requesting agent-controlled mode", m.hs.Epoch)
+			m.send(m.appendFor(m.cfg.Peer, m.match+1))
+		} else if m.hs.Mode == ModeAgent && m.arbiterContact() && m.peerArbiter && caughtUp && m.pending == nil {
+			m.ask(OpArbiterMode, 0)
+		}
+	} else {
+		if !m.aloneConsent && m.pending == nil && m.hs.Mode == ModeArbiter {
+			// restarted (or consent unknown): burn any in-flight request with a fresh CAS
+			m.ask(OpBackupInactive, 0)
+		}
+		if caughtUp && m.pending == nil && !m.draining {
+			if m.hs.Mode == ModeArbiter {
+				if m.arbiterContact() {
+					m.ask(OpBackupActive, 0)
+				}
+			} else {
+				m.hs.BackupActive = true
+				m.aloneConsent = false
+				m.persist()
+				m.event("backup-active", "epoch %d: agent-controlled, backup active again", m.hs.Epoch)
+			}
+		}
+	}
+	if m.draining && caughtUp && m.commit >= m.lastLSN() && m.pending == nil {
+		// planned handover: everything is on the backup and committed
+		m.hs.SteppedDown = true
+		m.handoverLSN = m.lastLSN()
+		m.persist()
+		m.act(Action{Kind: ActStopCommitting, Epoch: m.hs.Epoch})
+		m.event("handover", "epoch %d: drained at %d, stepping down", m.hs.Epoch, m.handoverLSN)
+		if m.hs.Mode == ModeArbiter {
+			m.ask(OpHandover, m.handoverLSN)
+		} else {
+			m.sendHandover()
+		}
+	}
+}
+
+func (m *Member) sendHandover() {
+	m.handoverSentAt = m.now
+	m.send(Message{Type: MsgHandover, To: m.cfg.Peer, LSN: m.handoverLSN, Mode: m.hs.Mode})
+}
+
+func (m *Member) tickSteppedDown() {
+	if m.now-m.lastHeartbeat >= m.cfg.Heartbeat {
+		m.lastHeartbeat = m.now
+		m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: OpRead, Known: m.hs.Known})
+	}
+	if m.handoverLSN == 0 {
+		m.handoverLSN = m.lastLSN()
+	}
+	if m.pending != nil {
+		if m.now-m.pending.sentAt >= m.cfg.Retry {
+			m.sendAsk()
+		}
+		return
+	}
+	if m.hs.Mode == ModeArbiter && !(m.hs.Known.Version.Epoch == m.hs.Epoch+1 && m.hs.Known.Primary == m.cfg.Peer) {
+		m.ask(OpHandover, m.handoverLSN)
+		return
+	}
+	if m.now-m.handoverSentAt >= m.cfg.Retry {
+		m.sendHandover()
+	}
+}
+
+// --------------------------------------------------------------- backup
+
+func (m *Member) onAppend(msg Message) {
+	if m.cfg.Async {
+		ok := false
+		for _, f := range m.cfg.Failover {
+			ok = ok || f == msg.From
+		}
+		if !ok {
+			m.counters.Forged++
+			return
+		}
+	} else if msg.From != m.cfg.Peer {
+		m.counters.Forged++
+		m.event("reject", "append from %s, not the peer", msg.From)
+		return
+	}
+	if msg.Epoch < m.hs.Epoch {
+		m.counters.StaleEpoch++
+		m.send(Message{Type: MsgAppendResp, To: msg.From, Reject: true})
+		return
+	}
+	if msg.Epoch == m.hs.Epoch && m.actingPrimary() {
+		// two primaries in one epoch cannot happen: the sender forged its role
+		m.counters.Forged++
+		m.event("reject", "append from %s claiming primary in our epoch %d", msg.From, msg.Epoch)
+		return
+	}
+	if msg.Epoch == m.hs.Epoch && m.hs.Role == RolePrimary {
+		return // stepped down or fenced in this epoch: wait for the next
+	}
+	if msg.Epoch > m.hs.Epoch {
+		m.adoptEpoch(msg.Epoch, "append")
+		m.hs.Mode, m.hs.ModeSeq = msg.Mode, msg.ModeSeq
+		m.persist()
+	}
+	if m.hs.Asked.Valid && m.hs.Asked.Epoch == msg.Epoch && !m.cfg.Mutations.AckAfterTakeoverAsk {
+		return // asked for takeover: acknowledge nothing of the old epoch
+	}
+	m.lastPrimaryMsg = m.now
+	m.agentQuerySent = false
+	m.primaryLast = msg.LastLSN
+	if m.hs.Fenced && !m.cfg.Async {
+		// the primary of our epoch is talking to us: the fence did its job
+		m.hs.Fenced = false
+		m.persist()
+	}
+	if msg.ModeSeq > m.hs.ModeSeq && !m.cfg.Async {
+		// entering agent mode: persist the promise before confirming (same Ready)
+		m.hs.Mode, m.hs.ModeSeq = msg.Mode, msg.ModeSeq
+		m.persist()
+		m.event("mode", "epoch %d: %v (seq %d)", m.hs.Epoch, msg.Mode, msg.ModeSeq)
+	}
+	resp := Message{Type: MsgAppendResp, To: msg.From, Mode: m.hs.Mode, ModeSeq: m.hs.ModeSeq, ArbiterContact: m.arbiterContact()}
+	if msg.PrevLSN > m.lastLSN() || m.epochAt(msg.PrevLSN) != msg.PrevEpoch {
+		resp.Reject = true
+		resp.Hint = min(m.lastLSN(), msg.PrevLSN-1)
+		if msg.PrevLSN == 0 {
+			resp.Hint = 0
+		}
+		m.send(resp)
+		return
+	}
+	for i, e := range msg.Entries {
+		if e.LSN <= m.lastLSN() {
+			if m.epochAt(e.LSN) == e.Epoch {
+				continue
+			}
+			m.truncate(e.LSN-1, true) // fork: our tail was never acknowledged
+		}
+		m.appendEntries(msg.Entries[i:]...)
+		break
+	}
+	resp.Match = msg.PrevLSN + LSN(len(msg.Entries))
+	if c := min(msg.Commit, resp.Match); c > m.commit {
+		m.commit = c // known committed in this history (bounds a forced promotion's loss)
+	}
+	m.send(resp)
+}
+
+// adoptEpoch: a higher epoch exists. A former primary never acts as primary
+// again; it waits for the new primary as backup.
+func (m *Member) adoptEpoch(e Epoch, via string) {
+	wasPrimary := m.actingPrimary() || m.hs.Role == RolePrimary
+	m.hs.Epoch = e
+	if !m.cfg.Async {
+		m.hs.Role = RoleBackup
+	}
+	m.hs.Asked = TakeoverAsk{}
+	m.hs.SteppedDown = false
+	m.hs.Fenced = false
+	m.hs.BackupActive = false
+	// until the new primary's first append says otherwise (its seq is >= 1),
+	// keep the conservative promise: take over only through the agent
+	m.hs.Mode, m.hs.ModeSeq = ModeAgent, 0
+	m.persist()
+	m.pending = nil
+	m.agentModeSeq = 0
+	m.draining = false
+	m.aloneConsent = false
+	m.commit, m.match = 0, 0
+	m.lastPrimaryMsg = m.now
+	if wasPrimary {
+		m.act(Action{Kind: ActDemote, Epoch: e})
+		m.event("demote", "saw epoch %d via %s: rejoining as backup", e, via)
+	}
+}
+
+func (m *Member) tickBackup() {
+	if m.now-m.lastHeartbeat >= m.cfg.Heartbeat {
+		m.lastHeartbeat = m.now
+		m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: OpRead, Known: m.hs.Known})
+	}
+	if m.pending != nil && m.now-m.pending.sentAt >= m.cfg.Retry {
+		m.sendAsk()
+	}
+	if m.hs.Asked.Valid && m.pending == nil && !m.hs.Fenced {
+		// restarted with an outstanding ask: resend the same request
+		m.pending = &pendingReq{op: OpTakeover, seen: m.hs.Asked.At, lsn: m.hs.Asked.LSN}
+		m.sendAsk()
+	}
+	if m.now-m.lastPrimaryMsg <= m.cfg.QoS || m.hs.Role == RolePrimary {
+		return
+	}
+	if m.hs.NoFailover {
+		return
+	}
+	if !m.align.Aligned {
+		if m.now-m.agentQueryAt >= m.cfg.Retry {
+			m.agentQueryAt = m.now
+			m.event("takeover-refused", "policy gate: %v", m.align.Reasons)
+		}
+		return
+	}
+	k := m.hs.Known
+	// a fenced member (forced down by its agent, or stated gone by an
+	// operator) never completes an arbiter grant; only fence+tail remains
+	arbiterPath := !m.hs.Fenced && m.hs.Mode == ModeArbiter && m.arbiterContact() && k.Version.Epoch == m.hs.Epoch &&
+		k.Backup == m.cfg.ID && k.Primary == m.cfg.Peer && k.BackupActive
+	if arbiterPath && !m.hs.Asked.Valid {
+		m.hs.Asked = TakeoverAsk{Valid: true, At: k.Version, Epoch: m.hs.Epoch, LSN: m.lastLSN()}
+		m.persist() // durable before the request leaves; from now on no acks for this epoch
+		m.pending = &pendingReq{op: OpTakeover, seen: k.Version, lsn: m.lastLSN()}
+		m.sendAsk()
+		m.event("ask", "epoch %d: takeover requested at %v after LSN %d", m.hs.Epoch, k.Version, m.lastLSN())
+		return
+	}
+	// agent path: the primary's agent must fence it and hand over its journal tail
+	if !m.agentQuerySent || m.now-m.agentQueryAt >= m.cfg.Retry {
+		m.agentQuerySent = true
+		m.agentQueryAt = m.now
+		m.send(Message{Type: MsgAgentQuery, To: m.cfg.PeerAgent, FromLSN: m.lastLSN(), FromEpoch: m.epochAt(m.lastLSN())})
+	}
+}
+
+func (m *Member) onAgentResp(msg Message) {
+	if msg.From != m.cfg.PeerAgent || m.cfg.Async {
+		m.counters.Forged++
+		m.event("reject", "agent response from %s, not the peer's agent", msg.From)
+		return
+	}
+	if m.hs.Role == RolePrimary || m.now-m.lastPrimaryMsg <= m.cfg.QoS || m.hs.NoFailover || !m.align.Aligned {
+		return
+	}
+	if !msg.Down || !msg.Fenced {
+		return // agent says the primary is running: no takeover
+	}
+	// msg.Epoch is the fenced peer's epoch on disk; if it is ahead of ours,
+	// its journal is still the newest history: fenced + tail is the authority.
+	if !m.cfg.Mutations.NonActiveTakeover {
+		if msg.FullLog {
+			m.truncate(0, true)
+			m.appendEntries(msg.Entries...)
+		} else {
+			if msg.FromLSN > m.lastLSN() || m.epochAt(msg.FromLSN) != msg.FromEpoch {
+				return // tail does not fit our journal any more; ask again
+			}
+			m.truncate(msg.FromLSN, true)
+			m.appendEntries(msg.Entries...)
+		}
+	}
+	ne := max(m.hs.Epoch, msg.Epoch) + 1
+	m.promote(ne, PromoteAgent, ModeAgent, false)
+}
+
+// promote makes this member primary in epoch ne; the epoch marker opens it.
+func (m *Member) promote(ne Epoch, why PromoteReason, mode Mode, backupActive bool) {
+	prevEnd := m.lastLSN()
+	m.hs.Epoch = ne
+	m.hs.Role = RolePrimary
+	m.hs.Mode = mode
+	m.hs.ModeSeq = 1 // every mode a primary announces has seq >= 1 (see adoptEpoch)
+	m.hs.BackupActive = backupActive
+	m.hs.Asked = TakeoverAsk{}
+	m.hs.SteppedDown = false
+	m.hs.Fenced = false
+	m.persist()
+	m.appendEntries(Entry{Epoch: ne, LSN: prevEnd + 1, Marker: true, PrevEnd: prevEnd})
+	m.pending = nil
+	m.agentModeSeq = 0
+	m.aloneConsent = !backupActive
+	m.commit, m.match = 0, 0
+	m.next = prevEnd + 1
+	m.lastBackupAck = m.now
+	m.lastHeartbeat = m.now - m.cfg.Heartbeat
+	for i := range m.asyncMatch {
+		m.asyncMatch[i] = 0
+	}
+	m.act(Action{Kind: ActPromote, Epoch: ne, Reason: why, UpTo: prevEnd})
+	m.event("promote", "epoch %d by %v, previous epoch ends at %d", ne, why, prevEnd)
+	m.sendAppends(true)
+}
+
+func (m *Member) onHandover(msg Message) {
+	if msg.From != m.cfg.Peer || m.cfg.Async {
+		m.counters.Forged++
+		return
+	}
+	if msg.Epoch < m.hs.Epoch {
+		m.counters.StaleEpoch++
+		return
+	}
+	if msg.Epoch > m.hs.Epoch || m.hs.Role != RoleBackup {
+		return
+	}
+	if m.lastLSN() < msg.LSN || m.epochAt(msg.LSN) != msg.Epoch && msg.LSN > 0 {
+		return // we do not have everything yet; the primary retries
+	}
+	m.truncate(msg.LSN, true)
+	// the new primary takes the pair's mode from the old primary (recorded at
+	// the arbiter when arbiter-controlled)
+	m.promote(m.hs.Epoch+1, PromoteHandover, msg.Mode, true)
+}
+
+// --------------------------------------------------------------- arbiter answers
+
+func (m *Member) onArbiterResp(msg Message) {
+	if msg.From != m.cfg.Arbiter || m.cfg.Async {
+		m.counters.Forged++
+		m.event("reject", "arbiter response from %s", msg.From)
+		return
+	}
+	if msg.Reseed {
+		// the arbiter lost its disk: raise our session (durably, before the
+		// report leaves) so no answer it gave before can be acted on any more
+		if msg.Session == m.hs.ArbiterSession {
+			m.hs.ArbiterSession++
+			m.persist()
+			m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: OpReport, Known: m.hs.Known})
+			m.event("arbiter-reseed", "reported %v, session %d", m.hs.Known, m.hs.ArbiterSession)
+		}
+		return
+	}
+	if msg.Session != m.hs.ArbiterSession {
+		return // an answer from an older session: possibly forgotten by the arbiter
+	}
+	m.lastArbiter = m.now
+	rec := msg.Record
+	if m.hs.Known.Version.Less(rec.Version) {
+		m.hs.Known = rec
+		m.persist()
+	}
+	cur := m.pending != nil && msg.Op == m.pending.op && msg.Seen == m.pending.seen
+	if rec.Version.Epoch > m.hs.Epoch {
+		if rec.Primary == m.cfg.ID {
+			a := m.hs.Asked
+			if a.Valid && rec.Version.Epoch == a.Epoch+1 && rec.ForkLSN == a.LSN && m.hs.Role == RoleBackup && !m.hs.Fenced {
+				// our grant, recorded at the arbiter first
+				m.truncate(a.LSN, true)
+				m.hs.Known = rec
+				m.promote(rec.Version.Epoch, PromoteGrant, ModeArbiter, rec.BackupActive)
+			}
+			return // a handover naming us: we promote on the primary's MsgHandover
+		}
+		if m.hs.Role == RolePrimary && m.hs.SteppedDown && rec.Version.Epoch == m.hs.Epoch+1 && rec.Primary == m.cfg.Peer {
+			if cur && msg.Op == OpHandover {
+				m.pending = nil
+				m.sendHandover()
+			}
+			return
+		}
+		m.adoptEpoch(rec.Version.Epoch, "arbiter record")
+		return
+	}
+	if m.hs.Asked.Valid && m.hs.Asked.At.Less(rec.Version) && !(rec.Primary == m.cfg.ID) {
+		// the record moved past our request: it can never be granted
+		m.hs.Asked = TakeoverAsk{}
+		m.persist()
+		if m.pending != nil && m.pending.op == OpTakeover {
+			m.pending = nil
+		}
+		m.event("takeover-abandoned", "record moved to %v", rec.Version)
+	}
+	if !cur || m.pending == nil {
+		return
+	}
+	p := m.pending
+	mine := rec.Version.Epoch == m.hs.Epoch && rec.Primary == m.cfg.ID
+	switch p.op {
+	case OpBackupInactive:
+		if msg.OK || (mine && !rec.BackupActive && p.seen.Less(rec.Version)) {
+			m.pending = nil
+			m.hs.BackupActive = false
+			m.persist()
+			m.aloneConsent = true
+			m.event("alone", "epoch %d: arbiter recorded backup not active at %v", m.hs.Epoch, rec.Version)
+		} else if mine {
+			m.pending = nil
+			if m.hs.BackupActive || !m.aloneConsent {
+				m.ask(OpBackupInactive, 0) // retry on the version we now know
+			}
+		}
+	case OpBackupActive:
+		m.pending = nil
+		if msg.OK || (mine && rec.BackupActive && p.seen.Less(rec.Version)) {
+			m.hs.BackupActive = true
+			m.aloneConsent = false
+			m.persist()
+			m.event("backup-active", "epoch %d: arbiter recorded backup active again at %v", m.hs.Epoch, rec.Version)
+		}
+	case OpArbiterMode:
+		m.pending = nil
+		if msg.OK && m.hs.BackupActive {
+			m.hs.Mode = ModeArbiter
+			m.hs.ModeSeq++
+			m.hs.BackupActive = true
+			m.aloneConsent = false
+			m.persist()
+			m.event("mode", "epoch %d: arbiter-controlled again at %v", m.hs.Epoch, rec.Version)
+			m.send(m.appendFor(m.cfg.Peer, m.match+1))
+		}
+	case OpHandover:
+		m.pending = nil
+		if !msg.OK && mine {
+			m.ask(OpHandover, p.lsn)
+		}
+	case OpTakeover:
+		if !msg.OK && p.seen.Less(rec.Version) {
+			m.pending = nil
+		}
+	}
+}
+
+// --------------------------------------------------------------- operator
+
+func (m *Member) onOperator(msg Message) {
+	if msg.From != OperatorID {
+		m.counters.Forged++
+		m.event("reject", "operator command %v from %s", msg.Type, msg.From)
+		return
+	}
+	switch msg.Type {
+	case MsgSetNoFailover:
+		m.hs.NoFailover = msg.Flag
+		m.persist()
+		m.event("no-failover", "%v", msg.Flag)
+	case MsgSetAlignment:
+		m.align = Alignment{Aligned: msg.Alignment.Aligned, Reasons: append([]string(nil), msg.Alignment.Reasons...)}
+	case MsgPlannedFailover:
+		if m.actingPrimary() && !m.draining {
+			m.draining = true
+			m.event("drain", "epoch %d: planned failover requested", m.hs.Epoch)
+		}
+	case MsgForcePromote:
+		if m.cfg.Async || m.hs.Role == RolePrimary {
+			return
+		}
+		// msg.Epoch: the highest epoch the operator's tool found in the tier
+		// (arbiter record, every reachable member and agent); epochs must not repeat
+		ne := max(m.hs.Epoch, m.hs.Known.Version.Epoch, msg.Epoch) + 1
+		// everything after what this member knows to be committed may differ
+		// from what the old primary acknowledged
+		loss := DataLoss{Epoch: ne, From: m.commit + 1, To: max(m.primaryLast, m.lastLSN()), By: OperatorID}
+		m.hs.Losses = append(m.hs.Losses, loss)
+		m.event("data-loss", "forced promotion to epoch %d: records %d..%d may be lost", ne, loss.From, loss.To)
+		m.promote(ne, PromoteForced, ModeAgent, false)
+	}
+}

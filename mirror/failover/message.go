@@ -1,0 +1,143 @@
+package failover
+
+import "fmt"
+
+// MsgType identifies a message. Zero and unknown values are rejected.
+type MsgType uint8
+
+const (
+	MsgInvalid MsgType = iota
+	// client -> member
+	MsgPropose // a client write: Data
+	// primary -> backup / async
+	MsgAppend // journal records after (PrevLSN, PrevEpoch); also the heartbeat
+	// backup / async -> primary
+	MsgAppendResp // durable match LSN (or Reject with Hint)
+	// member -> arbiter
+	MsgArbiterReq // Op, Seen, LSN, Known
+	// arbiter -> member
+	MsgArbiterResp // OK, Record, Op and Seen of the request it answers
+	// member -> peer's agent
+	MsgAgentQuery // is your member down? fence it and give me the tail after (FromLSN, FromEpoch)
+	// agent -> member
+	MsgAgentResp // Down, Fenced, Epoch (member's on-disk epoch), Entries (tail), FullLog
+	// shell -> agent, after executing ActFence: the member's durable journal and epoch
+	MsgFenceDone
+	// shell -> agent: the member process is up / down (Up)
+	MsgMemberStatus
+	// primary -> backup: take over at Epoch+1, you have everything up to LSN
+	MsgHandover
+	// operator -> member / arbiter
+	MsgSetNoFailover   // Flag
+	MsgPlannedFailover // to the primary
+	MsgForcePromote    // to the backup; records a DataLoss
+	MsgSetAlignment    // policy gate verdict: Alignment
+	MsgArbiterSeed     // operator re-seeds an empty arbiter with Record
+	msgTypeEnd
+)
+
+var msgTypeNames = [...]string{"Invalid", "Propose", "Append", "AppendResp", "ArbiterReq", "ArbiterResp",
+	"AgentQuery", "AgentResp", "FenceDone", "MemberStatus", "Handover", "SetNoFailover", "PlannedFailover",
+	"ForcePromote", "SetAlignment", "ArbiterSeed"}
+
+func (t MsgType) String() string {
+	if int(t) < len(msgTypeNames) {
+		return msgTypeNames[t]
+	}
+	return fmt.Sprintf("MsgType(%d)", uint8(t))
+}
+
+// ArbiterOp is the operation of an arbiter request. Every op but OpRead is a
+// compare-and-set on Seen, the record version the asker last saw.
+type ArbiterOp uint8
+
+const (
+	OpRead           ArbiterOp = iota + 1 // read the record (also the liveness ping)
+	OpBackupInactive                      // primary: "backup no longer active at epoch e"
+	OpBackupActive                        // primary: "backup active again"
+	OpTakeover                            // backup: grant me epoch e+1, starting after LSN
+	OpArbiterMode                         // primary: "arbiter-controlled, backup active" (leaving agent mode)
+	OpHandover                            // primary: planned handover to the backup at epoch e+1 after LSN
+	OpReport                              // member -> empty arbiter: my Known record, after a Reseed challenge
+)
+
+func (o ArbiterOp) String() string {
+	if int(o) >= 8 {
+		return fmt.Sprintf("op(%d)", uint8(o))
+	}
+	return [...]string{"?", "read", "backup-inactive", "backup-active", "takeover", "arbiter-mode", "handover", "report"}[o]
+}
+
+// Message is the one envelope for all cores. Only the fields meaningful for
+// Type are set.
+type Message struct {
+	Type  MsgType
+	From  ID
+	To    ID
+	Epoch Epoch // sender's epoch
+
+	// MsgPropose, MsgAppend, MsgAgentResp, MsgFenceDone
+	Data    []byte
+	Entries []Entry
+
+	// MsgAppend
+	PrevLSN      LSN
+	PrevEpoch    Epoch
+	Commit       LSN
+	LastLSN      LSN // primary's last LSN
+	Mode         Mode
+	ModeSeq      uint64
+	BackupActive bool
+
+	// MsgAppendResp
+	Match          LSN
+	Reject         bool
+	Hint           LSN
+	ArbiterContact bool
+
+	// MsgArbiterReq / MsgArbiterResp
+	Op    ArbiterOp
+	Seen  Version
+	LSN   LSN    // OpTakeover / OpHandover: last LSN of the old epoch; MsgHandover too
+	Known Record // request: the member's last known record (re-seeding)
+	// Session: the member's arbiter session, echoed in the answer. A member
+	// ignores answers from an older session (see HardState.ArbiterSession).
+	Session uint64
+	Reseed  bool // answer from an arbiter without state: "report your record"
+	OK      bool
+	Record  Record
+
+	// MsgAgentQuery / MsgAgentResp
+	FromLSN   LSN
+	FromEpoch Epoch
+	Down      bool
+	Fenced    bool
+	FullLog   bool
+
+	// MsgSetNoFailover, MsgMemberStatus
+	Flag bool
+	Up   bool
+	// MsgSetAlignment
+	Alignment Alignment
+}
+
+func (m Message) String() string {
+	s := fmt.Sprintf("%s %s->%s e=%d", m.Type, m.From, m.To, m.Epoch)
+	switch m.Type {
+	case MsgAppend:
+		s += fmt.Sprintf(" prev=(%d,%d) n=%d commit=%d mode=%v/%d", m.PrevLSN, m.PrevEpoch, len(m.Entries), m.Commit, m.Mode, m.ModeSeq)
+	case MsgAppendResp:
+		s += fmt.Sprintf(" match=%d reject=%v hint=%d", m.Match, m.Reject, m.Hint)
+	case MsgArbiterReq:
+		s += fmt.Sprintf(" op=%v seen=%v lsn=%d", m.Op, m.Seen, m.LSN)
+	case MsgArbiterResp:
+		s += fmt.Sprintf(" op=%v seen=%v ok=%v rec=%v sess=%d reseed=%v", m.Op, m.Seen, m.OK, m.Record, m.Session, m.Reseed)
+	case MsgAgentQuery:
+		s += fmt.Sprintf(" from=(%d,%d)", m.FromLSN, m.FromEpoch)
+	case MsgAgentResp:
+		s += fmt.Sprintf(" down=%v fenced=%v n=%d full=%v", m.Down, m.Fenced, len(m.Entries), m.FullLog)
+	case MsgHandover:
+		s += fmt.Sprintf(" lsn=%d", m.LSN)
+	}
+	return s
+}
