@@ -107,6 +107,7 @@
 //	                                                      TestBadInput_Arbiter, TestBadInput_Agent
 //	Agent                                                 TestAgent_FenceThenPersistThenTail
 //	Architecture                                          TestImportsOnlyStdlib
+//
 // The Promela model of this protocol, checked by spin in make test, maps
 // its states to these types in model/MAPPING.md and the header of
 // model/tier.pml.

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
@@ -152,4 +153,31 @@ func EntryData(db string, payload []byte) []byte {
 	b = append(b, byte(len(db)))
 	b = append(b, db...)
 	return append(b, payload...)
+}
+
+// ReadEntries reads every record of j as core entries: how a member's
+// journal looks to its failover core at start, and what an agent hands over
+// after fencing the member. The core holds the entries in memory, so this
+// costs memory in proportion to the journal (see the mirror's design note).
+func ReadEntries(j *journal.Journal) ([]failover.Entry, error) {
+	r, err := j.NewReader(j.FirstLSN())
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []failover.Entry
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		e, err := EntryFromRecord(rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -200,24 +199,5 @@ func readJournal(dir string) ([]failover.Entry, error) {
 		return nil, err
 	}
 	defer j.Close()
-	r, err := j.NewReader(j.FirstLSN())
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var out []failover.Entry
-	for {
-		rec, err := r.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		e, err := wire.EntryFromRecord(rec)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
+	return wire.ReadEntries(j)
 }

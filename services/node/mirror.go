@@ -192,30 +192,17 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 	return m, nil
 }
 
-// loadJournal reads every record into core entries (the core keeps the
-// journal's shape in memory; see the package note on its cost).
+// loadJournal reads every record into core entries and notes where each
+// epoch starts.
 func (m *mirror) loadJournal() ([]failover.Entry, error) {
-	r, err := m.j.NewReader(m.j.FirstLSN())
+	entries, err := wire.ReadEntries(m.j)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node: read journal: %w", err)
 	}
-	defer r.Close()
-	var out []failover.Entry
-	for {
-		rec, err := r.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		e, err := wire.EntryFromRecord(rec)
-		if err != nil {
-			return nil, fmt.Errorf("node: %w", err)
-		}
-		m.noteEpoch(rec.Epoch, rec.LSN)
-		out = append(out, e)
+	for _, e := range entries {
+		m.noteEpoch(uint64(e.Epoch), uint64(e.LSN))
 	}
+	return entries, nil
 }
 
 func (m *mirror) noteEpoch(epoch, lsn uint64) {
