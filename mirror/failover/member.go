@@ -60,29 +60,30 @@ type Member struct {
 	now Tick
 
 	// volatile
-	status         Status
-	commit         LSN
-	match          LSN // backup's durable match in our epoch
-	next           LSN // next LSN to send to the backup
-	asyncMatch     []LSN
-	lastBackupAck  Tick
-	lastPrimaryMsg Tick
-	lastArbiter    Tick
-	lastHeartbeat  Tick
-	peerArbiter    bool
-	troubleSince   Tick
-	aloneConsent   bool // may commit without the backup's acks
-	pending        *pendingReq
-	agentModeSeq   uint64 // primary: ModeSeq proposed for agent mode (0 = none)
-	draining       bool
-	handoverLSN    LSN
-	handoverSentAt Tick
-	agentQueryAt   Tick
-	agentQuerySent bool
-	primaryLast    LSN
-	align          Alignment
-	counters       Counters
-	started        Tick
+	status            Status
+	commit            LSN
+	match             LSN // backup's durable match in our epoch
+	next              LSN // next LSN to send to the backup
+	asyncMatch        []LSN
+	lastBackupAck     Tick
+	lastPrimaryMsg    Tick
+	lastArbiter       Tick
+	lastHeartbeat     Tick
+	peerArbiter       bool
+	troubleSince      Tick
+	aloneConsent      bool // may commit without the backup's acks
+	pending           *pendingReq
+	agentModeSeq      uint64 // primary: ModeSeq proposed for agent mode (0 = none)
+	draining          bool
+	handoverLSN       LSN
+	handoverSentAt    Tick
+	agentQueryAt      Tick
+	agentQuerySent    bool
+	primaryLast       LSN
+	primarySaysActive bool // backup: the primary's last append said our acks count
+	align             Alignment
+	counters          Counters
+	started           Tick
 
 	rd Ready
 }
@@ -129,6 +130,48 @@ func (m *Member) IsPrimary() bool      { return m.actingPrimary() }
 func (m *Member) Alignment() Alignment { return m.align }
 
 func (m *Member) lastLSN() LSN { return LSN(len(m.log)) }
+
+// Transfer is the state of journal shipping between the failover pair as
+// this member measures it (DESIGN §3 "journal transfer"): Status is
+// active (the backup's acks count toward commits), caught-up (it has
+// everything, its acks do not count yet), behind (Behind records short) or
+// disconnected (nothing heard for longer than the QoS). Empty on an async
+// and on a member that is neither primary nor backup.
+type Transfer struct {
+	Status string
+	Behind LSN
+}
+
+// Transfer measures journal shipping now.
+func (m *Member) Transfer() Transfer {
+	switch {
+	case m.cfg.Async:
+		return Transfer{}
+	case m.actingPrimary():
+		behind := m.lastLSN() - min(m.match, m.lastLSN())
+		switch {
+		case m.now-m.lastBackupAck > m.cfg.QoS:
+			return Transfer{Status: "disconnected", Behind: behind}
+		case m.hs.BackupActive:
+			return Transfer{Status: "active", Behind: behind}
+		case behind > 0:
+			return Transfer{Status: "behind", Behind: behind}
+		}
+		return Transfer{Status: "caught-up"}
+	case m.hs.Role == RoleBackup:
+		behind := m.primaryLast - min(m.primaryLast, m.lastLSN())
+		switch {
+		case m.now-m.lastPrimaryMsg > m.cfg.QoS:
+			return Transfer{Status: "disconnected", Behind: behind}
+		case m.primarySaysActive:
+			return Transfer{Status: "active", Behind: behind}
+		case behind > 0:
+			return Transfer{Status: "behind", Behind: behind}
+		}
+		return Transfer{Status: "caught-up"}
+	}
+	return Transfer{}
+}
 func (m *Member) epochAt(l LSN) Epoch {
 	if l == 0 || l > m.lastLSN() {
 		return 0
@@ -604,6 +647,7 @@ func (m *Member) onAppend(msg Message) {
 	m.lastPrimaryMsg = m.now
 	m.agentQuerySent = false
 	m.primaryLast = msg.LastLSN
+	m.primarySaysActive = msg.BackupActive
 	if m.hs.Fenced && !m.cfg.Async {
 		// the primary of our epoch is talking to us: the fence did its job
 		m.hs.Fenced = false

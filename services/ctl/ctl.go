@@ -76,10 +76,10 @@ func PrintStatus(w io.Writer, sts []MemberStatus) {
 				fmt.Fprintln(tw)
 			}
 			tier = s.Tier
-			fmt.Fprintf(tw, "TIER %s\nMEMBER\tROLE\tSTATUS\tEPOCH\tLAST LSN\tCOMMIT LSN\tMODE\tLINKS\n", tier)
+			fmt.Fprintf(tw, "TIER %s\nMEMBER\tROLE\tSTATUS\tEPOCH\tTRANSFER\tLAST LSN\tCOMMIT LSN\tMODE\tLINKS\n", tier)
 		}
 		if s.Error != "" {
-			fmt.Fprintf(tw, "%s\t-\tdown\t-\t-\t-\t-\t%s\n", s.Member, shorten(s.Error, 60))
+			fmt.Fprintf(tw, "%s\t-\tdown\t-\t-\t-\t-\t-\t%s\n", s.Member, shorten(s.Error, 60))
 			continue
 		}
 		j, _ := s.Status["journal"].(map[string]any)
@@ -94,8 +94,15 @@ func PrintStatus(w io.Writer, sts []MemberStatus) {
 			}
 			sort.Strings(links)
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%v\t%v\t%v\t%s\n", s.Member, s.Status["role"], s.Status["status"], s.Status["epoch"],
-			j["last_lsn"], j["commit_lsn"], s.Status["mode"], strings.Join(links, " "))
+		transfer := "-"
+		if tr, ok := s.Status["transfer"].(map[string]any); ok {
+			transfer = fmt.Sprint(tr["status"])
+			if n, _ := tr["behind_records"].(float64); n > 0 {
+				transfer += fmt.Sprintf(" (%v behind)", n)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%s\t%v\t%v\t%v\t%s\n", s.Member, s.Status["role"], s.Status["status"], s.Status["epoch"],
+			transfer, j["last_lsn"], j["commit_lsn"], s.Status["mode"], strings.Join(links, " "))
 	}
 	tw.Flush()
 }

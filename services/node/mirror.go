@@ -89,6 +89,7 @@ type memberSnapshot struct {
 	Mode       string
 	NoFailover bool
 	Counters   failover.Counters
+	Transfer   failover.Transfer
 	Peers      map[string]bool // link connected?
 }
 
@@ -492,7 +493,7 @@ func (m *mirror) publish() {
 	hs := m.core.HardState()
 	s := memberSnapshot{Status: m.core.Status(), Epoch: uint64(m.core.Epoch()), Role: hs.Role.String(),
 		Commit: uint64(m.core.Commit()), LastLSN: uint64(m.core.LastLSN()), Mode: hs.Mode.String(),
-		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Peers: map[string]bool{}}
+		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Transfer: m.core.Transfer(), Peers: map[string]bool{}}
 	for id, l := range m.links {
 		s.Peers[string(id)] = l.connected()
 	}

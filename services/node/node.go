@@ -181,9 +181,18 @@ type Status struct {
 	Databases []DatabaseStatus `json:"databases"`
 	Links     map[string]bool  `json:"links,omitempty"`
 	Mode      string           `json:"mode,omitempty"`
+	Transfer  *TransferStatus  `json:"transfer,omitempty"`
 	NoFail    bool             `json:"no_failover,omitempty"`
 	Rejected  *RejectedInput   `json:"rejected_input,omitempty"`
 	Error     string           `json:"error,omitempty"`
+}
+
+// TransferStatus is journal shipping between the failover pair as this
+// member measures it: active, caught-up, behind (with records) or
+// disconnected.
+type TransferStatus struct {
+	Status        string `json:"status"`
+	BehindRecords uint64 `json:"behind_records"`
 }
 
 // RejectedInput counts messages the failover core refused.
@@ -232,6 +241,9 @@ func (n *Node) Status() Status {
 		snap := n.mirror.snapshot()
 		s.Status, s.Epoch, s.Mode, s.NoFail, s.Links = string(snap.Status), snap.Epoch, snap.Mode, snap.NoFailover, snap.Peers
 		s.Mirror = fmt.Sprintf("tier %s, %s member", n.cfg.Tier, n.cfg.Role)
+		if snap.Transfer.Status != "" {
+			s.Transfer = &TransferStatus{Status: snap.Transfer.Status, BehindRecords: uint64(snap.Transfer.Behind)}
+		}
 		s.Rejected = &RejectedInput{UnknownType: snap.Counters.UnknownType, StaleEpoch: snap.Counters.StaleEpoch, Forged: snap.Counters.Forged}
 	}
 	if err := n.healthErr(); err != nil {
