@@ -120,10 +120,15 @@ func (m *Member) HardState() HardState {
 	hs.Losses = append([]DataLoss(nil), m.hs.Losses...)
 	return hs
 }
-func (m *Member) Status() Status       { return m.status }
-func (m *Member) Epoch() Epoch         { return m.hs.Epoch }
-func (m *Member) LastLSN() LSN         { return m.lastLSN() }
-func (m *Member) Commit() LSN          { return m.commit }
+func (m *Member) Status() Status { return m.status }
+func (m *Member) Epoch() Epoch   { return m.hs.Epoch }
+func (m *Member) LastLSN() LSN   { return m.lastLSN() }
+func (m *Member) Commit() LSN    { return m.commit }
+
+// PrimaryLast is, on a backup, the primary's last LSN as its latest append
+// reported it: how far the primary's journal went, as far as this member
+// knows (the bound of a forced promotion's loss).
+func (m *Member) PrimaryLast() LSN     { return m.primaryLast }
 func (m *Member) Counters() Counters   { return m.counters }
 func (m *Member) Journal() []Entry     { return append([]Entry(nil), m.log...) }
 func (m *Member) IsPrimary() bool      { return m.actingPrimary() }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/node"
 )
 
 // Client talks to the members of a cluster as the operator.
@@ -204,6 +205,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
+		case a == "--confirm" && i+1 < len(args):
+			rest = append(rest, "--confirm="+args[i+1])
+			i++
 		case a == "--cluster" && i+1 < len(args):
 			clusterPath = args[i+1]
 			i++
@@ -273,6 +277,13 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "no-failover %s on %s\n", rest[1], rest[0])
 		return nil
+	case "force-promote": // force-promote MEMBER [--confirm TEXT]
+		return forcePromote(ctx, c, rest, stdout)
+	case "fence": // fence MEMBER (on the member's host)
+		if len(rest) != 1 {
+			return errors.New("usage: tandem ctl fence MEMBER   (run it on the member's host: it kills the node and marks its data directory)")
+		}
+		return fence(c, rest[0], stdout)
 	case "planned-failover": // planned-failover TIER
 		if len(rest) != 1 {
 			return errors.New("usage: tandem ctl planned-failover TIER")
@@ -295,4 +306,69 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   put TIER DATABASE KEY VALUE         raw write on the tier's primary (tests, benchmarks)
   get MEMBER DATABASE KEY             raw read from one member
   no-failover MEMBER on|off           forbid automatic takeover (maintenance)
-  planned-failover TIER               hand the primary role to the backup, zero loss`
+  planned-failover TIER               hand the primary role to the backup, zero loss
+  force-promote MEMBER [--confirm T]  promote a backup without its primary: shows what may be lost first
+  fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)`
+
+func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Writer) error {
+	var member, confirm string
+	for _, a := range rest {
+		if v, ok := strings.CutPrefix(a, "--confirm="); ok {
+			confirm = v
+		} else {
+			member = a
+		}
+	}
+	if member == "" {
+		return errors.New("usage: tandem ctl force-promote MEMBER [--confirm TEXT]")
+	}
+	// The highest epoch anyone reachable knows, so the new epoch is new.
+	var tierEpoch uint64
+	for _, s := range c.Statuses(ctx) {
+		if e, ok := s.Status["epoch"].(float64); ok && uint64(e) > tierEpoch {
+			tierEpoch = uint64(e)
+		}
+	}
+	path := fmt.Sprintf("/admin/force-promote?tier_epoch=%d", tierEpoch)
+	var p map[string]any
+	if err := c.Do(ctx, "GET", member, path, nil, &p); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Forced promotion of %s to epoch %v\n", member, p["new_epoch"])
+	fmt.Fprintf(stdout, "  records that may be lost: LSN %v to %v\n", p["loss_from"], p["loss_to"])
+	fmt.Fprintf(stdout, "  of which held here (kept, may differ from the old primary): %v\n", p["held_here_per_database"])
+	fmt.Fprintf(stdout, "  never received here (lost unless the old primary's journal is recovered): %v\n", p["never_received"])
+	if confirm == "" {
+		return fmt.Errorf("nothing done. To accept this loss, run:\n  tandem ctl force-promote %s --confirm %q --cluster FILE", member, p["confirm"])
+	}
+	body, _ := json.Marshal(map[string]any{"tier_epoch": tierEpoch, "confirm": confirm})
+	if err := c.Do(ctx, "POST", member, "/admin/force-promote", body, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s promoted; the loss is recorded in its hard state. Watch `tandem ctl status`.\n", member)
+	return nil
+}
+
+func fence(c *Client, member string, stdout io.Writer) error {
+	var dataDir string
+	for _, t := range c.File.Tiers {
+		if m, ok := t.Member(member); ok {
+			dataDir = m.DataDir
+		}
+	}
+	if dataDir == "" {
+		return fmt.Errorf("no member %q in the cluster file", member)
+	}
+	if _, err := os.Stat(dataDir); err != nil {
+		return fmt.Errorf("%s is not on this host (%v): run tandem ctl fence on %s's host", dataDir, err, member)
+	}
+	killed, err := node.KillMember(dataDir, member, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if err := node.WriteFenceMark(dataDir, node.FenceMark{At: time.Now().UTC(), By: "operator"}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s fenced (process killed: %v); it will rejoin as backup when started\n", member, killed)
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 
 	fhirserver "github.com/tandemhealth/tandem/fhir/server"
 	"github.com/tandemhealth/tandem/mirror/failover"
@@ -95,6 +96,33 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		}
 		n.mirror.operator(failover.Message{Type: failover.MsgSetNoFailover, Flag: req.Set})
 		writeJSON(w, http.StatusAccepted, map[string]bool{"no_failover": req.Set})
+	}))
+	// Forced promotion of a backup: the preview states exactly what may be
+	// lost; the promotion needs that statement sent back unchanged.
+	mux.HandleFunc("GET /admin/force-promote", admin(func(w http.ResponseWriter, r *http.Request) {
+		tierEpoch, _ := strconv.ParseUint(r.URL.Query().Get("tier_epoch"), 10, 64)
+		p, err := n.Preview(tierEpoch)
+		if err != nil {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "preview": p})
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
+	}))
+	mux.HandleFunc("POST /admin/force-promote", admin(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			TierEpoch uint64 `json:"tier_epoch"`
+			Confirm   string `json:"confirm"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Confirm == "" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"tier_epoch": N, "confirm": "<the preview's confirm string>"}`})
+			return
+		}
+		p, err := n.ForcePromote(req.TierEpoch, req.Confirm)
+		if err != nil {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "preview": p})
+			return
+		}
+		writeJSON(w, http.StatusAccepted, p)
 	}))
 	mux.HandleFunc("POST /admin/planned-failover", admin(func(w http.ResponseWriter, r *http.Request) {
 		if !n.IsPrimary() {

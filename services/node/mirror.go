@@ -81,16 +81,18 @@ func (p *proposal) Wait(ctx context.Context) error {
 
 // memberSnapshot is the state the loop publishes for status pages.
 type memberSnapshot struct {
-	Status     failover.Status
-	Epoch      uint64
-	Role       string
-	Commit     uint64
-	LastLSN    uint64
-	Mode       string
-	NoFailover bool
-	Counters   failover.Counters
-	Transfer   failover.Transfer
-	Peers      map[string]bool // link connected?
+	Status      failover.Status
+	Epoch       uint64
+	Role        string
+	Commit      uint64
+	LastLSN     uint64
+	Mode        string
+	NoFailover  bool
+	Counters    failover.Counters
+	Transfer    failover.Transfer
+	PrimaryLast uint64
+	KnownEpoch  uint64          // epoch of the last arbiter record this member saw
+	Peers       map[string]bool // link connected?
 }
 
 // Propose implements sequencer.Log: it assigns the next LSN without
@@ -493,7 +495,8 @@ func (m *mirror) publish() {
 	hs := m.core.HardState()
 	s := memberSnapshot{Status: m.core.Status(), Epoch: uint64(m.core.Epoch()), Role: hs.Role.String(),
 		Commit: uint64(m.core.Commit()), LastLSN: uint64(m.core.LastLSN()), Mode: hs.Mode.String(),
-		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Transfer: m.core.Transfer(), Peers: map[string]bool{}}
+		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Transfer: m.core.Transfer(), Peers: map[string]bool{},
+		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch)}
 	for id, l := range m.links {
 		s.Peers[string(id)] = l.connected()
 	}
@@ -510,7 +513,7 @@ func (m *mirror) snapshot() memberSnapshot {
 
 // operator hands an operator command to the core through the loop.
 func (m *mirror) operator(msg failover.Message) {
-	msg.From, msg.To, msg.Epoch = failover.OperatorID, failover.ID(m.me.Name), 0
+	msg.From, msg.To = failover.OperatorID, failover.ID(m.me.Name)
 	m.inbox <- msg
 }
 
