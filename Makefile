@@ -31,7 +31,7 @@ bench: ## benchmarks: all, or one with BENCH=name (e.g. BENCH=journal)
 	$(GO) test -run '^$$' -bench '(?i)$(BENCH)' -benchtime 1x -timeout 30m ./...
 
 sim: ## failover simulation: make sim SEEDS=N
-	$(GO) test ./mirror/failover/sim -run '^TestSim$$' -count=1 -v -timeout 120m -args -seeds=$(SEEDS) | tail -n 20
+	set -o pipefail; $(GO) test ./mirror/failover/sim -run '^TestSim$$' -count=1 -v -timeout 120m -args -seeds=$(SEEDS) | tail -n 20
 
 fuzz: ## run the journal decoder fuzzer for FUZZTIME (default 60s)
 	$(GO) test ./mirror/journal -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
