@@ -1,17 +1,23 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tandemhealth/tandem/fhir"
+	fhirserver "github.com/tandemhealth/tandem/fhir/server"
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
@@ -77,38 +83,7 @@ func BenchmarkMirror(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		// Mirrored: arbiter + a + b in this process, over real sockets.
-		f := benchCluster(b, dir)
-		if err := arbiter.Seed(f.Arbiter.DataDir, "records", "a", "b"); err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		arb, err := arbiter.New(f, quiet)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() { defer wg.Done(); arb.Run(ctx) }()
-		var members []*node.Node
-		for _, m := range []string{"a", "b"} {
-			n, err := node.OpenMember(f, "records", m, quiet)
-			if err != nil {
-				b.Fatal(err)
-			}
-			members = append(members, n)
-			wg.Add(1)
-			go func() { defer wg.Done(); n.Run(ctx) }()
-		}
-		primary := members[0]
-		deadline := time.Now().Add(20 * time.Second)
-		for primary.Status().Status != "primary" || members[1].Status().Status != "backup" {
-			if time.Now().After(deadline) {
-				b.Fatalf("tier not ready: %s / %s", primary.Status().Status, members[1].Status().Status)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-
+		primary, stopTier := startBenchTier(b, dir, quiet)
 		b.ResetTimer()
 		for _, writers := range []int{1, 16, 64} {
 			un := measure(solo.Sequencer(), writers)
@@ -119,9 +94,110 @@ func BenchmarkMirror(b *testing.B) {
 			b.ReportMetric(mi.rate, fmt.Sprintf("mirrored-writes/s@%d", writers))
 		}
 		b.StopTimer()
-		cancel()
-		wg.Wait()
+		stopTier()
 		solo.Close()
+	}
+}
+
+// startBenchTier runs the arbiter and two members in this process, over
+// real sockets with mutual TLS, and returns the primary once the backup is
+// active.
+func startBenchTier(b *testing.B, dir string, log *slog.Logger) (*node.Node, func()) {
+	b.Helper()
+	f := benchCluster(b, dir)
+	if err := arbiter.Seed(f.Arbiter.DataDir, "records", "a", "b"); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	arb, err := arbiter.New(f, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); arb.Run(ctx) }()
+	var members []*node.Node
+	for _, m := range []string{"a", "b"} {
+		n, err := node.OpenMember(f, "records", m, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		members = append(members, n)
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Run(ctx) }()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for members[0].Status().Status != "primary" || members[1].Status().Transfer == nil || members[1].Status().Transfer.Status != "active" {
+		if time.Now().After(deadline) {
+			b.Fatalf("tier not ready: %s / %s", members[0].Status().Status, members[1].Status().Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return members[0], func() { cancel(); wg.Wait() }
+}
+
+// BenchmarkFHIRIngestMirrored loads Synthea bundles as transactions on the
+// primary of a mirrored tier (synchronous backup on this disk), beside the
+// raw google/fhir/go parse rate of the same resources in the same run.
+func BenchmarkFHIRIngestMirrored(b *testing.B) {
+	files, _ := filepath.Glob("../../../shared/testdata/synthea/*.json")
+	if len(files) < 6 {
+		b.Skip("needs the Synthea bundles in ../shared/testdata")
+	}
+	files = files[:6]
+	var bundles [][]byte
+	var resources [][]byte
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bundles = append(bundles, body)
+		var bundle struct {
+			Entry []struct {
+				Resource json.RawMessage `json:"resource"`
+			} `json:"entry"`
+		}
+		json.Unmarshal(body, &bundle)
+		for _, e := range bundle.Entry {
+			resources = append(resources, e.Resource)
+		}
+	}
+	parser, err := fhir.NewParser()
+	if err != nil {
+		b.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		for _, r := range resources {
+			if _, ferr := parser.Parse(r); ferr != nil {
+				b.Fatalf("parse: %v", ferr)
+			}
+		}
+		parse := float64(len(resources)) / time.Since(t0).Seconds()
+
+		primary, stop := startBenchTier(b, b.TempDir(), quiet)
+		srv, err := fhirserver.New(primary.Sequencer(), primary.Store(), fhirserver.Options{BasePath: "/fhir", Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		for _, body := range bundles {
+			req := httptest.NewRequest("POST", "/fhir", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/fhir+json")
+			req.Header.Set("Prefer", "return=minimal")
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, req)
+			if rec.Code != 200 {
+				b.Fatalf("transaction: %d %.300s", rec.Code, rec.Body.String())
+			}
+		}
+		ingest := float64(len(resources)) / time.Since(t0).Seconds()
+		stop()
+		b.ReportMetric(ingest/parse, "ingest/parse")
+		fmt.Printf("fhir: %d Synthea bundles, %d resources: raw google/fhir/go parse %.0f res/s, transaction ingest on a mirrored primary %.0f res/s, ingest/parse ratio: %.2f\n",
+			len(bundles), len(resources), parse, ingest, ingest/parse)
 	}
 }
 
