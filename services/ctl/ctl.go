@@ -155,6 +155,9 @@ func (c *Client) Do(ctx context.Context, method, member, path string, body []byt
 	if err != nil {
 		return err
 	}
+	if strings.HasPrefix(path, "/fhir") && len(body) > 0 {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s is unreachable: %w", member, err)
@@ -277,6 +280,27 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "no-failover %s on %s\n", rest[1], rest[0])
 		return nil
+	case "fhir": // fhir METHOD TIER PATH [BODYFILE]
+		if len(rest) < 3 || len(rest) > 4 {
+			return errors.New("usage: tandem ctl fhir METHOD TIER PATH [BODY-FILE]   e.g. tandem ctl fhir GET records /fhir/metadata")
+		}
+		var body []byte
+		if len(rest) == 4 {
+			if body, err = os.ReadFile(rest[3]); err != nil {
+				return err
+			}
+		}
+		p, err := c.Primary(ctx, rest[1])
+		if err != nil {
+			return err
+		}
+		var out []byte
+		if err := c.Do(ctx, strings.ToUpper(rest[0]), p, rest[2], body, &out); err != nil {
+			return err
+		}
+		stdout.Write(out)
+		fmt.Fprintln(stdout)
+		return nil
 	case "force-promote": // force-promote MEMBER [--confirm TEXT]
 		return forcePromote(ctx, c, rest, stdout)
 	case "fence": // fence MEMBER (on the member's host)
@@ -303,6 +327,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 
 const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   status                              a table per tier (--json for scripts)
+  fhir METHOD TIER PATH [BODY-FILE]   a FHIR request to the tier's primary, as the operator
   put TIER DATABASE KEY VALUE         raw write on the tier's primary (tests, benchmarks)
   get MEMBER DATABASE KEY             raw read from one member
   no-failover MEMBER on|off           forbid automatic takeover (maintenance)
