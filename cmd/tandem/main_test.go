@@ -210,8 +210,8 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 			t.Fatalf("%s (pid %d) from endpoints.json is not running", p.Name, p.PID)
 		}
 	}
-	if kinds["arbiter"] != 1 || kinds["node"] != 2 || kinds["agent"] != 2 {
-		t.Fatalf("processes %v, want an arbiter, two nodes, two agents", kinds)
+	if kinds["arbiter"] != 1 || kinds["node"] != 3 || kinds["agent"] != 2 {
+		t.Fatalf("processes %v, want an arbiter, three nodes (a failover pair and a DR async), two agents", kinds)
 	}
 	caPEM, err := os.ReadFile(ep.CA)
 	if err != nil {
@@ -233,7 +233,7 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 			}
 			json.NewDecoder(resp.Body).Decode(&st)
 			resp.Body.Close()
-			if st.Status == "primary" || st.Status == "backup" || i > 100 {
+			if st.Status == "primary" || st.Status == "backup" || st.Status == "async" || i > 100 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)

@@ -41,8 +41,9 @@ type tier struct {
 
 const testQoS = time.Second
 
-func startTier(t *testing.T) *tier {
+func startTier(t *testing.T, withAsync ...bool) *tier {
 	t.Helper()
+	async := len(withAsync) > 0 && withAsync[0]
 	dir := t.TempDir()
 	used := map[string]bool{}
 	port := func() string { // a free loopback port, distinct from every other of this tier
@@ -74,6 +75,14 @@ func startTier(t *testing.T) *tier {
 		y += fmt.Sprintf("      - {name: %s, role: failover, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
 			m, addr[m], port(), filepath.Join(dir, m), addr["agent-"+m])
 	}
+	if async {
+		addr["c"] = port()
+		y += fmt.Sprintf("      - {name: c, role: dr, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
+			addr["c"], port(), filepath.Join(dir, "c"), port())
+		p := newProxy(t, port(), addr["c"])
+		tr.proxies["a->c"] = p
+		links["a->c"] = p.addr
+	}
 	y += "    links:\n"
 	for k, v := range links {
 		y += fmt.Sprintf("      %q: %q\n", k, v)
@@ -93,6 +102,9 @@ func startTier(t *testing.T) *tier {
 	}
 	for _, p := range []string{"arbiter", "a", "b", "agent-a", "agent-b"} {
 		tr.start(p)
+	}
+	if async {
+		tr.start("c")
 	}
 	t.Cleanup(func() {
 		for name, c := range tr.procs {
@@ -805,5 +817,44 @@ func TestSyntheaLoadSurvivesKillOfPrimary(t *testing.T) {
 	t.Logf("%d bundles acknowledged before or despite the kill, %d retried with their key on the new primary; %d resources read back", acked, retried, resources)
 	if acked == 0 || retried == 0 {
 		t.Logf("note: the kill landed at an edge of the load (acked %d, retried %d)", acked, retried)
+	}
+}
+
+// TestAsyncMemberNeverHoldsUpCommits (DR async): the async follows the
+// primary; with it down, writes are acknowledged as before; restarted, it
+// catches up to the same content.
+func TestAsyncMemberNeverHoldsUpCommits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t, true)
+	tr.waitFor("c async", 20*time.Second, func() bool { return tr.status("c") == "async" })
+	for i := range 20 {
+		if err := tr.put(context.Background(), "a", fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.waitFor("c caught up", 10*time.Second, func() bool { return tr.hash("c") == tr.hash("a") })
+	tr.kill9("c")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	for i := range 50 {
+		if err := tr.put(ctx, "a", fmt.Sprintf("while-down-%d", i), "v"); err != nil {
+			t.Fatalf("write with the async down: %v", err)
+		}
+	}
+	if d := time.Since(t0); d > testQoS {
+		t.Fatalf("50 writes took %s with the async down: the async held up commits", d)
+	}
+	tr.start("c")
+	tr.waitFor("c caught up after restart", 20*time.Second, func() bool {
+		st := tr.memberStatus("c")
+		tr, _ := st["transfer"].(map[string]any)
+		return tr != nil && tr["status"] == "caught-up"
+	})
+	tr.waitFor("equal content", 10*time.Second, func() bool { return tr.hash("c") == tr.hash("a") })
+	if s := tr.status("c"); s != "async" {
+		t.Fatalf("c is %s", s)
 	}
 }

@@ -140,8 +140,9 @@ func (m *Member) lastLSN() LSN { return LSN(len(m.log)) }
 // this member measures it (DESIGN §3 "journal transfer"): Status is
 // active (the backup's acks count toward commits), caught-up (it has
 // everything, its acks do not count yet), behind (Behind records short) or
-// disconnected (nothing heard for longer than the QoS). Empty on an async
-// and on a member that is neither primary nor backup.
+// disconnected (nothing heard for longer than the QoS). An async is
+// caught-up, behind or disconnected, never active. Empty on a member that
+// is neither primary, backup nor async.
 type Transfer struct {
 	Status string
 	Behind LSN
@@ -151,7 +152,15 @@ type Transfer struct {
 func (m *Member) Transfer() Transfer {
 	switch {
 	case m.cfg.Async:
-		return Transfer{}
+		// an async is never active: its acks never count toward a commit
+		behind := m.primaryLast - min(m.primaryLast, m.lastLSN())
+		switch {
+		case m.now-m.lastPrimaryMsg > m.cfg.QoS:
+			return Transfer{Status: "disconnected", Behind: behind}
+		case behind > 0:
+			return Transfer{Status: "behind", Behind: behind}
+		}
+		return Transfer{Status: "caught-up"}
 	case m.actingPrimary():
 		behind := m.lastLSN() - min(m.match, m.lastLSN())
 		switch {

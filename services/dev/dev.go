@@ -4,7 +4,7 @@
 // parent is interrupted.
 //
 // It grows with the platform; today it starts a tier: the arbiter, a
-// failover pair of data nodes and an agent beside each. It must never
+// failover pair of data nodes with an agent beside each, and a DR async. It must never
 // leave a child running after it returns, and never reports a process as
 // up before that process answered its health endpoint.
 package dev
@@ -169,7 +169,8 @@ func Run(ctx context.Context, o Options) error {
 
 // writeClusterFile writes the dev cluster file on first start (a second
 // start keeps it, and the data it points to): one tier, a failover pair,
-// the arbiter and an agent per member, on loopback ports from base.
+// the arbiter and an agent per failover member, and a DR async member, on
+// loopback ports from base.
 func writeClusterFile(path, dir string, base int) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
@@ -187,7 +188,8 @@ tiers:
     members:
       - {name: a, role: failover, http: %[3]q, address: %[4]q, data_dir: %[1]s/a, agent: {address: %[5]q}}
       - {name: b, role: failover, http: %[6]q, address: %[7]q, data_dir: %[1]s/b, agent: {address: %[8]q}}
-`, dir, addr(99), addr(0), addr(10), addr(20), addr(1), addr(11), addr(21))
+      - {name: c, role: dr, http: %[9]q, address: %[10]q, data_dir: %[1]s/c, agent: {address: %[11]q}}
+`, dir, addr(99), addr(0), addr(10), addr(20), addr(1), addr(11), addr(21), addr(2), addr(12), addr(22))
 	return os.WriteFile(path, []byte(y), 0o600)
 }
 
