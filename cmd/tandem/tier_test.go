@@ -641,6 +641,14 @@ func TestBadPeersAreRefused(t *testing.T) {
 		rej, _ := tr.memberStatus("a")["rejected_input"].(map[string]any)
 		return rej != nil && rej["stale_epoch"].(float64) >= 1
 	})
+	// A write naming a database that cannot exist is refused, and the
+	// primary carries on.
+	if err := tr.client.Do(context.Background(), "PUT", "a", "/admin/kv/NOT_A_DB/k", []byte("v"), nil); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("bad database name: %v", err)
+	}
+	if err := tr.put(context.Background(), "a", "k2", "v2"); err != nil {
+		t.Fatalf("write after bad input: %v", err)
+	}
 	after := tr.memberStatus("a")
 	if after["status"] != "primary" || after["epoch"] != before["epoch"] {
 		t.Fatalf("bad input changed a: %v -> %v", before["status"], after["status"])

@@ -117,7 +117,12 @@ func (s *Sequencer) Write(ctx context.Context, db string, fn WriteFunc) (uint64,
 		s.mu.Unlock()
 		return 0, err
 	}
-	p, err := s.log.Propose(db, journal.EncodeOps(ops))
+	payload := journal.EncodeOps(ops)
+	if err := journal.CheckData(db, payload); err != nil {
+		s.mu.Unlock()
+		return 0, err // bad input: nothing sequenced, the sequencer carries on
+	}
+	p, err := s.log.Propose(db, payload)
 	if err != nil {
 		s.failLocked(err)
 		s.mu.Unlock()

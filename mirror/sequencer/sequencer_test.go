@@ -189,3 +189,19 @@ func TestFailStopsEveryLaterWrite(t *testing.T) {
 		t.Fatal("a write reached the journal after Fail")
 	}
 }
+
+// TestBadInputDoesNotStopTheSequencer: a bad database name is refused and
+// changes nothing; the next write goes through.
+func TestBadInputDoesNotStopTheSequencer(t *testing.T) {
+	s, j, _ := open(t, vfs.NewMem(), "n")
+	before := j.LastLSN()
+	if _, err := s.Write(context.Background(), "Bad Name", createIfAbsent("a", "1")); !errors.Is(err, journal.ErrBadDatabase) {
+		t.Fatalf("bad database: %v", err)
+	}
+	if j.LastLSN() != before {
+		t.Fatal("bad input consumed an LSN")
+	}
+	if _, err := s.Write(context.Background(), "fhir", createIfAbsent("a", "1")); err != nil {
+		t.Fatalf("write after bad input: %v", err)
+	}
+}

@@ -115,7 +115,8 @@ func Decode(tm transport.Message) (failover.Message, error) {
 
 // EntryFromRecord is how a journal record appears to the failover core:
 // an epoch marker carries the end of the previous epoch; a data record's
-// Data is its database and payload (EntryData).
+// Data is the record as a shipped journal frame (journal.EncodeShipped), so
+// its CRC-32C travels with it to every member.
 func EntryFromRecord(rec journal.Record) (failover.Entry, error) {
 	e := failover.Entry{Epoch: failover.Epoch(rec.Epoch), LSN: failover.LSN(rec.LSN)}
 	if rec.Type == journal.TypeEpochMarker {
@@ -126,33 +127,30 @@ func EntryFromRecord(rec journal.Record) (failover.Entry, error) {
 		e.Marker, e.PrevEnd = true, failover.LSN(prevEnd)
 		return e, nil
 	}
-	e.Data = EntryData(rec.Database, rec.Payload)
+	data, err := journal.EncodeShipped(rec)
+	if err != nil {
+		return e, err
+	}
+	e.Data = data
 	return e, nil
 }
 
 // RecordFromEntry is the inverse of EntryFromRecord; prevEpoch is the epoch
-// of the record at the marker's PrevEnd.
+// of the record at the marker's PrevEnd. A data entry whose frame fails its
+// CRC, or names another epoch or LSN than the entry, is an error.
 func RecordFromEntry(e failover.Entry, prevEpoch uint64) (journal.Record, error) {
-	rec := journal.Record{Epoch: uint64(e.Epoch), LSN: uint64(e.LSN)}
 	if e.Marker {
-		rec.Type = journal.TypeEpochMarker
-		rec.Payload = journal.EncodeEpochMarker(prevEpoch, uint64(e.PrevEnd))
-		return rec, nil
+		return journal.Record{Type: journal.TypeEpochMarker, Epoch: uint64(e.Epoch), LSN: uint64(e.LSN),
+			Payload: journal.EncodeEpochMarker(prevEpoch, uint64(e.PrevEnd))}, nil
 	}
-	if len(e.Data) < 1 || len(e.Data) < 1+int(e.Data[0]) {
-		return rec, fmt.Errorf("%w: entry %d data too short", ErrBadMessage, e.LSN)
+	rec, err := journal.DecodeShipped(e.Data)
+	if err != nil {
+		return rec, fmt.Errorf("%w: entry %d: %w", ErrBadMessage, e.LSN, err)
 	}
-	rec.Type, rec.Database, rec.Payload = journal.TypeData, string(e.Data[1:1+e.Data[0]]), e.Data[1+e.Data[0]:]
+	if rec.Epoch != uint64(e.Epoch) || rec.LSN != uint64(e.LSN) || rec.Type != journal.TypeData {
+		return rec, fmt.Errorf("%w: entry (%d,%d) carries record (%d,%d)", ErrBadMessage, e.Epoch, e.LSN, rec.Epoch, rec.LSN)
+	}
 	return rec, nil
-}
-
-// EntryData is a data record inside a failover.Entry: database length,
-// database, payload.
-func EntryData(db string, payload []byte) []byte {
-	b := make([]byte, 0, 1+len(db)+len(payload))
-	b = append(b, byte(len(db)))
-	b = append(b, db...)
-	return append(b, payload...)
 }
 
 // ReadEntries reads every record of j as core entries: how a member's

@@ -63,9 +63,10 @@ type mirror struct {
 type epochStart struct{ epoch, first uint64 }
 
 type proposal struct {
-	lsn  uint64
-	data []byte
-	done chan error
+	lsn      uint64
+	database string
+	payload  []byte
+	done     chan error
 }
 
 func (p *proposal) LSN() uint64 { return p.lsn }
@@ -98,12 +99,15 @@ type memberSnapshot struct {
 // Propose implements sequencer.Log: it assigns the next LSN without
 // waiting for the loop, so the sequencer's lock is never held across I/O.
 func (m *mirror) Propose(db string, payload []byte) (sequencer.Proposal, error) {
+	if err := journal.CheckData(db, payload); err != nil {
+		return nil, err
+	}
 	m.propMu.Lock()
 	defer m.propMu.Unlock()
 	if m.nextLSN == 0 {
 		return nil, ErrNotPrimary
 	}
-	p := &proposal{lsn: m.nextLSN, data: wire.EntryData(db, payload), done: make(chan error, 1)}
+	p := &proposal{lsn: m.nextLSN, database: db, payload: payload, done: make(chan error, 1)}
 	m.nextLSN++
 	m.proposals <- p // FIFO: the loop sees proposals in LSN order
 	return p, nil
@@ -291,7 +295,13 @@ func (m *mirror) run(ctx context.Context) error {
 // stepProposal hands a client write to the core, which must give it the
 // LSN the proposer promised.
 func (m *mirror) stepProposal(p *proposal) failover.Ready {
-	rd := m.core.Step(failover.Message{Type: failover.MsgPropose, From: m.core.ID(), To: m.core.ID(), Epoch: m.core.Epoch(), Data: p.data})
+	// The record travels as a journal frame with its CRC (see wire).
+	data, err := journal.EncodeShipped(journal.Record{Type: journal.TypeData, Epoch: uint64(m.core.Epoch()), LSN: p.lsn, Database: p.database, Payload: p.payload})
+	if err != nil {
+		p.done <- err
+		return failover.Ready{Actions: []failover.Action{{Kind: failover.ActRejectWrite}}}
+	}
+	rd := m.core.Step(failover.Message{Type: failover.MsgPropose, From: m.core.ID(), To: m.core.ID(), Epoch: m.core.Epoch(), Data: data})
 	if uint64(m.core.LastLSN()) == p.lsn {
 		m.waiting = append(m.waiting, p)
 	} else {
