@@ -99,7 +99,7 @@ func PrintStatus(w io.Writer, sts []MemberStatus) {
 		if tr, ok := s.Status["transfer"].(map[string]any); ok {
 			transfer = fmt.Sprint(tr["status"])
 			if n, _ := tr["behind_records"].(float64); n > 0 {
-				transfer += fmt.Sprintf(" (%v behind)", n)
+				transfer += fmt.Sprintf(" (%v records)", n)
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%s\t%v\t%v\t%v\t%s\n", s.Member, s.Status["role"], s.Status["status"], s.Status["epoch"],
@@ -204,7 +204,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cmd, args := args[0], args[1:]
 	var clusterPath string
-	var asJSON bool
+	var asJSON, watch bool
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
@@ -218,6 +218,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			clusterPath = strings.TrimPrefix(a, "--cluster=")
 		case a == "--json":
 			asJSON = true
+		case a == "--watch":
+			watch = true
 		default:
 			rest = append(rest, a)
 		}
@@ -238,14 +240,30 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	switch cmd {
 	case "status":
-		sts := c.Statuses(ctx)
-		if asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(sts)
+		for {
+			sts := c.Statuses(ctx)
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(sts); err != nil {
+					return err
+				}
+			} else {
+				if watch {
+					fmt.Fprint(stdout, "\033[H\033[2J") // clear the terminal
+					fmt.Fprintf(stdout, "%s  (every second; Ctrl-C to stop)\n\n", time.Now().Format(time.TimeOnly))
+				}
+				PrintStatus(stdout, sts)
+			}
+			if !watch {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
 		}
-		PrintStatus(stdout, sts)
-		return nil
 	case "put": // put TIER DB KEY VALUE
 		if len(rest) != 4 {
 			return errors.New("usage: tandem ctl put TIER DATABASE KEY VALUE")
@@ -326,7 +344,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
-  status                              a table per tier (--json for scripts)
+  status [--watch]                    a table per tier (--json for scripts, --watch to follow)
   fhir METHOD TIER PATH [BODY-FILE]   a FHIR request to the tier's primary, as the operator
   put TIER DATABASE KEY VALUE         raw write on the tier's primary (tests, benchmarks)
   get MEMBER DATABASE KEY             raw read from one member
