@@ -81,6 +81,7 @@ type Member struct {
 	agentQuerySent    bool
 	primaryLast       LSN
 	primarySaysActive bool // backup: the primary's last append said our acks count
+	dropped           LSN  // entries up to here have had their Data dropped (DropData)
 	align             Alignment
 	counters          Counters
 	started           Tick
@@ -124,6 +125,17 @@ func (m *Member) Status() Status { return m.status }
 func (m *Member) Epoch() Epoch   { return m.hs.Epoch }
 func (m *Member) LastLSN() LSN   { return m.lastLSN() }
 func (m *Member) Commit() LSN    { return m.commit }
+
+// DropData forgets the Data of entries up to upTo, keeping their epochs,
+// LSNs and markers. The shell calls it for records durable in its journal,
+// so the core's memory does not grow with the journal; entries it sends
+// later without Data are filled in from the journal by the shell.
+func (m *Member) DropData(upTo LSN) {
+	for i := m.dropped; i < min(upTo, m.lastLSN()); i++ {
+		m.log[i].Data = nil
+	}
+	m.dropped = max(m.dropped, min(upTo, m.lastLSN()))
+}
 
 // PrimaryLast is, on a backup, the primary's last LSN as its latest append
 // reported it: how far the primary's journal went, as far as this member
@@ -241,6 +253,7 @@ func (m *Member) truncate(after LSN, quarantine bool) {
 		m.event("quarantine", "records %d..%d moved to quarantine", after+1, m.lastLSN())
 	}
 	m.log = m.log[:after]
+	m.dropped = min(m.dropped, after)
 	// entries appended earlier in this Ready beyond `after` are dropped too
 	kept := m.rd.Entries[:0]
 	for _, e := range m.rd.Entries {

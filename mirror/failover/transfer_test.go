@@ -32,3 +32,31 @@ func TestTransferStatus(t *testing.T) {
 		tr.fatalf("B did not catch up")
 	}
 }
+
+// TestDropDataKeepsTheShapeOfTheJournal: DropData forgets record bytes up
+// to an LSN but not epochs, LSNs or markers, and the member goes on
+// replicating (its shell fills dropped bytes in from the journal).
+func TestDropDataKeepsTheShapeOfTheJournal(t *testing.T) {
+	tr := newTier(t)
+	tr.run(4)
+	tr.steady("w", 5)
+	a := tr.m("A")
+	a.DropData(3)
+	j := a.Journal()
+	for _, e := range j {
+		switch {
+		case e.LSN <= 3 && e.Data != nil:
+			tr.fatalf("entry %d kept its data", e.LSN)
+		case e.LSN > 3 && !e.Marker && e.Data == nil:
+			tr.fatalf("entry %d lost its data", e.LSN)
+		}
+	}
+	if !j[0].Marker || j[0].Epoch != 1 || a.LastLSN() != 6 {
+		tr.fatalf("journal shape changed: %+v, last %d", j[0], a.LastLSN())
+	}
+	tr.write("A", "after-drop")
+	tr.run(6)
+	if !tr.hasData("B", "after-drop") {
+		tr.fatalf("replication stopped after DropData")
+	}
+}

@@ -366,6 +366,9 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 		out = append(out, rd.Messages...)
 	}
 	for _, msg := range coalesce(out) {
+		if err := m.hydrate(&msg); err != nil {
+			return m.fatal("could not read journal records to ship", err)
+		}
 		m.send(msg)
 	}
 	for _, rd := range batch {
@@ -375,11 +378,59 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 	}
 	// The store follows what is committed and durable here.
 	m.applier.SetLimit(min(uint64(m.core.Commit()), m.j.DurableLSN()))
+	// Records applied to the store are on disk twice over: the core need
+	// not keep their bytes (hydrate reads them back when someone is behind).
+	m.core.DropData(failover.LSN(m.st.AppliedLSN()))
 	for _, rd := range batch {
 		for _, e := range rd.Events {
 			m.log.Info("mirror "+e.Kind, "detail", e.Detail)
 		}
 	}
+	return nil
+}
+
+// hydrate fills in, from the journal, the data of entries the core no
+// longer keeps in memory (DropData), checking each record's epoch and LSN.
+func (m *mirror) hydrate(msg *failover.Message) error {
+	first := -1
+	for i, e := range msg.Entries {
+		if !e.Marker && e.Data == nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	entries := append([]failover.Entry(nil), msg.Entries...)
+	r, err := m.j.NewReader(uint64(entries[first].LSN))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for i := first; i < len(entries); i++ {
+		e := &entries[i]
+		if e.Marker || e.Data != nil {
+			if _, err := r.Next(); err != nil { // keep the reader in step
+				return err
+			}
+			continue
+		}
+		rec, err := r.Next()
+		if err != nil {
+			return fmt.Errorf("record %d: %w", e.LSN, err)
+		}
+		if rec.LSN != uint64(e.LSN) || rec.Epoch != uint64(e.Epoch) {
+			return fmt.Errorf("journal record (%d,%d) where the core has (%d,%d)", rec.Epoch, rec.LSN, e.Epoch, e.LSN)
+		}
+		full, err := wire.EntryFromRecord(rec)
+		if err != nil {
+			return err
+		}
+		e.Data = full.Data
+	}
+	msg.Entries = entries
+	m.log.Debug("records shipped from the journal", "to", string(msg.To), "from_lsn", entries[first].LSN, "count", len(entries)-first)
 	return nil
 }
 
