@@ -302,6 +302,41 @@ func TestKillPrimaryUnderWrites(t *testing.T) {
 	tr.waitFor("a back as backup", 20*time.Second, func() bool { return tr.status("a") == "backup" && tr.epoch("a") == 2 })
 	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
 	tr.checkAcked("a", acked)
+	tr.checkQuarantine("a", acked)
+}
+
+// checkQuarantine reads member's quarantine reports (its unacknowledged
+// tail, cut at a rejoin): no acknowledged write may ever be in one.
+func (tr *tier) checkQuarantine(member string, acked map[string]string) {
+	tr.t.Helper()
+	files, _ := filepath.Glob(filepath.Join(tr.dir, member, "quarantine", "*.json"))
+	records := 0
+	for _, f := range files {
+		var env struct {
+			State struct {
+				Records []struct {
+					LSN uint64
+					Ops []struct{ Key string }
+				}
+			}
+		}
+		data, err := os.ReadFile(f)
+		if err == nil {
+			err = json.Unmarshal(data, &env)
+		}
+		if err != nil {
+			tr.t.Fatalf("quarantine report %s: %v", f, err)
+		}
+		for _, r := range env.State.Records {
+			records++
+			for _, op := range r.Ops {
+				if _, ok := acked[op.Key]; ok {
+					tr.t.Fatalf("acknowledged write %s (LSN %d) was quarantined", op.Key, r.LSN)
+				}
+			}
+		}
+	}
+	tr.t.Logf("%s: %d quarantine report(s), %d unacknowledged records set aside", member, len(files), records)
 }
 
 // TestKillPrimaryAndArbiterTakeoverThroughAgent: the backup loses the
@@ -330,6 +365,7 @@ func TestKillPrimaryAndArbiterTakeoverThroughAgent(t *testing.T) {
 	tr.start("a")
 	tr.waitFor("a back as backup", 30*time.Second, func() bool { return tr.status("a") == "backup" && tr.epoch("a") == 2 })
 	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
+	tr.checkQuarantine("a", acked)
 }
 
 // TestKillBackupUnderWrites (issue 4, b): the backup killed and restarted
