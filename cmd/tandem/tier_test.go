@@ -477,6 +477,12 @@ func TestPartitionBetweenPrimaryAndBackup(t *testing.T) {
 	if s, e := tr.status("b"), tr.epoch("b"); s != "backup" || e != 1 {
 		t.Fatalf("b took over while the arbiter still saw a: %s in epoch %d", s, e)
 	}
+	for _, m := range []string{"a", "b"} {
+		tf, _ := tr.memberStatus(m)["transfer"].(map[string]any)
+		if tf == nil || tf["status"] != "disconnected" || tf["behind_seconds"].(float64) < testQoS.Seconds() {
+			t.Fatalf("%s reports transfer %v during the partition, want disconnected for more than the QoS", m, tf)
+		}
+	}
 	tr.proxies["a->b"].heal()
 	tr.proxies["b->a"].heal()
 	tr.waitFor("b caught up", 20*time.Second, func() bool { v, _ := tr.get("b", "during-partition"); return v == "2" })

@@ -99,7 +99,11 @@ func PrintStatus(w io.Writer, sts []MemberStatus) {
 		if tr, ok := s.Status["transfer"].(map[string]any); ok {
 			transfer = fmt.Sprint(tr["status"])
 			if n, _ := tr["behind_records"].(float64); n > 0 {
-				transfer += fmt.Sprintf(" (%v records)", n)
+				transfer += fmt.Sprintf(" (%v records", n)
+				if sec, _ := tr["behind_seconds"].(float64); sec > 0 {
+					transfer += fmt.Sprintf(", %gs", sec)
+				}
+				transfer += ")"
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%s\t%v\t%v\t%v\t%s\n", s.Member, s.Status["role"], s.Status["status"], s.Status["epoch"],

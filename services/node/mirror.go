@@ -53,6 +53,8 @@ type mirror struct {
 	links     map[failover.ID]*link
 	waiting   []*proposal // proposed, not yet acknowledged, in LSN order
 
+	caughtUpAt time.Time // loop-owned: when the transfer was last caught up
+
 	propMu  sync.Mutex
 	nextLSN uint64 // LSN the next proposal gets while primary; 0 = not accepting
 
@@ -82,18 +84,19 @@ func (p *proposal) Wait(ctx context.Context) error {
 
 // memberSnapshot is the state the loop publishes for status pages.
 type memberSnapshot struct {
-	Status      failover.Status
-	Epoch       uint64
-	Role        string
-	Commit      uint64
-	LastLSN     uint64
-	Mode        string
-	NoFailover  bool
-	Counters    failover.Counters
-	Transfer    failover.Transfer
-	PrimaryLast uint64
-	KnownEpoch  uint64          // epoch of the last arbiter record this member saw
-	Peers       map[string]bool // link connected?
+	Status        failover.Status
+	Epoch         uint64
+	Role          string
+	Commit        uint64
+	LastLSN       uint64
+	Mode          string
+	NoFailover    bool
+	Counters      failover.Counters
+	Transfer      failover.Transfer
+	PrimaryLast   uint64
+	KnownEpoch    uint64          // epoch of the last arbiter record this member saw
+	BehindSeconds float64         // since the transfer was last caught up (0 when it is)
+	Peers         map[string]bool // link connected?
 }
 
 // Propose implements sequencer.Log: it assigns the next LSN without
@@ -560,6 +563,13 @@ func (m *mirror) publish() {
 		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch)}
 	for id, l := range m.links {
 		s.Peers[string(id)] = l.connected()
+	}
+	// Seconds behind: how long since the transfer was last caught up.
+	if s.Transfer.Behind == 0 && s.Transfer.Status != "disconnected" {
+		m.caughtUpAt = time.Now()
+	}
+	if !m.caughtUpAt.IsZero() && (s.Transfer.Behind > 0 || s.Transfer.Status == "disconnected") {
+		s.BehindSeconds = time.Since(m.caughtUpAt).Seconds()
 	}
 	m.snapMu.Lock()
 	m.snap = s

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -191,8 +192,9 @@ type Status struct {
 // member measures it: active, caught-up, behind (with records) or
 // disconnected.
 type TransferStatus struct {
-	Status        string `json:"status"`
-	BehindRecords uint64 `json:"behind_records"`
+	Status        string  `json:"status"`
+	BehindRecords uint64  `json:"behind_records"`
+	BehindSeconds float64 `json:"behind_seconds"` // since it was last caught up
 }
 
 // RejectedInput counts messages the failover core refused.
@@ -242,7 +244,8 @@ func (n *Node) Status() Status {
 		s.Status, s.Epoch, s.Mode, s.NoFail, s.Links = string(snap.Status), snap.Epoch, snap.Mode, snap.NoFailover, snap.Peers
 		s.Mirror = fmt.Sprintf("tier %s, %s member", n.cfg.Tier, n.cfg.Role)
 		if snap.Transfer.Status != "" {
-			s.Transfer = &TransferStatus{Status: snap.Transfer.Status, BehindRecords: uint64(snap.Transfer.Behind)}
+			s.Transfer = &TransferStatus{Status: snap.Transfer.Status, BehindRecords: uint64(snap.Transfer.Behind),
+				BehindSeconds: math.Round(snap.BehindSeconds*10) / 10}
 		}
 		s.Rejected = &RejectedInput{UnknownType: snap.Counters.UnknownType, StaleEpoch: snap.Counters.StaleEpoch, Forged: snap.Counters.Forged}
 	}
