@@ -24,6 +24,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/mirror/wire"
 	"github.com/tandemhealth/tandem/services/ctl"
+	"github.com/tandemhealth/tandem/services/node"
 )
 
 // tier is a real tier on loopback: the arbiter and two failover members as
@@ -298,11 +299,20 @@ func TestKillPrimaryUnderWrites(t *testing.T) {
 	}
 	tr.checkAcked("b", acked)
 
-	tr.start("a")
-	tr.waitFor("a back as backup", 20*time.Second, func() bool { return tr.status("a") == "backup" && tr.epoch("a") == 2 })
-	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
-	tr.checkAcked("a", acked)
-	tr.checkQuarantine("a", acked)
+	tr.rejoin("a", "b", acked)
+}
+
+// rejoin restarts a former primary and checks that it comes back as backup
+// of the new epoch, ends with the primary's content, holds every
+// acknowledged write, and set aside nothing that was acknowledged.
+func (tr *tier) rejoin(member, primary string, acked map[string]string) {
+	tr.t.Helper()
+	epoch := tr.epoch(primary)
+	tr.start(member)
+	tr.waitFor(member+" back as backup", 30*time.Second, func() bool { return tr.status(member) == "backup" && tr.epoch(member) == epoch })
+	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash(member) == tr.hash(primary) })
+	tr.checkAcked(member, acked)
+	tr.checkQuarantine(member, acked)
 }
 
 // checkQuarantine reads member's quarantine reports (its unacknowledged
@@ -312,22 +322,11 @@ func (tr *tier) checkQuarantine(member string, acked map[string]string) {
 	files, _ := filepath.Glob(filepath.Join(tr.dir, member, "quarantine", "*.json"))
 	records := 0
 	for _, f := range files {
-		var env struct {
-			State struct {
-				Records []struct {
-					LSN uint64
-					Ops []struct{ Key string }
-				}
-			}
-		}
-		data, err := os.ReadFile(f)
-		if err == nil {
-			err = json.Unmarshal(data, &env)
-		}
-		if err != nil {
+		var rep node.QuarantineReport
+		if err := statefile.Load(f, &rep); err != nil {
 			tr.t.Fatalf("quarantine report %s: %v", f, err)
 		}
-		for _, r := range env.State.Records {
+		for _, r := range rep.Records {
 			records++
 			for _, op := range r.Ops {
 				if _, ok := acked[op.Key]; ok {
@@ -362,10 +361,7 @@ func TestKillPrimaryAndArbiterTakeoverThroughAgent(t *testing.T) {
 	acked, failed := wait()
 	t.Logf("%d writes acknowledged, %d failed attempts", len(acked), failed)
 	tr.checkAcked("b", acked)
-	tr.start("a")
-	tr.waitFor("a back as backup", 30*time.Second, func() bool { return tr.status("a") == "backup" && tr.epoch("a") == 2 })
-	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
-	tr.checkQuarantine("a", acked)
+	tr.rejoin("a", "b", acked)
 }
 
 // TestKillBackupUnderWrites (issue 4, b): the backup killed and restarted

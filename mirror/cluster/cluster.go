@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/transport"
 )
 
@@ -357,6 +358,15 @@ func nameFields(data []byte, err error) string {
 		}
 		return m
 	})
+}
+
+// TickInterval is the real time of one failover-core tick in every Tandem
+// process; the cores count every timeout in ticks.
+const TickInterval = 50 * time.Millisecond
+
+// QoSTicks is the file's QoS timeout in core ticks.
+func (f *File) QoSTicks() failover.Tick {
+	return max(failover.Tick(time.Duration(f.QoS)/TickInterval), 2)
 }
 
 // Credentials returns the mutual-TLS credentials of identity (a member

@@ -86,6 +86,17 @@ func (h *Hub) serve(c *Conn, onFrame func(string, Message) error) {
 	}
 }
 
+// Serve runs Run on a goroutine the hub owns and returns a function that
+// waits for it to end (after ctx is cancelled).
+func (h *Hub) Serve(ctx context.Context, onFrame func(peer string, m Message) error) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Run(ctx, onFrame)
+	}()
+	return func() { <-done }
+}
+
 // Send writes m to peer's latest connection. ErrNoConn when it has none:
 // the peer will reconnect and ask again.
 func (h *Hub) Send(peer string, m Message) error {

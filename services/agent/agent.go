@@ -24,7 +24,6 @@ import (
 	"github.com/tandemhealth/tandem/mirror/statefile"
 	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/mirror/wire"
-	"github.com/tandemhealth/tandem/services/arbiter"
 	"github.com/tandemhealth/tandem/services/node"
 )
 
@@ -85,24 +84,20 @@ func New(f *cluster.File, member string, log *slog.Logger) (*Server, error) {
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	hubDone := make(chan struct{})
-	go func() {
-		defer close(hubDone)
-		s.hub.Run(ctx, func(peer string, tm transport.Message) error {
-			if tm.Tier != s.tier {
-				return fmt.Errorf("message for tier %q", tm.Tier)
-			}
-			m, err := wire.Decode(tm)
-			if err != nil {
-				return err
-			}
-			s.inbox <- m
-			return nil
-		})
-	}()
-	defer func() { cancel(); <-hubDone }()
+	wait := s.hub.Serve(ctx, func(peer string, tm transport.Message) error {
+		if tm.Tier != s.tier {
+			return fmt.Errorf("message for tier %q", tm.Tier)
+		}
+		m, err := wire.Decode(tm)
+		if err != nil {
+			return err
+		}
+		s.inbox <- m
+		return nil
+	})
+	defer func() { cancel(); wait() }()
 	s.log.Info("agent serving", "member", s.member.Name, "addr", s.member.Agent.Address)
-	ticker := time.NewTicker(2 * arbiter.TickInterval)
+	ticker := time.NewTicker(2 * cluster.TickInterval)
 	defer ticker.Stop()
 	for {
 		select {

@@ -21,18 +21,6 @@ import (
 	"github.com/tandemhealth/tandem/mirror/wire"
 )
 
-// TickInterval is the real time of one core tick for every Tandem shell.
-const TickInterval = 50 * time.Millisecond
-
-// QoSTicks converts the cluster's QoS into core ticks.
-func QoSTicks(f *cluster.File) failover.Tick {
-	t := failover.Tick(time.Duration(f.QoS) / TickInterval)
-	if t < 2 {
-		t = 2
-	}
-	return t
-}
-
 // Server is a running arbiter.
 type Server struct {
 	file  *cluster.File
@@ -71,7 +59,7 @@ func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 				i++
 			}
 		}
-		s.cores[t.Name] = failover.NewArbiter(failover.ArbiterConfig{ID: "arbiter", Members: members, QoS: QoSTicks(f)}, st, 0)
+		s.cores[t.Name] = failover.NewArbiter(failover.ArbiterConfig{ID: "arbiter", Members: members, QoS: f.QoSTicks()}, st, 0)
 		log.Info("arbiter tier loaded", "tier", t.Name, "seeded", st.Seeded, "record", st.Record.String())
 	}
 	creds, err := f.Credentials("arbiter")
@@ -94,15 +82,11 @@ func (s *Server) Addr() string { return s.addr }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	hubDone := make(chan struct{})
-	go func() {
-		defer close(hubDone)
-		s.hub.Run(ctx, s.onFrame)
-	}()
-	defer func() { cancel(); <-hubDone }()
+	wait := s.hub.Serve(ctx, s.onFrame)
+	defer func() { cancel(); wait() }()
 	s.log.Info("arbiter serving", "addr", s.Addr(), "tiers", len(s.cores))
 
-	ticker := time.NewTicker(TickInterval)
+	ticker := time.NewTicker(cluster.TickInterval)
 	defer ticker.Stop()
 	for {
 		select {
@@ -139,7 +123,9 @@ func (s *Server) onFrame(peer string, tm transport.Message) error {
 	return nil
 }
 
-func (s *Server) now() failover.Tick { return failover.Tick(time.Since(s.start) / TickInterval) }
+func (s *Server) now() failover.Tick {
+	return failover.Tick(time.Since(s.start) / cluster.TickInterval)
+}
 
 // handle executes a Ready: persist, then send, then log. A failed persist
 // stops the arbiter: it must not answer from a record it could not save.

@@ -21,7 +21,6 @@ import (
 	"github.com/tandemhealth/tandem/mirror/store"
 	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/mirror/wire"
-	"github.com/tandemhealth/tandem/services/arbiter"
 )
 
 // ErrNotPrimary is returned to writes on a member that is not the primary
@@ -148,7 +147,7 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 			asyncs = append(asyncs, failover.ID(o.Name))
 		}
 	}
-	cfg := failover.MemberConfig{ID: failover.ID(me.Name), Arbiter: "arbiter", QoS: arbiter.QoSTicks(f), Heartbeat: 2, Retry: 4}
+	cfg := failover.MemberConfig{ID: failover.ID(me.Name), Arbiter: "arbiter", QoS: f.QoSTicks(), Heartbeat: 2, Retry: 4}
 	if me.Role == cluster.RoleFailover {
 		cfg.Peer, cfg.PeerAgent, cfg.Asyncs = peer, failover.ID("agent-"+string(peer)), asyncs
 	} else {
@@ -230,7 +229,7 @@ func (m *mirror) epochAt(lsn uint64) uint64 {
 }
 
 func (m *mirror) now() failover.Tick {
-	return failover.Tick(time.Since(m.start) / arbiter.TickInterval)
+	return failover.Tick(time.Since(m.start) / cluster.TickInterval)
 }
 
 // run is the loop. It owns the core, the links and the waiting proposals.
@@ -256,7 +255,7 @@ func (m *mirror) run(ctx context.Context) error {
 
 	m.log.Info("mirror member started", "role", m.savedHS.Role.String(), "epoch", m.savedHS.Epoch,
 		"last_lsn", m.core.LastLSN(), "listen", m.ln.Addr().String())
-	ticker := time.NewTicker(arbiter.TickInterval)
+	ticker := time.NewTicker(cluster.TickInterval)
 	defer ticker.Stop()
 	var batch []failover.Ready
 	var stepped []*proposal // proposals stepped in this batch, in order
@@ -710,12 +709,11 @@ func (l *link) writeUntilError(c *transport.Conn, readDone chan struct{}) {
 }
 
 func hostOf(addr string) string {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			return addr[:i]
-		}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
 	}
-	return addr
+	return host
 }
 
 func (m *mirror) acceptLoop(ctx context.Context, wg *sync.WaitGroup) {

@@ -11,27 +11,28 @@ import (
 	"github.com/tandemhealth/tandem/mirror/statefile"
 )
 
-// quarantineRecord is one journal record moved aside at a rejoin: never
+// QuarantineRecord is one journal record moved aside at a rejoin: never
 // acknowledged to a client, not in the tier's history, kept so an operator
 // (or RecoverLostJournal) can look at it and decide.
-type quarantineRecord struct {
+type QuarantineRecord struct {
 	LSN      uint64           `json:"lsn"`
 	Epoch    uint64           `json:"epoch"`
 	Type     string           `json:"type"`
 	Database string           `json:"database,omitempty"`
-	Ops      []quarantineOp   `json:"ops,omitempty"`
+	Ops      []QuarantineOp   `json:"ops,omitempty"`
 	Raw      []byte           `json:"raw_payload,omitempty"`
 	Marker   *json.RawMessage `json:"marker,omitempty"`
 }
 
-type quarantineOp struct {
+type QuarantineOp struct {
 	Kind  string `json:"kind"`
 	Key   string `json:"key"`
 	Value []byte `json:"value,omitempty"`
 }
 
-// quarantineReport is the file written to <data_dir>/quarantine/.
-type quarantineReport struct {
+// QuarantineReport is the file written to <data_dir>/quarantine/ (a
+// statefile, so statefile.Load reads it).
+type QuarantineReport struct {
 	Member    string             `json:"member"`
 	Tier      string             `json:"tier"`
 	At        time.Time          `json:"at"`
@@ -39,14 +40,14 @@ type quarantineReport struct {
 	FirstLSN  uint64             `json:"first_quarantined_lsn"`
 	LastLSN   uint64             `json:"last_quarantined_lsn"`
 	Databases map[string]int     `json:"records_per_database"`
-	Records   []quarantineRecord `json:"records"`
+	Records   []QuarantineRecord `json:"records"`
 	Why       string             `json:"why"`
 }
 
 // quarantineTail copies the journal records after lsn into a report file
 // and returns its path. It is written and fsynced before the journal is cut.
 func quarantineTail(dataDir, tier, member string, j *journal.Journal, after uint64) (string, error) {
-	rep := quarantineReport{Member: member, Tier: tier, At: time.Now().UTC(), AfterLSN: after, Databases: map[string]int{},
+	rep := QuarantineReport{Member: member, Tier: tier, At: time.Now().UTC(), AfterLSN: after, Databases: map[string]int{},
 		Why: "this member's journal forked from the tier's history after kept_up_to_lsn (it was primary or received records that the new primary never had); these records were never acknowledged to a client"}
 	r, err := j.NewReader(after + 1)
 	if err != nil {
@@ -61,7 +62,7 @@ func quarantineTail(dataDir, tier, member string, j *journal.Journal, after uint
 		if err != nil {
 			return "", err
 		}
-		q := quarantineRecord{LSN: rec.LSN, Epoch: rec.Epoch, Database: rec.Database}
+		q := QuarantineRecord{LSN: rec.LSN, Epoch: rec.Epoch, Database: rec.Database}
 		if rec.Type == journal.TypeEpochMarker {
 			q.Type = "epoch-marker"
 		} else {
@@ -73,7 +74,7 @@ func quarantineTail(dataDir, tier, member string, j *journal.Journal, after uint
 					if op.Kind == journal.OpDelete {
 						kind = "delete"
 					}
-					q.Ops = append(q.Ops, quarantineOp{Kind: kind, Key: string(op.Key), Value: op.Value})
+					q.Ops = append(q.Ops, QuarantineOp{Kind: kind, Key: string(op.Key), Value: op.Value})
 				}
 			} else {
 				q.Raw = rec.Payload
