@@ -2,6 +2,7 @@ package arbiter
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -209,7 +210,7 @@ func TestSeedRefusesToOverwrite(t *testing.T) {
 	if err := Seed(dir, "records", "a", "b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := Seed(dir, "records", "b", "a"); err == nil {
+	if err := Seed(dir, "records", "b", "a"); !errors.Is(err, ErrAlreadySeeded) {
 		t.Fatal("seeded over an existing record")
 	}
 }

@@ -14,6 +14,9 @@ import (
 // that lost its disk. Either way it must be seeded before it grants anything.
 var ErrNoState = errors.New("arbiter: no durable record for the tier")
 
+// ErrAlreadySeeded is returned by Seed for a tier that has a record.
+var ErrAlreadySeeded = errors.New("arbiter: the tier already has a record")
+
 func statePath(dir, tier string) string { return filepath.Join(dir, tier+".arbiter.json") }
 
 // loadState reads a tier's record. A missing file is ErrNoState; a damaged
@@ -45,7 +48,7 @@ func saveState(dir, tier string, st failover.ArbiterState) error {
 func Seed(dir, tier string, primary, backup failover.ID) error {
 	if _, err := loadState(dir, tier); !errors.Is(err, ErrNoState) {
 		if err == nil {
-			return fmt.Errorf("arbiter: tier %q already has a record in %s; an arbiter is never re-seeded over a record", tier, statePath(dir, tier))
+			return fmt.Errorf("%w: tier %q, %s; an arbiter is never re-seeded over a record", ErrAlreadySeeded, tier, statePath(dir, tier))
 		}
 		return err
 	}

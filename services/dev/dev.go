@@ -11,6 +11,7 @@ package dev
 
 import (
 	"bufio"
+	"errors"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -101,7 +102,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	t := f.Tiers[0]
 	if err := arbiter.Seed(f.Arbiter.DataDir, t.Name, failover.ID(t.Members[0].Name), failover.ID(t.Members[1].Name)); err != nil &&
-		!strings.Contains(err.Error(), "already has a record") {
+		!errors.Is(err, arbiter.ErrAlreadySeeded) {
 		return err
 	}
 	creds, err := f.Credentials("operator")
