@@ -18,6 +18,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/services/agent"
 	"github.com/tandemhealth/tandem/services/arbiter"
+	"github.com/tandemhealth/tandem/services/backupd"
 	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/dev"
 	"github.com/tandemhealth/tandem/services/node"
@@ -36,6 +37,12 @@ Usage:
                                 run the agent beside a failover member (liveness, fencing, journal hand-over)
   tandem ctl COMMAND --cluster FILE
                                 the administrator's CLI (tandem ctl help)
+  tandem backup --cluster FILE --member NAME --to DIR [--once] [--snapshot]
+                                snapshot a member's store and archive its committed journal continuously
+  tandem restore --from DIR --data NEWDIR [--to-lsn N | --to-time RFC3339]
+                                rebuild a data directory as it was at an archived LSN or time
+  tandem ctl backup list|verify|prune --from DIR
+                                what a backup holds; check every checksum; drop old snapshots
   tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
   tandem help                   this text
 
@@ -58,7 +65,15 @@ func main() {
 	case "arbiter":
 		err = runArbiter(ctx, os.Args[2:])
 	case "ctl":
-		err = ctl.Main(ctx, os.Args[2:], os.Stdout)
+		if len(os.Args) > 2 && os.Args[2] == "backup" {
+			err = backupd.Ctl(ctx, os.Args[3:], os.Stdout)
+		} else {
+			err = ctl.Main(ctx, os.Args[2:], os.Stdout)
+		}
+	case "backup":
+		err = backupd.Backup(ctx, os.Args[2:], os.Stdout, newLogger(os.Stderr, "info").With("service", "backup"))
+	case "restore":
+		err = backupd.Restore(ctx, os.Args[2:], os.Stdout)
 	case "agent":
 		err = runAgent(ctx, os.Args[2:])
 	case "help", "-h", "--help":

@@ -42,3 +42,14 @@ func DecodeShipped(b []byte) (Record, error) {
 func CheckData(database string, payload []byte) error {
 	return checkRecord(TypeData, database, payload)
 }
+
+// DecodeShippedPrefix decodes the shipped frame at the start of b and
+// returns its record and size, for streams of frames back to back (the
+// backup archive). Database and Payload alias b.
+func DecodeShippedPrefix(b []byte) (Record, int, error) {
+	f, n, ferr := decodeFrame(b)
+	if ferr != nil {
+		return Record{}, 0, fmt.Errorf("%w: %s", ErrBadShippedRecord, ferr.reason)
+	}
+	return f.Record, n, nil
+}

@@ -308,21 +308,22 @@ func (s *Store) Databases() []string {
 
 // Checkpoint writes a consistent copy of the whole store to destDir (which
 // must not exist) and returns the LSN it holds: a snapshot for re-seeding a
-// member or a backup, to be followed by the journal after that LSN.
-func (s *Store) Checkpoint(destDir string) (uint64, error) {
+// member or a backup, to be followed by the journal after that LSN. It
+// also returns the epoch of the record at that LSN.
+func (s *Store) Checkpoint(destDir string) (lsn, epoch uint64, err error) {
 	s.mu.Lock() // no Apply between flush and checkpoint
 	defer s.mu.Unlock()
 	if s.closed {
-		return 0, ErrClosed
+		return 0, 0, ErrClosed
 	}
 	// With the WAL off, only flushed data is in sstables: flush first.
 	if err := s.db.Flush(); err != nil {
-		return 0, fmt.Errorf("store: checkpoint flush: %w", err)
+		return 0, 0, fmt.Errorf("store: checkpoint flush: %w", err)
 	}
 	if err := s.db.Checkpoint(destDir); err != nil {
-		return 0, fmt.Errorf("store: checkpoint to %s: %w", destDir, err)
+		return 0, 0, fmt.Errorf("store: checkpoint to %s: %w", destDir, err)
 	}
-	return s.applied, nil
+	return s.applied, s.epoch, nil
 }
 
 // Flush writes the memtable to sstables, shortening the next recovery.

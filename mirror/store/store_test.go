@@ -226,7 +226,7 @@ func TestCheckpointHoldsItsLSN(t *testing.T) {
 	for i := range 20 {
 		n.write(t, "fhir", set(fmt.Sprintf("k%d", i), "v"))
 	}
-	lsn, err := n.st.Checkpoint(filepath.Join(dir, "ckpt"))
+	lsn, _, err := n.st.Checkpoint(filepath.Join(dir, "ckpt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,15 @@ func NewClient(f *cluster.File) (*Client, error) {
 	return &Client{File: f, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}}, nil
 }
 
+// Load reads a cluster file and builds an operator client for it.
+func Load(clusterPath string) (*Client, error) {
+	f, err := cluster.Load(clusterPath)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(f)
+}
+
 // MemberStatus is one member's /mirror/status plus whether it answered.
 type MemberStatus struct {
 	Tier   string         `json:"tier"`

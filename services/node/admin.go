@@ -30,6 +30,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 			h(w, r)
 		}
 	}
+	n.backupRoutes(mux, admin)
 	// Raw key/value writes through the sequencer and the journal: for tests,
 	// storage benchmarks and operators, until FHIR is mounted.
 	mux.HandleFunc("PUT /admin/kv/{db}/{key...}", admin(func(w http.ResponseWriter, r *http.Request) {
