@@ -218,9 +218,18 @@ func (a *Archiver) ArchiveOnce(ctx context.Context) (int, error) {
 }
 
 // Run archives every interval and takes a new snapshot every snapshotEvery
-// (0: never after the first), until ctx ends. It takes a first snapshot
-// when the store has none.
+// (0: never after the first), until ctx ends (then it returns nil). It
+// takes a first snapshot when the store has none. Any other error stops it:
+// a backup that silently stopped archiving would be worse than none.
 func (a *Archiver) Run(ctx context.Context, interval, snapshotEvery time.Duration) error {
+	err := a.run(ctx, interval, snapshotEvery)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (a *Archiver) run(ctx context.Context, interval, snapshotEvery time.Duration) error {
 	cat, err := ReadCatalog(a.Store)
 	if err != nil {
 		return err

@@ -354,3 +354,40 @@ func TestPruneKeepsWhatTheNewestSnapshotsNeed(t *testing.T) {
 		t.Fatal("restored to a point whose snapshot was pruned")
 	}
 }
+
+func TestRunArchivesContinuouslyAndSnapshotsPeriodically(t *testing.T) {
+	dir := t.TempDir()
+	m := openMember(t, filepath.Join(dir, "member"))
+	bs := Dir{Root: filepath.Join(dir, "backup")}
+	c := &clock{t: time.Now()} // one second per call: a snapshot every few rounds
+	a := &Archiver{Source: &Local{Member: "b", Store: m.st, Journal: m.j}, Store: bs, Now: c.now, TempDir: dir}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, 10*time.Millisecond, 5*time.Second) }()
+	rng := rand.New(rand.NewPCG(7, 7))
+	for range 10 {
+		m.write(t, rng, 20)
+		time.Sleep(15 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cat, err := ReadCatalog(bs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cat.ArchivedLSN() == m.st.AppliedLSN() && len(cat.Snapshots) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archive at %d, store at %d, %d snapshots", cat.ArchivedLSN(), m.st.AppliedLSN(), len(cat.Snapshots))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Verify(bs); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("verify: %v %+v", err, rep.Problems)
+	}
+}
