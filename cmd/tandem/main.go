@@ -146,6 +146,7 @@ func runArbiter(ctx context.Context, args []string) error {
 		tier := fs.String("tier", "", "tier to seed")
 		primary := fs.String("primary", "", "member that starts as primary")
 		backup := fs.String("backup", "", "member that starts as backup")
+		existsOK := fs.Bool("exists-ok", false, "succeed without writing when the tier is already seeded (for container start scripts)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -166,6 +167,10 @@ func runArbiter(ctx context.Context, args []string) error {
 			return errors.New("--primary and --backup must differ")
 		}
 		if err := arbiter.Seed(f.Arbiter.DataDir, *tier, failover.ID(*primary), failover.ID(*backup)); err != nil {
+			if *existsOK && errors.Is(err, arbiter.ErrAlreadySeeded) {
+				fmt.Printf("tier %s is already seeded; nothing written\n", *tier)
+				return nil
+			}
 			return err
 		}
 		fmt.Printf("tier %s seeded: epoch 1, primary %s, backup %s\n", *tier, *primary, *backup)
