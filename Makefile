@@ -4,6 +4,8 @@ GO    ?= go
 BENCH ?= .
 SEEDS ?= 500
 FUZZTIME ?= 60s
+SCHEDULES ?= 10
+SEED ?= 1
 
 # The cores: fast unit tests, no processes, no Temporal.
 CORE_PKGS := ./mirror/... ./services/... ./fhir/...
@@ -32,6 +34,10 @@ bench: ## benchmarks: all, or one with BENCH=name (e.g. BENCH=journal)
 
 sim: ## failover simulation: make sim SEEDS=N
 	set -o pipefail; $(GO) test ./mirror/failover/sim -run '^TestSim$$' -count=1 -v -timeout 120m -args -seeds=$(SEEDS) | tail -n 20
+
+faults: ## real-process fault schedules with linearizability checks: make faults SCHEDULES=N [SEED=first]
+	set -o pipefail; TANDEM_FAULT_SCHEDULES=$(SCHEDULES) TANDEM_FAULT_SEED=$(SEED) TANDEM_FAULT_REPORT_DIR=$(CURDIR)/.tandem/faults \
+		$(GO) test ./cmd/tandem -run '^TestFaultSchedules$$' -count=1 -v -timeout 0 | grep -E '^(=== RUN|--- |\s+faults_test|\s+--- |ok|FAIL)'
 
 fuzz: ## run the journal decoder fuzzer for FUZZTIME (default 60s)
 	$(GO) test ./mirror/journal -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)

@@ -388,3 +388,19 @@ func (f *File) Credentials(identity string) (transport.Credentials, error) {
 	return transport.LoadCredentials(f.TLS.CAFile,
 		filepath.Join(f.TLS.CertDir, identity+".pem"), filepath.Join(f.TLS.CertDir, identity+"-key.pem"))
 }
+
+// MutationsEnv names the environment variable that switches on the
+// failover core's deliberate bugs (TEST ONLY: the real-process fault suite
+// proves its checkers catch each one). Processes log it loudly at start.
+const MutationsEnv = "TANDEM_TEST_MUTATIONS"
+
+// MutationsFromEnv returns the switches named by MutationsEnv (all off when
+// it is unset) and the raw value.
+func MutationsFromEnv() (*failover.Mutations, string, error) {
+	v := os.Getenv(MutationsEnv)
+	m, err := failover.ParseMutations(v)
+	if err != nil {
+		return nil, v, fmt.Errorf("%s: %w", MutationsEnv, err)
+	}
+	return m, v, nil
+}

@@ -1,6 +1,9 @@
 package failover
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Epoch numbers the reigns of primaries. It only grows; every member and the
 // arbiter persist it before use, and every message and journal record carries it.
@@ -260,4 +263,30 @@ type Mutations struct {
 	NonActiveTakeover   bool // (b) backup takes over through the agent without the journal tail
 	ArbiterForget       bool // (c) arbiter does not persist its decisions
 	AckAfterTakeoverAsk bool // (d) backup still acks the old epoch after asking for takeover
+}
+
+// MutationNames are the names ParseMutations accepts, one per switch.
+var MutationNames = []string{"ack-before-backup", "non-active-takeover", "arbiter-forget", "ack-after-takeover-ask"}
+
+// ParseMutations turns a comma-separated list of MutationNames into
+// switches (TEST ONLY: real-process fault tests use it to prove their
+// checkers catch each bug). An unknown name is an error.
+func ParseMutations(list string) (*Mutations, error) {
+	m := &Mutations{}
+	for _, name := range strings.Split(list, ",") {
+		switch strings.TrimSpace(name) {
+		case "":
+		case "ack-before-backup":
+			m.AckBeforeBackup = true
+		case "non-active-takeover":
+			m.NonActiveTakeover = true
+		case "arbiter-forget":
+			m.ArbiterForget = true
+		case "ack-after-takeover-ask":
+			m.AckAfterTakeoverAsk = true
+		default:
+			return nil, fmt.Errorf("failover: unknown mutation %q (known: %s)", name, strings.Join(MutationNames, ", "))
+		}
+	}
+	return m, nil
 }

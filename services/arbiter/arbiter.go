@@ -59,7 +59,14 @@ func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 				i++
 			}
 		}
-		s.cores[t.Name] = failover.NewArbiter(failover.ArbiterConfig{ID: "arbiter", Members: members, QoS: f.QoSTicks()}, st, 0)
+		mut, raw, err := cluster.MutationsFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		if raw != "" {
+			log.Error("TEST ONLY: deliberate failover bugs are switched on; never run this in production", "mutations", raw)
+		}
+		s.cores[t.Name] = failover.NewArbiter(failover.ArbiterConfig{ID: "arbiter", Members: members, QoS: f.QoSTicks(), Mutations: mut}, st, 0)
 		log.Info("arbiter tier loaded", "tier", t.Name, "seeded", st.Seeded, "record", st.Record.String())
 	}
 	creds, err := f.Credentials("arbiter")

@@ -57,7 +57,15 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]uint64{"lsn": lsn})
 	}))
+	// ?primary=1 asks for a linearizable read: only the primary answers,
+	// after its read barrier (lease + every journaled record applied).
 	mux.HandleFunc("GET /admin/kv/{db}/{key...}", admin(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("primary") == "1" {
+			if err := n.ReadBarrier(r.Context()); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+				return
+			}
+		}
 		v, ok, err := n.store.Get(r.PathValue("db"), []byte(r.PathValue("key")))
 		switch {
 		case err != nil:

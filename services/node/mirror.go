@@ -46,6 +46,8 @@ type mirror struct {
 	savedHS   failover.HardState
 	epochs    []epochStart // first LSN of each epoch in the journal, ascending
 	start     time.Time
+	peer      failover.ID // the failover partner; "" on an async member
+	lease     *lease
 	ln        *transport.Listener
 	inbox     chan failover.Message
 	proposals chan *proposal
@@ -131,7 +133,8 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 	}
 	m := &mirror{log: n.log, file: f, tier: t, me: me, creds: creds, hsPath: filepath.Join(n.cfg.DataDir, "hardstate.json"),
 		j: n.journal, st: n.store, applier: n.applier, start: time.Now(),
-		inbox: make(chan failover.Message, 4096), proposals: make(chan *proposal, 1<<16), links: map[failover.ID]*link{}}
+		inbox: make(chan failover.Message, 4096), proposals: make(chan *proposal, 1<<16), links: map[failover.ID]*link{},
+		lease: &lease{qos: time.Duration(f.QoSTicks()) * cluster.TickInterval}}
 
 	var failoverIDs []failover.ID
 	var asyncs []failover.ID
@@ -148,8 +151,17 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 		}
 	}
 	cfg := failover.MemberConfig{ID: failover.ID(me.Name), Arbiter: "arbiter", QoS: f.QoSTicks(), Heartbeat: 2, Retry: 4}
+	mut, raw, err := cluster.MutationsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if raw != "" {
+		m.log.Error("TEST ONLY: deliberate failover bugs are switched on; never run this in production", "mutations", raw)
+	}
+	cfg.Mutations = mut
 	if me.Role == cluster.RoleFailover {
 		cfg.Peer, cfg.PeerAgent, cfg.Asyncs = peer, failover.ID("agent-"+string(peer)), asyncs
+		m.peer = peer
 	} else {
 		cfg.Async, cfg.Failover = true, failoverIDs
 	}
@@ -244,6 +256,8 @@ func (m *mirror) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { <-ctx.Done(); m.ln.Close() }()
+	wg.Add(1)
+	go func() { defer wg.Done(); m.lease.watch(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); m.acceptLoop(ctx, &wg) }()
 	defer func() {
@@ -765,6 +779,9 @@ func (m *mirror) readFrom(c *transport.Conn) {
 		if string(msg.To) != m.me.Name {
 			m.log.Warn("refused a message addressed to someone else", "peer", c.Peer(), "to", string(msg.To))
 			return
+		}
+		if msg.From == m.peer || msg.From == "arbiter" {
+			m.lease.confirm(uint64(msg.Epoch))
 		}
 		m.inbox <- msg
 	}
