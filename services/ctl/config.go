@@ -107,12 +107,24 @@ func configCmd(ctx context.Context, c *Client, rest []string, asJSON bool, stdou
 				}
 			}
 		}
+		// The desired versions of each tier, from its primary: members still
+		// behind wait for them instead of applying an older state.
+		versions := map[string][]byte{}
+		for _, t := range c.File.Tiers {
+			if st, _, err := c.desired(ctx, t.Name); err == nil {
+				v := map[string]uint64{}
+				for cat, d := range st {
+					v[cat] = d.Version
+				}
+				versions[t.Name], _ = json.Marshal(map[string]any{"versions": v})
+			}
+		}
 		var errs []error
 		for _, m := range members {
 			var out struct {
 				Results []configsync.CategoryResult `json:"results"`
 			}
-			err := c.Do(ctx, "POST", m, "/admin/config/apply", nil, &out)
+			err := c.Do(ctx, "POST", m, "/admin/config/apply", versions[c.tierOf(m)], &out)
 			for _, r := range out.Results {
 				line := fmt.Sprintf("%s\t%s\t%s\tv%d", m, r.Category, r.Result, r.Version)
 				if r.Error != "" {
@@ -349,4 +361,13 @@ func prefixAll(p string, s []string) []string {
 		out[i] = p + x
 	}
 	return out
+}
+
+func (c *Client) tierOf(member string) string {
+	for _, t := range c.File.Tiers {
+		if _, ok := t.Member(member); ok {
+			return t.Name
+		}
+	}
+	return ""
 }

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -311,7 +312,7 @@ func (n *Node) gatePlannedFailover(w http.ResponseWriter, r *http.Request) bool 
 	}
 	if !d.Allowed {
 		n.log.Warn("planned failover refused by the policy gate", "target", peer, "deny", d.Deny)
-		writeJSON(w, http.StatusConflict, map[string]any{"error": "planned failover refused by the policy gate", "deny": d.Deny, "warn": d.Warn, "decision": d})
+		writeJSON(w, http.StatusConflict, map[string]any{"error": "planned failover refused by the policy gate: " + strings.Join(d.Deny, "; "), "deny": d.Deny, "warn": d.Warn, "decision": d})
 		return false
 	}
 	return true
@@ -526,11 +527,45 @@ func (n *Node) configSyncRoutes(mux *http.ServeMux, admin func(http.HandlerFunc)
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"member": n.cfg.Member, "categories": diff, "unalignable": n.cs.host.Check(desired)})
 	}))
+	// Apply may name the desired versions the operator saw on the primary
+	// ({"versions": {"users": 2}}): a member still behind waits for them (up
+	// to 5 s), so apply never enforces an older desired state than asked.
 	mux.HandleFunc("POST /admin/config/apply", admin(func(w http.ResponseWriter, r *http.Request) {
-		desired, err := configsync.ReadDesired(n.store)
-		if err != nil {
-			fail(w, http.StatusInternalServerError, err)
-			return
+		var req struct {
+			Versions map[string]uint64 `json:"versions"`
+		}
+		if b, _ := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16)); len(b) > 0 {
+			if err := json.Unmarshal(b, &req); err != nil {
+				fail(w, http.StatusBadRequest, errors.New(`body must be empty or {"versions": {"users": N, ...}}`))
+				return
+			}
+		}
+		var desired configsync.State
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var err error
+			if desired, err = configsync.ReadDesired(n.store); err != nil {
+				fail(w, http.StatusInternalServerError, err)
+				return
+			}
+			behind := ""
+			for c, v := range req.Versions {
+				if desired[c].Version < v {
+					behind = fmt.Sprintf("member %s holds desired %s version %d, the tier is at %d: it is behind; retry when it has caught up", n.cfg.Member, c, desired[c].Version, v)
+				}
+			}
+			if behind == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				fail(w, http.StatusConflict, errors.New(behind))
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 		res, err := n.cs.local.Apply(desired, n.cs.host)
 		if err != nil {
