@@ -61,14 +61,17 @@ type csync struct {
 
 // GateStatus is the member's last gate verdict, shown in /mirror/status.
 type GateStatus struct {
-	Operation   string    `json:"operation,omitempty"`
-	Aligned     bool      `json:"aligned"`
-	Deny        []string  `json:"deny,omitempty"`
-	Warn        []string  `json:"warn,omitempty"`
-	EvaluatedAt time.Time `json:"evaluated_at,omitzero"`
-	Policy      string    `json:"policy"`
-	PolicyHash  string    `json:"policy_hash"`
-	PolicyError string    `json:"policy_error,omitempty"`
+	Operation string `json:"operation,omitempty"`
+	Aligned   bool   `json:"aligned"`
+	// PrimarySilent: the verdict was taken after the primary fell silent and
+	// this member aligned itself (a takeover decision, logged and recorded).
+	PrimarySilent bool      `json:"primary_silent,omitempty"`
+	Deny          []string  `json:"deny,omitempty"`
+	Warn          []string  `json:"warn,omitempty"`
+	EvaluatedAt   time.Time `json:"evaluated_at,omitzero"`
+	Policy        string    `json:"policy"`
+	PolicyHash    string    `json:"policy_hash"`
+	PolicyError   string    `json:"policy_error,omitempty"`
 }
 
 // openConfigSync opens the member's effective state (DataDir/local) and the
@@ -387,13 +390,9 @@ func (n *Node) setVerdict(ctx context.Context, d gate.Decision, decisive bool) {
 	a := failover.Alignment{Aligned: d.Allowed, Reasons: d.Deny}
 	n.cs.mu.Lock()
 	changed := n.cs.sent == nil || n.cs.sent.Aligned != a.Aligned || !slices.Equal(n.cs.sent.Reasons, a.Reasons)
-	wasDecisive := n.cs.verdict.Operation == "decisive"
+	wasDecisive := n.cs.verdict.PrimarySilent
 	n.cs.verdict.Aligned, n.cs.verdict.Deny, n.cs.verdict.Warn, n.cs.verdict.EvaluatedAt = d.Allowed, d.Deny, d.Warn, d.At
-	if decisive {
-		n.cs.verdict.Operation = "decisive"
-	} else {
-		n.cs.verdict.Operation = ""
-	}
+	n.cs.verdict.Operation, n.cs.verdict.PrimarySilent = d.Operation, decisive
 	if changed {
 		n.cs.sent = &a
 	}
