@@ -218,12 +218,61 @@ func (g *Gate) Evaluate(ctx context.Context, in Input) Decision {
 	return d
 }
 
-// toValue converts the input to OPA's value form without a JSON round trip
-// through interface{} maps of unknown shape.
+// toValue builds OPA's value form of the input directly (no JSON text in
+// between: half the cost of an evaluation otherwise). It must match the
+// JSON tags of Input; TestToValueMatchesJSON checks that it does.
 func toValue(in Input) (ast.Value, error) {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return nil, err
+	str := ast.StringTerm
+	num := func(v int64) *ast.Term { return ast.IntNumberTerm(int(v)) }
+	strMap := func(m map[string]string) *ast.Term {
+		o := ast.NewObject()
+		for k, v := range m {
+			o.Insert(str(k), str(v))
+		}
+		return ast.NewTerm(o)
 	}
-	return ast.ValueFromReader(strings.NewReader(string(b)))
+	desired := ast.NewObject()
+	for k, d := range in.Desired {
+		desired.Insert(str(k), ast.ObjectTerm(
+			ast.Item(str("version"), num(int64(d.Version))),
+			ast.Item(str("digest"), str(d.Digest))))
+	}
+	dbs := make([]*ast.Term, len(in.RequiredDatabases))
+	for i, d := range in.RequiredDatabases {
+		dbs[i] = str(d)
+	}
+	members := make([]*ast.Term, len(in.Members))
+	for i, m := range in.Members {
+		mdbs := make([]*ast.Term, len(m.Databases))
+		for j, d := range m.Databases {
+			mdbs[j] = ast.ObjectTerm(ast.Item(str("name"), str(d.Name)), ast.Item(str("status"), str(d.Status)))
+		}
+		items := [][2]*ast.Term{
+			ast.Item(str("name"), str(m.Name)),
+			ast.Item(str("role"), str(m.Role)),
+			ast.Item(str("status"), str(m.Status)),
+			ast.Item(str("transfer"), str(m.Transfer)),
+			ast.Item(str("last_lsn"), num(int64(m.LastLSN))),
+			ast.Item(str("durable_lsn"), num(int64(m.DurableLSN))),
+			ast.Item(str("lag_records"), num(int64(m.LagRecords))),
+			ast.Item(str("databases"), ast.ArrayTerm(mdbs...)),
+			ast.Item(str("software_version"), str(m.SoftwareVersion)),
+			ast.Item(str("journal_format"), num(int64(m.JournalFormat))),
+			ast.Item(str("protocol_version"), num(int64(m.ProtocolVersion))),
+			ast.Item(str("cert_not_after_unix"), num(m.CertNotAfter)),
+			ast.Item(str("effective"), strMap(m.Effective)),
+		}
+		if len(m.Unalignable) > 0 {
+			items = append(items, ast.Item(str("unalignable"), strMap(m.Unalignable)))
+		}
+		members[i] = ast.ObjectTerm(items...)
+	}
+	return ast.NewObject(
+		ast.Item(str("operation"), str(in.Operation)),
+		ast.Item(str("target"), str(in.Target)),
+		ast.Item(str("now_unix"), num(in.NowUnix)),
+		ast.Item(str("desired"), ast.NewTerm(desired)),
+		ast.Item(str("required_databases"), ast.ArrayTerm(dbs...)),
+		ast.Item(str("members"), ast.ArrayTerm(members...)),
+	), nil
 }

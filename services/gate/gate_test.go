@@ -2,11 +2,13 @@ package gate
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
 
@@ -125,5 +127,22 @@ func BenchmarkGate(b *testing.B) {
 		b.ReportMetric(g99/b99, "p99-ratio-to-digest")
 		b.Logf("%d evaluations: gate p50 %.1f µs, p99 %.1f µs; baseline (input digest alone) p50 %.1f µs, p99 %.1f µs; gate/baseline p99 %.1fx; goal p99 < 1000 µs",
 			n, g50, g99, b50, b99, g99/b99)
+	}
+}
+
+// The hand-built OPA value equals the input's JSON, so the policy sees
+// exactly the documented input.
+func TestToValueMatchesJSON(t *testing.T) {
+	in := fixture()
+	in.Members[1].Unalignable = map[string]string{"security": "bad CA"}
+	in.Members[0].Effective = map[string]string{} // (a nil map becomes {} in toValue, never null: no rule can fail open on a null)
+	b, _ := json.Marshal(in)
+	want, err := ast.ValueFromReader(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := toValue(in)
+	if got.Compare(want) != 0 {
+		t.Fatalf("toValue differs from JSON:\n got %v\nwant %v", got, want)
 	}
 }
