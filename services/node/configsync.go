@@ -621,3 +621,13 @@ func (n *Node) operatorOrMember(r *http.Request) bool {
 	_, ok := n.mirror.tier.Member(cn)
 	return ok
 }
+
+// EffectiveConfig is what this member enforces now: its effective users,
+// roles and security settings (for the access package). ok is false on a
+// standalone node, which has no config-sync state.
+func (n *Node) EffectiveConfig() (st configsync.State, ok bool) {
+	if n.cs == nil {
+		return nil, false
+	}
+	return n.cs.local.State(), true
+}
