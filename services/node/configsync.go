@@ -57,6 +57,8 @@ type csync struct {
 	verdict GateStatus
 	sent    *failover.Alignment // last verdict handed to the core
 	pending []gate.Decision     // decisions awaiting a primary to record them
+
+	backupUntil time.Time // alignLoop-owned: last time this member was a backup
 }
 
 // GateStatus is the member's last gate verdict, shown in /mirror/status.
@@ -347,12 +349,20 @@ func (n *Node) alignLoop(ctx context.Context) {
 func (n *Node) alignOnce(ctx context.Context) {
 	snap := n.mirror.snapshot()
 	if snap.Status == failover.StatusPrimary {
+		// Just took over: records the old primary committed that this
+		// member learned were committed only with its own epoch marker may
+		// hold a newer desired state than the one it aligned to; finish the
+		// self-alignment with them.
+		if !n.cs.backupUntil.IsZero() && time.Since(n.cs.backupUntil) < 3*time.Second {
+			n.selfAlign("took over: aligned effective state with the newest desired state")
+		}
 		n.flushDecisions(ctx)
 		return
 	}
 	if snap.Role != "backup" {
 		return
 	}
+	n.cs.backupUntil = time.Now()
 	desired, dIn, err := n.desiredInput()
 	if err != nil {
 		n.setVerdict(ctx, gate.Decision{Operation: gate.AutomaticFailover, Target: n.cfg.Member, At: time.Now().UTC(),
@@ -361,18 +371,7 @@ func (n *Node) alignOnce(ctx context.Context) {
 	}
 	primarySilent := snap.Transfer.Status == "disconnected"
 	if primarySilent {
-		res, err := n.cs.local.Apply(desired, n.cs.host)
-		if err != nil {
-			n.log.Error("self-alignment failed", "err", err)
-		}
-		for _, r := range res {
-			switch r.Result {
-			case "applied":
-				n.log.Warn("primary silent: aligned effective state with the desired state before takeover", "category", r.Category, "version", r.Version)
-			case "failed":
-				n.log.Error("primary silent: cannot align this member", "category", r.Category, "err", r.Error)
-			}
-		}
+		n.selfAlign("primary silent: aligned effective state with the desired state before takeover")
 	}
 	self, err := n.facts(desired)
 	if err != nil {
@@ -381,6 +380,27 @@ func (n *Node) alignOnce(ctx context.Context) {
 	}
 	d := n.evaluate(ctx, gate.AutomaticFailover, n.cfg.Member, []gate.Member{self}, dIn)
 	n.setVerdict(ctx, d, primarySilent)
+}
+
+// selfAlign applies the desired state this member holds to itself.
+func (n *Node) selfAlign(logMsg string) {
+	desired, err := configsync.ReadDesired(n.store)
+	if err != nil {
+		n.log.Error("self-alignment: desired state unreadable", "err", err)
+		return
+	}
+	res, err := n.cs.local.Apply(desired, n.cs.host)
+	if err != nil {
+		n.log.Error("self-alignment failed", "err", err)
+	}
+	for _, r := range res {
+		switch r.Result {
+		case "applied":
+			n.log.Warn(logMsg, "category", r.Category, "version", r.Version)
+		case "failed":
+			n.log.Error("self-alignment: cannot align this member", "category", r.Category, "err", r.Error)
+		}
+	}
 }
 
 // setVerdict publishes a verdict and hands it to the core when it changed.
