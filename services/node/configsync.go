@@ -530,6 +530,19 @@ func (n *Node) configSyncRoutes(mux *http.ServeMux, admin func(http.HandlerFunc)
 		}
 		writeJSON(w, http.StatusOK, desired)
 	}))
+	mux.HandleFunc("GET /admin/config/digests", admin(func(w http.ResponseWriter, r *http.Request) {
+		_, dIn, err := n.desiredInput()
+		if err != nil {
+			fail(w, http.StatusInternalServerError, err)
+			return
+		}
+		eff, err := n.cs.local.State().Digests()
+		if err != nil {
+			fail(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"member": n.cfg.Member, "desired": dIn, "effective": eff})
+	}))
 	mux.HandleFunc("GET /admin/config/effective", admin(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.cs.local.State())
 	}))
