@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,18 @@ func TestPlannedFailoverRefusedUntilConfigApplied(t *testing.T) {
 	}
 	if out := tr.mustCtl("config", "apply", "--member", "b"); !strings.Contains(out, "b\tusers\tunchanged") {
 		t.Fatalf("second apply not idempotent: %q", out)
+	}
+	var da, db struct {
+		Effective map[string]string `json:"effective"`
+	}
+	if tr.client.Do(context.Background(), "GET", "a", "/admin/config/digests", nil, &da) != nil ||
+		tr.client.Do(context.Background(), "GET", "b", "/admin/config/digests", nil, &db) != nil ||
+		da.Effective["users"] == "" || da.Effective["users"] != db.Effective["users"] {
+		t.Fatalf("effective digests differ after apply: a %v, b %v", da.Effective, db.Effective)
+	}
+	var dj []ctl.MemberDiff
+	if err := json.Unmarshal([]byte(tr.mustCtl("config", "diff", "--json")), &dj); err != nil || len(dj) != 2 || !dj[1].Categories[0].Aligned {
+		t.Fatalf("config diff --json: %v %+v", err, dj)
 	}
 	if err := tr.client.Do(context.Background(), "POST", "a", "/admin/planned-failover", nil, nil); err != nil {
 		t.Fatalf("planned failover refused after apply: %v", err)
