@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -186,4 +187,46 @@ func TestAutomaticTakeoverRefusedWhenUnalignable(t *testing.T) {
 	if !bytes.Contains(logText, []byte("automatic takeover refused by the policy gate")) {
 		t.Fatalf("refusal not in b's log:\n%s", tailFile(filepath.Join(tr.dir, "b.log"), 30))
 	}
+}
+
+// TestBrokenPolicyFailsClosed (issue 10): a backup started with an operator
+// policy directory that does not compile refuses an automatic takeover and
+// says why in its status; the primary's default policy is unaffected.
+func TestBrokenPolicyFailsClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	dir := filepath.Join(tr.dir, "policies")
+	os.MkdirAll(dir, 0o700)
+	os.WriteFile(filepath.Join(dir, "gate.rego"), []byte("package tandem.gate\n\ndeny contains msg if {\n"), 0o600)
+	tr.kill9("b")
+	c := tr.procs["b"]
+	args := append(c.Args[1:], "--policy-dir", dir)
+	logf, err := os.OpenFile(filepath.Join(tr.dir, "b.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := exec.Command(binary, args...)
+	nc.Stdout, nc.Stderr = logf, logf
+	if err := nc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { nc.Wait(); logf.Close() }()
+	tr.procs["b"] = nc
+	tr.waitFor("b back as backup with the broken policy", 20*time.Second, func() bool {
+		g, _ := tr.memberStatus("b")["gate"].(map[string]any)
+		return tr.status("b") == "backup" && g != nil && g["policy_error"] != nil && g["aligned"] == false
+	})
+	tr.kill9("a")
+	time.Sleep(5 * testQoS)
+	if s, e := tr.status("b"), tr.epoch("b"); s != "backup" || e != 1 {
+		t.Fatalf("b took over with a broken policy: %s in epoch %d", s, e)
+	}
+	g, _ := tr.memberStatus("b")["gate"].(map[string]any)
+	deny, _ := g["deny"].([]any)
+	if len(deny) != 1 || !strings.Contains(deny[0].(string), "does not compile") || !strings.Contains(deny[0].(string), "fails closed") {
+		t.Fatalf("refusal does not explain the broken policy: %v", g)
+	}
+	t.Logf("b's gate status: %v", g)
 }
