@@ -417,8 +417,12 @@ func (n *Node) setVerdict(ctx context.Context, d gate.Decision, decisive bool) {
 		n.cs.sent = &a
 	}
 	n.cs.mu.Unlock()
-	if changed {
-		n.mirror.operator(failover.Message{Type: failover.MsgSetAlignment, Alignment: a})
+	if changed { // as mirror.operator, but never blocks past ctx (Run waits for this loop)
+		msg := failover.Message{Type: failover.MsgSetAlignment, Alignment: a, From: failover.OperatorID, To: failover.ID(n.cfg.Member)}
+		select {
+		case n.mirror.inbox <- msg:
+		case <-ctx.Done():
+		}
 	}
 	if decisive && (changed || !wasDecisive) {
 		if d.Allowed {
