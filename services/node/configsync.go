@@ -282,12 +282,10 @@ func (n *Node) flushDecisions(ctx context.Context) {
 // refusal it answers 409 with the decision and returns false.
 func (n *Node) gatePlannedFailover(w http.ResponseWriter, r *http.Request) bool {
 	ctx := r.Context()
-	peer := string(n.mirror.core.HardState().Known.Backup)
-	if peer == "" || peer == n.cfg.Member {
-		for _, o := range n.mirror.tier.Members {
-			if o.Role == cluster.RoleFailover && o.Name != n.cfg.Member {
-				peer = o.Name
-			}
+	peer := "" // the other failover member (the core is the loop's: not read here)
+	for _, o := range n.mirror.tier.Members {
+		if o.Role == cluster.RoleFailover && o.Name != n.cfg.Member {
+			peer = o.Name
 		}
 	}
 	desired, dIn, err := n.desiredInput()
