@@ -98,6 +98,7 @@ func runNode(ctx context.Context, args []string) error {
 	clusterPath := fs.String("cluster", "", "cluster file (YAML): run as a mirror member")
 	member := fs.String("member", "", "with --cluster: this node's member name")
 	level := fs.String("log-level", "info", "with --cluster: debug, info, warn or error")
+	policyDir := fs.String("policy-dir", "", "with --cluster: directory of .rego files replacing the embedded failover-gate policy (a broken policy refuses every failover)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,6 +122,7 @@ func runNode(ctx context.Context, args []string) error {
 			log.Error("node failed to start", "err", err)
 			return err
 		}
+		_ = n.UsePolicyDir(*policyDir) // logged; a broken policy fails closed
 		return n.Run(ctx)
 	}
 	if *cfgPath == "" {

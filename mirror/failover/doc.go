@@ -90,7 +90,8 @@
 //	  former primary comes back                           TestRule09_FormerPrimaryRejoinsNeverActsAsPrimary
 //	  planned failover                                    TestRule10_PlannedFailover_ZeroLossHandover
 //	  "no failover"                                       TestRule11_NoFailoverFlag_BlocksAutomaticTakeover
-//	  policy gate verdict                                 TestAlignmentVerdictRefusesAutomaticTakeover
+//	  policy gate verdict                                 TestAlignmentVerdictRefusesAutomaticTakeover,
+//	                                                      TestAlignmentVerdictNeverPermitsWhatDataSafetyForbids
 //	Who decides
 //	  commit needs two of three                           TestWho01_CommitNeedsBackupAckOrArbiterConsentOrPromise
 //	  takeover needs grant or fenced agent + journal      TestWho02_TakeoverNeedsGrantOrFencedAgentAndJournal

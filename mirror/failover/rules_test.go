@@ -454,3 +454,42 @@ func TestAlignmentVerdictRefusesAutomaticTakeover(t *testing.T) {
 		tr.fatalf("B should take over once aligned")
 	}
 }
+
+// Policy gate input can only forbid: an "aligned" verdict, repeated at every
+// step, never lets a backup take over where the data-safety rules of §3 say
+// no (arbiter still sees the primary; non-active backup without the missing
+// journal).
+func TestAlignmentVerdictNeverPermitsWhatDataSafetyForbids(t *testing.T) {
+	aligned := Message{Type: MsgSetAlignment, Alignment: Alignment{Aligned: true}}
+	t.Run("arbiter still sees the primary", func(t *testing.T) {
+		tr := newTier(t)
+		tr.run(4)
+		tr.steady("w", 2)
+		tr.cut("A", "B", true)
+		for range 10 * tQoS {
+			tr.operator("B", aligned)
+			tr.run(1)
+		}
+		if len(tr.actions("B", ActPromote)) != 0 {
+			tr.fatalf("an aligned verdict let B take over while the arbiter saw the primary")
+		}
+	})
+	t.Run("non-active backup, primary host down", func(t *testing.T) {
+		tr := newTier(t)
+		tr.run(4)
+		tr.steady("w", 2)
+		tr.cut("A", "B", false)
+		tr.run(3 * tQoS)
+		tr.steady("alone", 3)
+		tr.crash("A")
+		tr.crash("agentA")
+		tr.heal()
+		for range 20 * tQoS {
+			tr.operator("B", aligned)
+			tr.run(1)
+		}
+		if len(tr.actions("B", ActPromote)) != 0 {
+			tr.fatalf("an aligned verdict let a non-active backup take over without the missing journal")
+		}
+	})
+}

@@ -339,6 +339,10 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			return errors.New("usage: tandem ctl fence MEMBER   (run it on the member's host: it kills the node and marks its data directory)")
 		}
 		return fence(c, rest[0], stdout)
+	case "config": // config diff|apply|show|set|user|role (config.go)
+		return configCmd(ctx, c, rest, asJSON, stdout)
+	case "gate": // gate log TIER (config.go)
+		return gateCmd(ctx, c, rest, asJSON, stdout)
 	case "planned-failover": // planned-failover TIER
 		if len(rest) != 1 {
 			return errors.New("usage: tandem ctl planned-failover TIER")
@@ -364,7 +368,9 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   no-failover MEMBER on|off           forbid automatic takeover (maintenance)
   planned-failover TIER               hand the primary role to the backup, zero loss
   force-promote MEMBER [--confirm T]  promote a backup without its primary: shows what may be lost first
-  fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)`
+  fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)
+  config diff|apply|show|set|user|role  users, roles, security: desired vs effective (tandem ctl config for details)
+  gate log TIER [--limit N]           the failover gate's recorded decisions`
 
 func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Writer) error {
 	var member, confirm string

@@ -95,6 +95,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		mux.Handle("/fhir/", admin(fhirSrv.ServeHTTP))
 		mux.Handle("/fhir", admin(fhirSrv.ServeHTTP))
 	}
+	n.configSyncRoutes(mux, admin) // /admin/config/*, /admin/gate/* (configsync.go)
 	mux.HandleFunc("POST /admin/no-failover", admin(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Set bool `json:"set"`
@@ -136,6 +137,9 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/planned-failover", admin(func(w http.ResponseWriter, r *http.Request) {
 		if !n.IsPrimary() {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": "planned failover starts on the primary"})
+			return
+		}
+		if !n.gatePlannedFailover(w, r) { // the policy gate first (configsync.go)
 			return
 		}
 		n.mirror.operator(failover.Message{Type: failover.MsgPlannedFailover})

@@ -49,6 +49,7 @@ type Node struct {
 	seq     *sequencer.Sequencer
 	epoch   uint64 // standalone only
 	mirror  *mirror
+	cs      *csync // config-sync and the failover gate (configsync.go)
 	started time.Time
 
 	closeOnce sync.Once
@@ -146,6 +147,10 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 		return nil, err
 	}
 	n.mirror = m
+	if err := n.openConfigSync(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if err := writePIDFile(cfg.DataDir); err != nil {
 		n.Close()
 		return nil, err
@@ -185,6 +190,7 @@ type Status struct {
 	Transfer  *TransferStatus  `json:"transfer,omitempty"`
 	NoFail    bool             `json:"no_failover,omitempty"`
 	Rejected  *RejectedInput   `json:"rejected_input,omitempty"`
+	Gate      *GateStatus      `json:"gate,omitempty"` // last policy-gate verdict on this member
 	Error     string           `json:"error,omitempty"`
 }
 
@@ -247,6 +253,7 @@ func (n *Node) Status() Status {
 			s.Transfer = &TransferStatus{Status: snap.Transfer.Status, BehindRecords: uint64(snap.Transfer.Behind),
 				BehindSeconds: math.Round(snap.BehindSeconds*10) / 10}
 		}
+		s.Gate = n.gateStatus()
 		s.Rejected = &RejectedInput{UnknownType: snap.Counters.UnknownType, StaleEpoch: snap.Counters.StaleEpoch, Forged: snap.Counters.Forged}
 	}
 	if err := n.healthErr(); err != nil {
@@ -337,8 +344,12 @@ func (n *Node) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	loopDone := make(chan error, 1)
+	alignDone := make(chan struct{})
 	if n.mirror != nil {
 		go func() { loopDone <- n.mirror.run(ctx) }()
+		go func() { defer close(alignDone); n.alignLoop(ctx) }()
+	} else {
+		close(alignDone)
 	}
 	n.log.Info("node serving", "addr", ln.Addr().String(),
 		"last_lsn", n.journal.LastLSN(), "mirror", n.mirror != nil)
@@ -356,6 +367,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer cancelShutdown()
 	serr := srv.Shutdown(shutdownCtx)
 	cancel()
+	<-alignDone
 	if n.mirror != nil {
 		if err := <-loopDone; err != nil && runErr == nil {
 			runErr = err
