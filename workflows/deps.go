@@ -12,6 +12,6 @@ import (
 	_ "go.temporal.io/sdk/client"
 	_ "go.temporal.io/sdk/testsuite"
 	_ "go.temporal.io/sdk/worker"
-	_ "go.temporal.io/server/temporal"
 	_ "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	_ "go.temporal.io/server/temporal"
 )
