@@ -36,6 +36,10 @@ Usage:
                                 run the agent beside a failover member (liveness, fencing, journal hand-over)
   tandem ctl COMMAND --cluster FILE
                                 the administrator's CLI (tandem ctl help)
+  tandem temporal --data DIR [--port N]
+                                run the embedded Temporal server (SQLite under DIR, frontend on 127.0.0.1:N)
+  tandem worker --cluster FILE [--temporal-address HOST:PORT] [--namespace NS]
+                                run the administrators' workflows (mirror setup, planned failover, DR promotion)
   tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
   tandem help                   this text
 
@@ -61,6 +65,10 @@ func main() {
 		err = ctl.Main(ctx, os.Args[2:], os.Stdout)
 	case "agent":
 		err = runAgent(ctx, os.Args[2:])
+	case "temporal":
+		err = runTemporal(ctx, os.Args[2:])
+	case "worker":
+		err = runWorker(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
