@@ -119,7 +119,7 @@ func ValidateApproval(req *ApprovalRequest, now time.Time, a Approval) error {
 // Record is one decision or approval written to the mirrored system
 // database under Key (Temporal's own history expires; this does not).
 type Record struct {
-	Key        string    `json:"-"`
+	Key        string    `json:"key"`
 	Workflow   string    `json:"workflow"`
 	WorkflowID string    `json:"workflow_id"`
 	RunID      string    `json:"run_id"`
