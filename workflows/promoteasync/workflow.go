@@ -104,7 +104,10 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 	f.Step(ctx, 2, "waiting for an approval of the loss statement")
 	a, err := f.AwaitApproval(ctx, loss, p.Confirm, in.ApprovalTTL)
 	if err != nil {
-		return res, err // nothing was changed; the statement expired
+		// Nothing was changed. The record is best effort: with the primary
+		// gone, no member may take it.
+		f.RecordBestEffort(ctx, "approval", "expired", []string{err.Error()}, res)
+		return res, err
 	}
 	res.ApprovedBy = a.By
 
