@@ -6,6 +6,8 @@ import (
 	"flag"
 	"os"
 
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/worker"
 	"github.com/tandemhealth/tandem/workflows/temporalserver"
 )
 
@@ -37,4 +39,26 @@ func runTemporal(ctx context.Context, args []string) error {
 	return nil
 }
 
-func runWorker(ctx context.Context, args []string) error { return errors.New("not yet") }
+func runWorker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", "", "cluster file (YAML): the tiers the workflows act on")
+	address := fs.String("temporal-address", worker.DefaultAddress, "Temporal frontend host:port (the embedded server, or a Temporal cluster)")
+	namespace := fs.String("namespace", temporalserver.DefaultNamespace, "Temporal namespace")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *clusterPath == "" {
+		return errors.New("--cluster FILE is required")
+	}
+	f, err := cluster.Load(*clusterPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(os.Stderr, *level).With("service", "worker")
+	if err := worker.Run(ctx, worker.Options{Cluster: f, Address: *address, Namespace: *namespace, Log: log}); err != nil {
+		log.Error("worker failed", "err", err)
+		return err
+	}
+	return nil
+}

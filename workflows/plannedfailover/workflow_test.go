@@ -135,4 +135,3 @@ func TestPlannedFailover(t *testing.T) {
 		}
 	})
 }
-
