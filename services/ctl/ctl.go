@@ -228,6 +228,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			rest = append(rest, a)
 		}
 	}
+	if cmd == "workflow" { // talks to Temporal, not to the members
+		return workflowMain(ctx, rest, asJSON, watch, stdout)
+	}
 	if clusterPath == "" {
 		clusterPath = os.Getenv("TANDEM_CLUSTER")
 	}
@@ -355,7 +358,8 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   no-failover MEMBER on|off           forbid automatic takeover (maintenance)
   planned-failover TIER               hand the primary role to the backup, zero loss
   force-promote MEMBER [--confirm T]  promote a backup without its primary: shows what may be lost first
-  fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)`
+  fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)
+  workflow start|status|approve ...   the Temporal workflows: mirror-setup, planned-failover, promote-async (tandem ctl workflow)`
 
 func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Writer) error {
 	var member, confirm string
