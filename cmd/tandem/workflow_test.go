@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/sdk/client"
@@ -305,7 +306,7 @@ func TestTemporalRestartsOnItsFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the workflow of the first start is gone: %v", err)
 	}
-	if s := d.WorkflowExecutionInfo.GetStatus().String(); !strings.Contains(s, "TERMINATED") {
+	if s := d.WorkflowExecutionInfo.GetStatus(); s != enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 		t.Fatalf("status %s", s)
 	}
 }
