@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,7 +38,7 @@ type temporalTier struct {
 	tc      client.Client
 }
 
-func startTemporalTier(t *testing.T) *temporalTier {
+func startTemporalTier(t testing.TB) *temporalTier {
 	t.Helper()
 	tr := startTier(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -309,4 +310,45 @@ func TestTemporalRestartsOnItsFile(t *testing.T) {
 	if s := d.WorkflowExecutionInfo.GetStatus(); s != enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 		t.Fatalf("status %s", s)
 	}
+}
+
+// BenchmarkMirrorSetup (make bench BENCH=setup): the time of a MirrorSetup
+// run on a real tier, beside a baseline measured in the same run: one
+// status round over every member (what the checklist does several times).
+func BenchmarkMirrorSetup(b *testing.B) {
+	tt := startTemporalTier(b)
+	ctx := context.Background()
+	// Baseline: the median of 21 status rounds.
+	var rounds []time.Duration
+	for range 21 {
+		t0 := time.Now()
+		for _, s := range tt.client.Statuses(ctx) {
+			if s.Error != "" {
+				b.Fatalf("%s: %s", s.Member, s.Error)
+			}
+		}
+		rounds = append(rounds, time.Since(t0))
+	}
+	slices.Sort(rounds)
+	baseline := rounds[len(rounds)/2]
+	b.ResetTimer()
+	var total time.Duration
+	for range b.N {
+		t0 := time.Now()
+		run, err := ctl.StartWorkflow(ctx, tt.tc, "mirror-setup", mirrorsetup.Input{Tier: "records"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := tt.tc.GetWorkflow(ctx, workflows.TopologyWorkflowID("records"), run).Get(ctx, nil); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(t0)
+	}
+	b.StopTimer()
+	setup := total / time.Duration(b.N)
+	b.ReportMetric(float64(setup.Microseconds())/1000, "setup-ms")
+	b.ReportMetric(float64(baseline.Microseconds())/1000, "status-round-ms")
+	b.ReportMetric(float64(setup)/float64(baseline), "setup/status-round")
+	b.Logf("MirrorSetup %s; one status round over %d members %s (median of 21); ratio %.1f",
+		setup.Round(time.Millisecond), len(tt.file.Tiers[0].Members), baseline.Round(time.Microsecond), float64(setup)/float64(baseline))
 }
