@@ -123,6 +123,14 @@ func (f *Flow) RecordBestEffort(ctx workflow.Context, event, result string, mess
 	}
 }
 
+// ApprovalOutcome names how a failed approval step ended, for the record.
+func ApprovalOutcome(err error) string {
+	if temporal.IsCanceledError(err) {
+		return "canceled"
+	}
+	return "expired"
+}
+
 // AwaitApproval asks for an approval carrying confirm, valid for ttl, and
 // waits for it through the approve update (whose validator refuses a wrong
 // or late one). It returns ErrApprovalExpired when nobody approved in time.
@@ -131,6 +139,7 @@ func (f *Flow) AwaitApproval(ctx workflow.Context, what, confirm string, ttl tim
 	f.P.State, f.P.Updated = StateWaiting, workflow.Now(ctx)
 	ok, err := workflow.AwaitWithTimeout(ctx, ttl, func() bool { return f.approval != nil })
 	if err != nil {
+		f.Finish(ctx, StateCanceled, "canceled while waiting for an approval")
 		return Approval{}, err
 	}
 	f.P.Approval = nil

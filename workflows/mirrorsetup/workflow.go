@@ -148,7 +148,7 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 		f.P.Message = "waiting for an approval"
 		a, err := f.AwaitApproval(ctx, "approve the mirror of tier "+in.Tier, ApprovalConfirm(in.Tier), in.ApprovalTTL)
 		if err != nil {
-			f.RecordBestEffort(ctx, "approval", "expired", []string{err.Error()}, nil)
+			f.RecordBestEffort(ctx, "approval", workflows.ApprovalOutcome(err), []string{err.Error()}, nil)
 			return res, err
 		}
 		res.ApprovedBy = a.By

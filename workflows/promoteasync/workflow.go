@@ -106,7 +106,7 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 	if err != nil {
 		// Nothing was changed. The record is best effort: with the primary
 		// gone, no member may take it.
-		f.RecordBestEffort(ctx, "approval", "expired", []string{err.Error()}, res)
+		f.RecordBestEffort(ctx, "approval", workflows.ApprovalOutcome(err), []string{err.Error()}, res)
 		return res, err
 	}
 	res.ApprovedBy = a.By

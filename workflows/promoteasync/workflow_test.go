@@ -114,3 +114,20 @@ func TestPromoteAsync(t *testing.T) {
 		}
 	})
 }
+
+func TestPromoteAsyncCanceledWhileWaiting(t *testing.T) {
+	env, recs, _ := newEnv()
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
+	env.ExecuteWorkflow(Name, Input{Tier: "records", Member: "b"})
+	if !temporal.IsCanceledError(env.GetWorkflowError()) {
+		t.Fatalf("error %v", env.GetWorkflowError())
+	}
+	// The record is written from a disconnected context: cancellation
+	// does not stop it.
+	if recs.Events() != "approval" || recs.All()[0].Result != "canceled" {
+		t.Fatalf("records %s %+v", recs.Events(), recs.All())
+	}
+	if p := tiertest.Progress(env); p.State != workflows.StateCanceled {
+		t.Fatalf("progress %+v", p)
+	}
+}
