@@ -258,7 +258,7 @@ func TestWorkflowsOnARealTier(t *testing.T) {
 
 // TestTemporalRestartsOnItsFile: `tandem temporal` stops cleanly on SIGTERM
 // and a second start reuses its SQLite file (a completed workflow is still
-// there).
+// there); a file another server version wrote is refused.
 func TestTemporalRestartsOnItsFile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the embedded Temporal server")
@@ -309,6 +309,17 @@ func TestTemporalRestartsOnItsFile(t *testing.T) {
 	}
 	if s := d.WorkflowExecutionInfo.GetStatus(); s != enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 		t.Fatalf("status %s", s)
+	}
+	tc.Close()
+
+	// A file written by another server version is refused, not migrated.
+	c2 := exec.Command(binary, "temporal", "--data", dir, "--port", fmt.Sprint(freePort(t)))
+	if err := os.WriteFile(filepath.Join(dir, "temporal.version"), []byte("v1.0.0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c2.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "written by Temporal server v1.0.0") {
+		t.Fatalf("a file of another server version was used: %v\n%s", err, out)
 	}
 }
 
