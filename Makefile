@@ -15,8 +15,9 @@ CORE_PKGS := ./mirror/... ./services/... ./fhir/...
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-build: ## build bin/tandem
+build: ## build bin/tandem and bin/tandem-temporal (the embedded Temporal server, run as `tandem temporal`)
 	$(GO) build -o bin/tandem ./cmd/tandem
+	$(GO) build -ldflags='-s -w' -o bin/tandem-temporal ./cmd/tandem-temporal
 
 check: ## unit tests of the cores (under 2 minutes)
 	$(GO) test -short -count=1 $(CORE_PKGS)

@@ -1,7 +1,8 @@
 //go:build deps
 
-// This file pins the modules the workflow, policy and gateway packages are
-// built on while those packages are written; it is never compiled.
+// This file pins the modules the policy and gateway packages are built on
+// while those packages are written; it is never compiled. (The Temporal
+// modules are imported by workflows/... and services/worker now.)
 package workflows
 
 import (
@@ -9,9 +10,4 @@ import (
 	_ "github.com/golang-jwt/jwt/v5"
 	_ "github.com/open-policy-agent/opa/v1/rego"
 	_ "github.com/redis/go-redis/v9"
-	_ "go.temporal.io/sdk/client"
-	_ "go.temporal.io/sdk/testsuite"
-	_ "go.temporal.io/sdk/worker"
-	_ "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
-	_ "go.temporal.io/server/temporal"
 )

@@ -43,6 +43,10 @@ Usage:
                                 rebuild a data directory as it was at an archived LSN or time
   tandem ctl backup list|verify|prune --from DIR
                                 what a backup holds; check every checksum; drop old snapshots
+  tandem temporal --data DIR [--port N]
+                                run the embedded Temporal server (SQLite under DIR, frontend on 127.0.0.1:N)
+  tandem worker --cluster FILE [--temporal-address HOST:PORT] [--namespace NS]
+                                run the administrators' workflows (mirror setup, planned failover, DR promotion)
   tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
   tandem help                   this text
 
@@ -76,6 +80,10 @@ func main() {
 		err = backupd.Restore(ctx, os.Args[2:], os.Stdout)
 	case "agent":
 		err = runAgent(ctx, os.Args[2:])
+	case "temporal":
+		err = runTemporal(ctx, os.Args[2:])
+	case "worker":
+		err = runWorker(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,6 +37,27 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+var temporalOnce struct {
+	sync.Once
+	err error
+}
+
+// needTemporal builds the embedded Temporal server's binary beside the
+// test binary (where `tandem temporal` looks for it), once, and only for
+// the tests that start it: linking the Temporal server takes minutes here.
+func needTemporal(t testing.TB) {
+	t.Helper()
+	temporalOnce.Do(func() {
+		out, err := exec.Command("go", "build", "-ldflags=-s -w", "-o", filepath.Join(filepath.Dir(binary), "tandem-temporal"), "../tandem-temporal").CombinedOutput()
+		if err != nil {
+			temporalOnce.err = fmt.Errorf("build tandem-temporal: %v\n%s", err, out)
+		}
+	})
+	if temporalOnce.err != nil {
+		t.Fatal(temporalOnce.err)
+	}
 }
 
 func freePort(t *testing.T) int {
@@ -175,6 +197,7 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
+	needTemporal(t)
 	dir := t.TempDir()
 	port := freePort(t)
 	var out bytes.Buffer

@@ -31,7 +31,7 @@ import (
 // separate tandem processes, every member-to-member and member-to-arbiter
 // link routed through a fault proxy the test can cut.
 type tier struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	cluster string
 	file    *cluster.File
@@ -42,7 +42,7 @@ type tier struct {
 
 const testQoS = time.Second
 
-func startTier(t *testing.T, withAsync ...bool) *tier {
+func startTier(t testing.TB, withAsync ...bool) *tier {
 	t.Helper()
 	async := len(withAsync) > 0 && withAsync[0]
 	dir := t.TempDir()
@@ -486,7 +486,7 @@ func TestPartitionBetweenPrimaryAndBackup(t *testing.T) {
 
 // proxy forwards TCP connections to target until cut.
 type proxy struct {
-	t      *testing.T
+	t      testing.TB
 	ln     net.Listener
 	addr   string
 	target string
@@ -496,7 +496,7 @@ type proxy struct {
 	conns []net.Conn
 }
 
-func newProxy(t *testing.T, listen, target string) *proxy {
+func newProxy(t testing.TB, listen, target string) *proxy {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)

@@ -237,6 +237,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			rest = append(rest, a)
 		}
 	}
+	if cmd == "workflow" { // talks to Temporal, not to the members
+		return workflowMain(ctx, rest, asJSON, watch, stdout)
+	}
 	if clusterPath == "" {
 		clusterPath = os.Getenv("TANDEM_CLUSTER")
 	}
@@ -370,7 +373,8 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   force-promote MEMBER [--confirm T]  promote a backup without its primary: shows what may be lost first
   fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)
   config diff|apply|show|set|user|role  users, roles, security: desired vs effective (tandem ctl config for details)
-  gate log TIER [--limit N]           the failover gate's recorded decisions`
+  gate log TIER [--limit N]           the failover gate's recorded decisions
+  workflow start|status|approve ...   the Temporal workflows: mirror-setup, planned-failover, promote-async (tandem ctl workflow)`
 
 func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Writer) error {
 	var member, confirm string

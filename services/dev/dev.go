@@ -4,7 +4,9 @@
 // parent is interrupted.
 //
 // It grows with the platform; today it starts a tier: the arbiter, a
-// failover pair of data nodes with an agent beside each, and a DR async. It must never
+// failover pair of data nodes with an agent beside each, and a DR async;
+// then the embedded Temporal server and a workflow worker, and runs the
+// MirrorSetup workflow on the tier. It must never
 // leave a child running after it returns, and never reports a process as
 // up before that process answered its health endpoint.
 package dev
@@ -30,6 +32,10 @@ import (
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/services/arbiter"
+	"github.com/tandemhealth/tandem/services/ctl"
+	"github.com/tandemhealth/tandem/services/worker"
+	"github.com/tandemhealth/tandem/workflows"
+	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 )
 
 // Options configure a dev platform.
@@ -54,8 +60,9 @@ type Process struct {
 // Endpoints is the content of endpoints.json, rewritten at every start.
 type Endpoints struct {
 	StartedAt time.Time `json:"started_at"`
-	Cluster   string    `json:"cluster"` // the cluster file every process started from
-	CA        string    `json:"ca"`      // the development CA's certificate
+	Cluster   string    `json:"cluster"`  // the cluster file every process started from
+	Temporal  string    `json:"temporal"` // the embedded Temporal server's frontend (host:port)
+	CA        string    `json:"ca"`       // the development CA's certificate
 	Processes []Process `json:"processes"`
 }
 
@@ -137,7 +144,22 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
-	ep := Endpoints{StartedAt: time.Now().UTC(), Cluster: clusterPath, CA: filepath.Join(f.TLS.DevCADir, "ca.pem")}
+	// Temporal in its own child (a worker crash does not take it down),
+	// then the worker.
+	temporalAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalPortOffset)
+	if err := portFree(temporalAddr); err != nil {
+		return fmt.Errorf("dev: %s (Temporal) is in use: %w", temporalAddr, err)
+	}
+	if err := launch("temporal", "temporal", "grpc://"+temporalAddr, tcpUp(temporalAddr),
+		"temporal", "--data", filepath.Join(dir, "temporal"), "--port", fmt.Sprint(o.BasePort+TemporalPortOffset)); err != nil {
+		return err
+	}
+	if err := launch("worker", "worker", "", func() bool { return true },
+		"worker", "--cluster", clusterPath, "--temporal-address", temporalAddr); err != nil {
+		return err
+	}
+
+	ep := Endpoints{StartedAt: time.Now().UTC(), Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem")}
 	for _, c := range children {
 		ep.Processes = append(ep.Processes, c.Process)
 	}
@@ -146,6 +168,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	printSummary(o.Out, dir, ep)
+	runMirrorSetup(ctx, o.Out, temporalAddr, t.Name)
 
 	exited := make(chan *child, len(children))
 	for _, c := range children {
@@ -320,7 +343,50 @@ func printSummary(w io.Writer, dir string, ep Endpoints) {
 	fmt.Fprintf(w, "  ./bin/tandem ctl status --cluster %s\n", ep.Cluster)
 	fmt.Fprintf(w, "  ./bin/tandem ctl put records fhir Patient/1 hello --cluster %s\n", ep.Cluster)
 	fmt.Fprintf(w, "  curl --cacert %s %s/mirror/status\n", ep.CA, node)
+	fmt.Fprintf(w, "  ./bin/tandem ctl workflow status records --temporal-address %s\n", ep.Temporal)
+	fmt.Fprintf(w, "\nTemporal (embedded): %s, namespace default\n", ep.Temporal)
 	fmt.Fprintf(w, "\nEvery process, pid and address: %s\nPress Ctrl-C to stop everything.\n", filepath.Join(dir, "endpoints.json"))
+}
+
+// TemporalPortOffset places the embedded Temporal frontend at base+90.
+const TemporalPortOffset = 90
+
+func tcpUp(addr string) func() bool {
+	return func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+}
+
+// runMirrorSetup runs the MirrorSetup workflow on the dev tier and says how
+// it went; the platform stays up either way.
+func runMirrorSetup(ctx context.Context, out io.Writer, address, tier string) {
+	c, err := worker.Dial(ctx, address, "default", nil, 60*time.Second)
+	if err != nil {
+		fmt.Fprintf(out, "\nMirrorSetup not run: %v\n", err)
+		return
+	}
+	defer c.Close()
+	t0 := time.Now()
+	run, err := ctl.StartWorkflow(ctx, c, "mirror-setup", mirrorsetup.Input{Tier: tier})
+	if err != nil {
+		fmt.Fprintf(out, "\nMirrorSetup not started: %v\n", err)
+		return
+	}
+	fmt.Fprintf(out, "\nMirrorSetup on tier %s (run %s)…\n", tier, run)
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var res mirrorsetup.Result
+	if err := c.GetWorkflow(wctx, workflows.TopologyWorkflowID(tier), run).Get(wctx, &res); err != nil {
+		fmt.Fprintf(out, "MirrorSetup failed after %s: %v\nSee: ./bin/tandem ctl workflow status %s --temporal-address %s\n", time.Since(t0).Round(time.Millisecond), err, tier, address)
+		return
+	}
+	fmt.Fprintf(out, "MirrorSetup passed in %s: %s primary, %s backup, epoch %d, %d endpoints, %d databases with equal content\n",
+		time.Since(t0).Round(time.Millisecond), res.Primary, res.Backup, res.Epoch, res.Endpoints, len(res.Hashes))
 }
 
 func portFree(addr string) error {

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/worker"
+)
+
+// runTemporal runs the embedded Temporal server, which lives in its own
+// binary (tandem-temporal, built beside this one) so that the Temporal
+// server's 200 MB stays out of the binary every other process runs.
+func runTemporal(ctx context.Context, args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(filepath.Dir(self), "tandem-temporal")
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("the embedded Temporal server is a separate binary, %s, not found: build it with `make build` (go build -o bin/tandem-temporal ./cmd/tandem-temporal)", path)
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+func runWorker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", "", "cluster file (YAML): the tiers the workflows act on")
+	address := fs.String("temporal-address", worker.DefaultAddress, "Temporal frontend host:port (the embedded server, or a Temporal cluster)")
+	namespace := fs.String("namespace", worker.DefaultNamespace, "Temporal namespace")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *clusterPath == "" {
+		return errors.New("--cluster FILE is required")
+	}
+	f, err := cluster.Load(*clusterPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(os.Stderr, *level).With("service", "worker")
+	if err := worker.Run(ctx, worker.Options{Cluster: f, Address: *address, Namespace: *namespace, Log: log}); err != nil {
+		log.Error("worker failed", "err", err)
+		return err
+	}
+	return nil
+}

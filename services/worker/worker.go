@@ -1,0 +1,111 @@
+// Package worker is the Temporal worker of the administrators' workflows
+// (tandem worker): it connects to the embedded Temporal server (tandem
+// temporal) or to an external cluster, registers every workflow of
+// workflows/ and the admin-API activities, and polls the task queue until
+// its context ends.
+//
+// It holds no state: a worker that dies is replaced by another that replays
+// each workflow's history, so it must never keep anything a workflow needs
+// outside Temporal or the members.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/workflows"
+	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
+	"github.com/tandemhealth/tandem/workflows/plannedfailover"
+	"github.com/tandemhealth/tandem/workflows/promoteasync"
+)
+
+// DefaultAddress is the embedded server's frontend.
+const DefaultAddress = "127.0.0.1:7233"
+
+// DefaultNamespace is the namespace the embedded server creates and the
+// worker uses unless told otherwise.
+const DefaultNamespace = "default"
+
+// Options configure a worker.
+type Options struct {
+	Cluster   *cluster.File
+	Address   string // Temporal frontend host:port; DefaultAddress when empty
+	Namespace string // "default" when empty
+	Log       *slog.Logger
+	// DialFor bounds how long the worker waits for Temporal to answer at
+	// start (it may be starting beside it); 60s when 0.
+	DialFor time.Duration
+}
+
+// RegisterWorkflows registers every workflow of the administrators.
+func RegisterWorkflows(w sdkworker.WorkflowRegistry) {
+	mirrorsetup.Register(w)
+	plannedfailover.Register(w)
+	promoteasync.Register(w)
+}
+
+// Dial connects a client to Temporal, retrying until limit while the
+// server starts.
+func Dial(ctx context.Context, address, namespace string, log *slog.Logger, limit time.Duration) (client.Client, error) {
+	if address == "" {
+		address = DefaultAddress
+	}
+	if namespace == "" {
+		namespace = "default"
+	}
+	if limit == 0 {
+		limit = 60 * time.Second
+	}
+	opts := client.Options{HostPort: address, Namespace: namespace}
+	if log != nil {
+		opts.Logger = sdklog.NewStructuredLogger(log)
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("temporal at %s (namespace %s) does not answer: %w; is `tandem temporal` running?", address, namespace, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Run polls the task queue until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	admin, err := workflows.NewAdmin(o.Cluster)
+	if err != nil {
+		return err
+	}
+	c, err := Dial(ctx, o.Address, o.Namespace, o.Log, o.DialFor)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
+	RegisterWorkflows(w)
+	w.RegisterActivity(admin)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	o.Log.Info("worker polling", "task_queue", workflows.TaskQueue, "address", o.Address, "namespace", o.Namespace)
+	<-ctx.Done()
+	w.Stop()
+	o.Log.Info("worker stopped")
+	return nil
+}
