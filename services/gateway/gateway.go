@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -48,10 +49,30 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: credentials for identity %q: %w", Identity, err)
 	}
+	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 15 * time.Second}
+	clientTLS := creds.ClientConfig("")
 	tr := &http.Transport{
-		TLSClientConfig:     creds.ClientConfig(""),
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 2 * time.Second,
+		// The gateway does the TLS handshake itself so that it can count
+		// the request bytes written on each connection: a request of which
+		// no byte was written provably never reached a member.
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := clientTLS.Clone()
+			if tc.ServerName == "" {
+				tc.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			conn := tls.Client(raw, tc)
+			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if err := conn.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, err
+			}
+			return &countingConn{Conn: conn}, nil
+		},
 		MaxIdleConns:        512,
 		MaxIdleConnsPerHost: 128,
 		IdleConnTimeout:     60 * time.Second,
@@ -74,6 +95,7 @@ func New(cfg Config) (*Gateway, error) {
 		o, _ := ParseRedisURL(cfg.RedisURL)
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
 		o.MaxRetries = 1
+		redis.SetLogger(redisLog{cfg.Log})
 		g.rdb = redis.NewUniversalClient(o)
 	}
 	for _, t := range g.tiers {
@@ -310,4 +332,25 @@ func (g *Gateway) subscribe(ctx context.Context) {
 func (g *Gateway) suspect(ctx context.Context, tier, member string) {
 	g.requestRefresh()
 	go g.publish(context.WithoutCancel(ctx), event{Kind: "suspect", Tier: tier, Primary: member, From: g.cfg.ID})
+}
+
+// redisLog sends go-redis's own messages (reconnects) to the gateway's log
+// at debug level: Redis trouble is reported where it changes behaviour.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug("redis: " + fmt.Sprintf(format, v...))
+}
+
+// countingConn counts the bytes the kernel accepted for sending after the
+// TLS handshake: the request bytes of the connection's requests.
+type countingConn struct {
+	net.Conn
+	written atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.written.Add(int64(n))
+	return n, err
 }

@@ -331,8 +331,20 @@ func (g *Gateway) send(ctx context.Context, r *http.Request, tg target, nodePath
 	if r.URL.RawQuery != "" {
 		u += "?" + r.URL.RawQuery
 	}
-	var sent atomic.Bool
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { sent.Store(true) }}
+	// sent: some byte of this request was accepted for sending on a
+	// connection to the member (then it may have reached the member).
+	var conn atomic.Pointer[countingConn]
+	var before int64
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if c, ok := info.Conn.(*countingConn); ok {
+			before = c.written.Load()
+			conn.Store(c)
+		}
+	}}
+	sent := func() bool {
+		c := conn.Load()
+		return c != nil && c.written.Load() > before
+	}
 	out, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), r.Method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, false, err
@@ -363,7 +375,7 @@ func (g *Gateway) send(ctx context.Context, r *http.Request, tg target, nodePath
 	out.ContentLength = int64(len(body))
 	resp, err := g.members.Do(out)
 	if err != nil {
-		return nil, sent.Load(), err
+		return nil, sent(), err
 	}
 	return resp, true, nil
 }
