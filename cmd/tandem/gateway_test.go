@@ -336,7 +336,8 @@ func TestGatewayFHIRKitClient(t *testing.T) {
 			if !l.Read {
 				t.Errorf("%s (Patient/%s) acknowledged but not readable back through the gateway", l.Ack, l.ID)
 			}
-			acks = append(acks, ack{l.Ack, l.ID, time.Duration(l.Start) * time.Millisecond, time.Duration(l.End) * time.Millisecond})
+			rel := func(ms int64) time.Duration { return time.UnixMilli(ms).Sub(t0) }
+			acks = append(acks, ack{l.Ack, l.ID, rel(l.Start), rel(l.End)})
 			if len(acks) == 30 {
 				go func() {
 					k := time.Since(t0)
@@ -356,9 +357,8 @@ func TestGatewayFHIRKitClient(t *testing.T) {
 		t.Fatalf("the script acknowledged only %d creates: the kill never happened", len(acks))
 	}
 	tr.waitFor("b primary in epoch 2", 30*time.Second, func() bool { return tr.status("b") == "primary" && tr.epoch("b") == 2 })
-	// The script's clock starts a little after t0: kill is an upper bound in its time.
 	gap, first := unavailability(acks, kill)
-	t.Logf("fhir-kit-client: %d creates acknowledged, %d client retries, %d failed reads; kill -9 of a (proved gone) at about +%s; epoch now %d",
+	t.Logf("fhir-kit-client: %d creates acknowledged, %d client retries, %d failed reads; kill -9 of a (proved gone) at +%s; epoch now %d",
 		summary.Acked, summary.ClientRetries, summary.ReadFailures, kill.Round(time.Millisecond), tr.epoch("b"))
 	t.Logf("write unavailability: longest pause between acknowledgements after the kill %s; first write sent after the kill acknowledged %s after it",
 		gap.Round(time.Millisecond), first.Round(time.Millisecond))
@@ -420,11 +420,15 @@ func TestTwoGatewaysSeeFailover(t *testing.T) {
 		name  string
 		extra []string
 		limit time.Duration
+		// control: gateway-2 must NOT see it within the limit (proves that
+		// the pubsub case is carried by the events).
+		control bool
 	}{
 		// Long polls: g2 has no traffic and would wait 10s to poll; it learns
 		// from g1's events.
-		{"pubsub", []string{"--poll", "10s"}, time.Second},
-		{"polling only", []string{"--no-pubsub", "--poll", "1s"}, 2*time.Second + 500*time.Millisecond},
+		{"pubsub", []string{"--poll", "10s"}, time.Second, false},
+		{"polling only", []string{"--no-pubsub", "--poll", "1s"}, 2*time.Second + 500*time.Millisecond, false},
+		{"control without events", []string{"--no-pubsub", "--poll", "10s"}, time.Second, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := startTier(t)
@@ -463,6 +467,9 @@ func TestTwoGatewaysSeeFailover(t *testing.T) {
 			})
 			seen := map[string]time.Duration{}
 			deadline := announced.Add(10 * time.Second)
+			if tc.control {
+				deadline = announced.Add(tc.limit + 200*time.Millisecond)
+			}
 			for len(seen) < 2 && time.Now().Before(deadline) {
 				for name, base := range map[string]string{"gateway-1": g1, "gateway-2": g2} {
 					if _, ok := seen[name]; ok {
@@ -476,6 +483,12 @@ func TestTwoGatewaysSeeFailover(t *testing.T) {
 			}
 			t.Logf("%s: new primary b announced (epoch 2); gateway-1 routed to it after %s, gateway-2 after %s (limit %s)",
 				tc.name, seen["gateway-1"].Round(time.Millisecond), seen["gateway-2"].Round(time.Millisecond), tc.limit)
+			if tc.control {
+				if d, ok := seen["gateway-2"]; ok && d <= tc.limit {
+					t.Fatalf("gateway-2 saw the failover after %s without events or a poll: the test does not measure what it claims", d)
+				}
+				return
+			}
 			for _, g := range []string{"gateway-1", "gateway-2"} {
 				d, ok := seen[g]
 				if !ok {
