@@ -57,7 +57,7 @@ type Process struct {
 // Endpoints is the content of endpoints.json, rewritten at every start.
 type Endpoints struct {
 	StartedAt time.Time `json:"started_at"`
-	FHIR      string    `json:"fhir"` // the gateway's FHIR base URL: what apps use
+	FHIR      string    `json:"fhir"`    // the gateway's FHIR base URL: what apps use
 	Cluster   string    `json:"cluster"` // the cluster file every process started from
 	CA        string    `json:"ca"`      // the development CA's certificate
 	Processes []Process `json:"processes"`
