@@ -31,7 +31,7 @@ import (
 // separate tandem processes, every member-to-member and member-to-arbiter
 // link routed through a fault proxy the test can cut.
 type tier struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	cluster string
 	file    *cluster.File
@@ -42,7 +42,10 @@ type tier struct {
 
 const testQoS = time.Second
 
-func startTier(t *testing.T, withAsync ...bool) *tier {
+// tierQoS is the QoS of the next startTier (a benchmark sets the default).
+var tierQoS = testQoS
+
+func startTier(t testing.TB, withAsync ...bool) *tier {
 	t.Helper()
 	async := len(withAsync) > 0 && withAsync[0]
 	dir := t.TempDir()
@@ -71,7 +74,7 @@ func startTier(t *testing.T, withAsync ...bool) *tier {
 		links[name] = p.addr
 	}
 	y := fmt.Sprintf("qos: %s\ntls: {dev_ca_dir: %s}\narbiter: {address: %q, data_dir: %s}\ntiers:\n  - name: records\n    members:\n",
-		testQoS, filepath.Join(dir, "ca"), addr["arbiter"], filepath.Join(dir, "arbiter"))
+		tierQoS, filepath.Join(dir, "ca"), addr["arbiter"], filepath.Join(dir, "arbiter"))
 	for _, m := range []string{"a", "b"} {
 		y += fmt.Sprintf("      - {name: %s, role: failover, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
 			m, addr[m], port(), filepath.Join(dir, m), addr["agent-"+m])
@@ -486,7 +489,7 @@ func TestPartitionBetweenPrimaryAndBackup(t *testing.T) {
 
 // proxy forwards TCP connections to target until cut.
 type proxy struct {
-	t      *testing.T
+	t      testing.TB
 	ln     net.Listener
 	addr   string
 	target string
@@ -496,7 +499,7 @@ type proxy struct {
 	conns []net.Conn
 }
 
-func newProxy(t *testing.T, listen, target string) *proxy {
+func newProxy(t testing.TB, listen, target string) *proxy {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
