@@ -28,6 +28,7 @@ type Gateway struct {
 	transport *http.Transport
 	serverTLS *tls.Config
 	rdb       redis.UniversalClient
+	limiter   *limiter // nil: no rate limit
 
 	mu      sync.Mutex
 	views   map[string]TierView
@@ -97,6 +98,9 @@ func New(cfg Config) (*Gateway, error) {
 		o.MaxRetries = 1
 		redis.SetLogger(redisLog{cfg.Log})
 		g.rdb = redis.NewUniversalClient(o)
+		if cfg.RateLimit > 0 {
+			g.limiter = newLimiter(g.rdb, cfg.RateLimit)
+		}
 	}
 	for _, t := range g.tiers {
 		g.views[t.Name] = TierView{Tier: t.Name, Reason: "not read yet"}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/transport"
@@ -411,6 +412,11 @@ func TestIdempotencyResultsCachedForOtherGateways(t *testing.T) {
 	base2, _ := fx.gateway(nil)
 	body := `{"resourceType":"Patient"}`
 	r1, b1 := do(t, "POST", base1+"/fhir/Patient", body, "Idempotency-Key", "same")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) { // cached off the response path
+		if len(fx.redis.Keys()) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	r2, b2 := do(t, "POST", base2+"/fhir/Patient", body, "Idempotency-Key", "same")
 	if r1.StatusCode != 201 || r2.StatusCode != 201 || b1 != b2 || r2.Header.Get("Location") != r1.Header.Get("Location") {
 		t.Fatalf("%d %s / %d %s", r1.StatusCode, b1, r2.StatusCode, b2)
@@ -460,4 +466,35 @@ func TestTopologyEventsReachOtherGateways(t *testing.T) {
 	do(t, "GET", base1+"/fhir/Patient/1", "")
 	waitView(t, g1, "records", "b", 2)
 	waitView(t, g2, "records", "b", 2)
+}
+
+func TestLimiterLeasesNeverExceedTheSharedLimit(t *testing.T) {
+	m := miniredis.RunT(t)
+	o, _ := ParseRedisURL("redis://" + m.Addr())
+	rdb := redis.NewUniversalClient(o)
+	defer rdb.Close()
+	now := time.Unix(1_000_000, 300_000_000)
+	for _, limit := range []int{1, 5, 100, 1000} {
+		// Three gateways, one client, one window: together at most limit.
+		ls := []*limiter{newLimiter(rdb, limit), newLimiter(rdb, limit), newLimiter(rdb, limit)}
+		admitted := 0
+		for i := range 3 * limit {
+			ok, wait, err := ls[i%3].allow(context.Background(), fmt.Sprintf("client-%d", limit), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				admitted++
+			} else if wait != 700*time.Millisecond {
+				t.Fatalf("wait %s", wait)
+			}
+		}
+		if admitted > limit || admitted < limit*9/10 {
+			t.Errorf("limit %d: %d admitted by three gateways in one window", limit, admitted)
+		}
+		// The next window starts afresh.
+		if ok, _, _ := ls[0].allow(context.Background(), fmt.Sprintf("client-%d", limit), now.Add(time.Second)); !ok {
+			t.Errorf("limit %d: refused in a new window", limit)
+		}
+	}
 }

@@ -150,8 +150,8 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	client := clientID(r, authID)
-	if g.rdb != nil && g.cfg.RateLimit > 0 {
-		ok, wait, err := allow(r.Context(), g.rdb, client, g.cfg.RateLimit, g.cfg.Now())
+	if g.limiter != nil {
+		ok, wait, err := g.limiter.allow(r.Context(), client, g.cfg.Now())
 		if err != nil {
 			g.cfg.Log.Debug("rate limit not checked: Redis", "err", err)
 		}
@@ -416,11 +416,15 @@ func (g *Gateway) reply(w http.ResponseWriter, r *http.Request, resp *http.Respo
 				keep.Set(k, v)
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 500*time.Millisecond)
-		if err := putCached(ctx, g.rdb, cacheKey, &cachedResult{Fingerprint: fp, Status: resp.StatusCode, Header: keep, Body: b}); err != nil {
-			g.cfg.Log.Debug("idempotency result not cached", "err", err)
-		}
-		cancel()
+		// Cached off the response path: the journal holds the truth, the
+		// cache only spares other gateways a trip to the primary.
+		go func(c *cachedResult) {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			if err := putCached(ctx, g.rdb, cacheKey, c); err != nil {
+				g.cfg.Log.Debug("idempotency result not cached", "err", err)
+			}
+		}(&cachedResult{Fingerprint: fp, Status: resp.StatusCode, Header: keep, Body: b})
 	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,21 +82,79 @@ func hash16(s string) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// allow counts one request of client in the current one-second window and
-// reports whether it is within limit, and if not, how long to wait.
-func allow(ctx context.Context, rdb redis.UniversalClient, client string, limit int, now time.Time) (bool, time.Duration, error) {
-	key := fmt.Sprintf(rateKeyFmt, hash16(client), now.Unix())
-	pipe := rdb.Pipeline()
-	incr := pipe.Incr(ctx, key)
+// limiter enforces a per-client limit per one-second window shared by
+// every gateway through Redis. To keep Redis off the path of most
+// requests, a gateway leases a slice of the window's budget at a time
+// (INCRBY lease) and spends it locally; a slice left unspent when the
+// window ends is lost, so the gateways together admit at most limit
+// requests per client per window, and possibly fewer.
+type limiter struct {
+	rdb   redis.UniversalClient
+	limit int64
+	lease int64
+
+	mu      sync.Mutex
+	clients map[string]*budget
+}
+
+type budget struct {
+	window int64 // unix second
+	tokens int64 // leased, not yet spent
+	spent  bool  // the window's budget is used up
+}
+
+func newLimiter(rdb redis.UniversalClient, limit int) *limiter {
+	return &limiter{rdb: rdb, limit: int64(limit), lease: max(1, int64(limit)/50), clients: map[string]*budget{}}
+}
+
+// allow counts one request of client at now and reports whether it is
+// within the limit, and if not, how long until the next window. A Redis
+// error admits the request (fail open) and is returned.
+func (l *limiter) allow(ctx context.Context, client string, now time.Time) (bool, time.Duration, error) {
+	win := now.Unix()
+	wait := time.Unix(win+1, 0).Sub(now)
+	l.mu.Lock()
+	b := l.clients[client]
+	if b == nil || b.window != win {
+		if len(l.clients) > 100000 {
+			clear(l.clients) // old windows of departed clients
+		}
+		b = &budget{window: win}
+		l.clients[client] = b
+	}
+	if b.tokens > 0 {
+		b.tokens--
+		l.mu.Unlock()
+		return true, 0, nil
+	}
+	if b.spent {
+		l.mu.Unlock()
+		return false, wait, nil
+	}
+	l.mu.Unlock()
+	key := fmt.Sprintf(rateKeyFmt, hash16(client), win)
+	pipe := l.rdb.Pipeline()
+	incr := pipe.IncrBy(ctx, key, l.lease)
 	pipe.Expire(ctx, key, 2*time.Second)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return true, 0, err
 	}
-	if incr.Val() <= int64(limit) {
+	total := incr.Val()
+	granted := min(l.lease, l.limit-(total-l.lease)) // of this lease, what is within the limit
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b.window != win {
 		return true, 0, nil
 	}
-	next := time.Unix(now.Unix()+1, 0)
-	return false, next.Sub(now), nil
+	if granted <= 0 {
+		b.spent = true
+		return false, wait, nil
+	}
+	b.tokens += granted - 1
+	if total >= l.limit {
+		b.spent = b.tokens == 0
+	}
+	return true, 0, nil
 }
 
 // cachedResult is an Idempotency-Key result kept for other gateways.
