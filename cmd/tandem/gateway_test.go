@@ -66,7 +66,7 @@ func startRedis(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(e.Close)
-	tb.Logf("Redis: embedded (no redis-server installed) on %s", e.Addr())
+	tb.Logf("Redis: embedded (redis-server not installed, or TANDEM_TEST_REDIS=embedded) on %s", e.Addr())
 	return e.URL()
 }
 
@@ -481,8 +481,14 @@ func TestTwoGatewaysSeeFailover(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			t.Logf("%s: new primary b announced (epoch 2); gateway-1 routed to it after %s, gateway-2 after %s (limit %s)",
-				tc.name, seen["gateway-1"].Round(time.Millisecond), seen["gateway-2"].Round(time.Millisecond), tc.limit)
+			after := func(g string) string {
+				if d, ok := seen[g]; ok {
+					return "after " + d.Round(time.Millisecond).String()
+				}
+				return "not yet when the test stopped looking"
+			}
+			t.Logf("%s: new primary b announced (epoch 2); gateway-1 routed to it %s, gateway-2 %s (limit %s)",
+				tc.name, after("gateway-1"), after("gateway-2"), tc.limit)
 			if tc.control {
 				if d, ok := seen["gateway-2"]; ok && d <= tc.limit {
 					t.Fatalf("gateway-2 saw the failover after %s without events or a poll: the test does not measure what it claims", d)
