@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandemhealth/tandem/mirror/cluster"
 )
 
 func TestDecide(t *testing.T) {
@@ -137,5 +140,34 @@ func TestParseMaxLag(t *testing.T) {
 		if _, err := ParseMaxLag(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	f := &cluster.File{Tiers: []cluster.Tier{{Name: "records"}, {Name: "labs"}}}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // part of the error; "" for none
+	}{
+		{"minimal", Config{Cluster: f}, ""},
+		{"no cluster", Config{}, "--cluster"},
+		{"unknown default tier", Config{Cluster: f, DefaultTier: "nope"}, "--default-tier"},
+		{"rate limit needs Redis", Config{Cluster: f, RateLimit: 10}, "--rate-limit needs --redis"},
+		{"bad Redis URL", Config{Cluster: f, RedisURL: "http://x"}, "--redis"},
+		{"Sentinel without master", Config{Cluster: f, RedisURL: "redis-sentinel://s:26379"}, "master_name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.SetDefaults()
+			err := tc.cfg.Validate()
+			if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+	c := Config{Cluster: &cluster.File{Tiers: []cluster.Tier{{Name: "only"}}}}
+	c.SetDefaults()
+	if c.DefaultTier != "only" {
+		t.Fatalf("default tier %q, want the only tier", c.DefaultTier)
 	}
 }
