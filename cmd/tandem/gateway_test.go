@@ -574,3 +574,50 @@ func TestNodeHealthEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayStaleReadsOnAsync: a read allowing staleness goes to the DR
+// async when its reported lag is within the bound, and finds what was
+// written through the gateway; a read without the header goes to the
+// primary.
+func TestGatewayStaleReadsOnAsync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t, true)
+	tr.waitFor("c async", 20*time.Second, func() bool { return tr.status("c") == "async" })
+	base := tr.startGateway("gateway", startRedis(t), "--poll", "200ms")
+	hc := tr.gatewayClient()
+	resp, err := hc.Post(base+"/fhir/Patient", "application/fhir+json", strings.NewReader(`{"resourceType":"Patient","active":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&p)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || p.ID == "" {
+		t.Fatalf("create: %d", resp.StatusCode)
+	}
+	read := func(maxLag string) (int, string) {
+		req, _ := http.NewRequest("GET", base+"/fhir/Patient/"+p.ID, nil)
+		if maxLag != "" {
+			req.Header.Set("X-Tandem-Max-Lag", maxLag)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("X-Tandem-Member")
+	}
+	if code, m := read(""); code != 200 || m != "records/a" {
+		t.Fatalf("fresh read: %d from %s", code, m)
+	}
+	var code int
+	var m string
+	tr.waitFor("the write readable on the async through the gateway", 10*time.Second, func() bool {
+		code, m = read("10s")
+		return code == 200 && m == "records/c"
+	})
+	st := tr.memberStatus("c")
+	t.Logf("read allowing 10s of lag served by %s (c reports transfer %v)", m, st["transfer"])
+}
