@@ -18,6 +18,9 @@ import (
 	"github.com/tandemhealth/tandem/mirror/cluster"
 )
 
+// statusTimeout bounds one read of a member's /mirror/status.
+const statusTimeout = 500 * time.Millisecond
+
 // Gateway is one running gateway.
 type Gateway struct {
 	cfg   Config
@@ -271,7 +274,9 @@ func (g *Gateway) refresh(ctx context.Context) {
 
 func (g *Gateway) readStatus(ctx context.Context, m cluster.Member) MemberStatus {
 	st := MemberStatus{Member: m.Name, Role: m.Role, URL: "https://" + m.HTTP}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	// Short: a stopped member must not slow the re-reads that find its
+	// successor.
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, st.URL+"/mirror/status", nil)
 	resp, err := g.members.Do(req)
