@@ -150,7 +150,7 @@ func BenchmarkGateway(b *testing.B) {
 		tr.waitFor("backup active again", 30*time.Second, func() bool {
 			st := tr.memberStatus(backup)
 			tf, _ := st["transfer"].(map[string]any)
-			return ctx.Err() == nil && tf != nil && (tf["status"] == "active" || tf["status"] == "caught-up")
+			return ctx.Err() == nil && tf != nil && tf["status"] == "active" // the usual state a failover starts from
 		})
 		cancel()
 		primary, backup = backup, primary
