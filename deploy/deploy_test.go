@@ -42,6 +42,7 @@ func TestSystemdUnitsUseRealCommands(t *testing.T) {
 		"tandem-node@.service":   "tandem node --cluster /etc/tandem/cluster.yaml --member %i",
 		"tandem-agent@.service":  "tandem agent --cluster /etc/tandem/cluster.yaml --member %i",
 		"tandem-arbiter.service": "tandem arbiter --cluster /etc/tandem/cluster.yaml",
+		"tandem-gateway.service": "tandem gateway --cluster /etc/tandem/cluster.yaml",
 	}
 	for _, u := range units {
 		data, err := os.ReadFile(u)

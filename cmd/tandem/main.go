@@ -21,6 +21,7 @@ import (
 	"github.com/tandemhealth/tandem/services/backupd"
 	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/dev"
+	"github.com/tandemhealth/tandem/services/gateway"
 	"github.com/tandemhealth/tandem/services/node"
 )
 
@@ -35,6 +36,8 @@ Usage:
                                 write the genesis record of a new tier (refuses over an existing one)
   tandem agent --cluster FILE --member NAME
                                 run the agent beside a failover member (liveness, fencing, journal hand-over)
+  tandem gateway --cluster FILE [--listen ADDR] [--redis URL]
+                                one HTTPS address for FHIR clients: routes /fhir to each tier's primary
   tandem ctl COMMAND --cluster FILE
                                 the administrator's CLI (tandem ctl help)
   tandem backup --cluster FILE --member NAME --to DIR [--once] [--snapshot]
@@ -84,6 +87,8 @@ func main() {
 		err = runTemporal(ctx, os.Args[2:])
 	case "worker":
 		err = runWorker(ctx, os.Args[2:])
+	case "gateway":
+		err = runGateway(ctx, os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -230,6 +235,41 @@ func runAgent(ctx context.Context, args []string) error {
 		return err
 	}
 	return s.Run(ctx)
+}
+
+func runGateway(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", "", "cluster file (YAML)")
+	cfg := gateway.Config{}
+	fs.StringVar(&cfg.Listen, "listen", gateway.DefaultListen, "address FHIR clients connect to")
+	fs.BoolVar(&cfg.PlainHTTP, "plain-http", false, "serve plain HTTP (only behind a TLS-terminating load balancer)")
+	fs.StringVar(&cfg.DefaultTier, "default-tier", "", "tier served at /fhir/... without a tier segment (default: the only tier)")
+	fs.StringVar(&cfg.RedisURL, "redis", "", "redis://host:port[/db], redis-sentinel://host:port?master_name=M, redis-cluster://host:port (empty: no Redis)")
+	fs.BoolVar(&cfg.NoPubSub, "no-pubsub", false, "do not publish or subscribe topology events (learn topology by polling only)")
+	fs.DurationVar(&cfg.PollInterval, "poll", gateway.DefaultPollInterval, "how often every member's /mirror/status is read")
+	fs.DurationVar(&cfg.FastPollInterval, "fast-poll", gateway.DefaultFastPollInterval, "poll interval while a tier has no primary")
+	fs.DurationVar(&cfg.HoldTimeout, "hold", gateway.DefaultHoldTimeout, "how long a request is held waiting for a primary during a failover")
+	fs.IntVar(&cfg.RateLimit, "rate-limit", 0, "requests per second per client, counted in Redis (0: no limit)")
+	fs.StringVar(&cfg.ID, "id", "", "this gateway's name in events and logs (default from --listen)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *clusterPath == "" {
+		return errors.New("--cluster FILE is required")
+	}
+	f, err := cluster.Load(*clusterPath)
+	if err != nil {
+		return err
+	}
+	cfg.Cluster = f
+	cfg.Log = newLogger(os.Stderr, *level).With("service", "gateway")
+	g, err := gateway.New(cfg)
+	if err != nil {
+		cfg.Log.Error("gateway failed to start", "err", err)
+		return err
+	}
+	return g.Run(ctx)
 }
 
 func runDev(ctx context.Context, args []string) error {

@@ -210,6 +210,7 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	defer cmd.Process.Kill()
 	var ep struct {
 		CA        string
+		FHIR      string
 		Processes []struct {
 			Name, Kind, URL string
 			PID             int
@@ -233,8 +234,8 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 			t.Fatalf("%s (pid %d) from endpoints.json is not running", p.Name, p.PID)
 		}
 	}
-	if kinds["arbiter"] != 1 || kinds["node"] != 3 || kinds["agent"] != 2 {
-		t.Fatalf("processes %v, want an arbiter, three nodes (a failover pair and a DR async), two agents", kinds)
+	if kinds["arbiter"] != 1 || kinds["node"] != 3 || kinds["agent"] != 2 || kinds["gateway"] != 1 || kinds["redis"] != 1 {
+		t.Fatalf("processes %v, want an arbiter, three nodes (a failover pair and a DR async), two agents, a gateway and Redis", kinds)
 	}
 	caPEM, err := os.ReadFile(ep.CA)
 	if err != nil {
@@ -267,6 +268,18 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	}
 	if primaries != 1 {
 		t.Fatalf("%d primaries", primaries)
+	}
+	// FHIR through the gateway, at the base URL dev printed.
+	if !strings.Contains(out.String(), ep.FHIR) || ep.FHIR == "" {
+		t.Fatalf("dev did not print the gateway's FHIR base URL %q:\n%s", ep.FHIR, out.String())
+	}
+	resp, err := client.Post(ep.FHIR+"/Patient", "application/fhir+json", strings.NewReader(`{"resourceType":"Patient","active":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create through the dev gateway: HTTP %d", resp.StatusCode)
 	}
 
 	cmd.Process.Signal(os.Interrupt)

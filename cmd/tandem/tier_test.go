@@ -42,6 +42,9 @@ type tier struct {
 
 const testQoS = time.Second
 
+// tierQoS is the QoS of the next startTier (a benchmark sets the default).
+var tierQoS = testQoS
+
 func startTier(t testing.TB, withAsync ...bool) *tier {
 	t.Helper()
 	async := len(withAsync) > 0 && withAsync[0]
@@ -71,7 +74,7 @@ func startTier(t testing.TB, withAsync ...bool) *tier {
 		links[name] = p.addr
 	}
 	y := fmt.Sprintf("qos: %s\ntls: {dev_ca_dir: %s}\narbiter: {address: %q, data_dir: %s}\ntiers:\n  - name: records\n    members:\n",
-		testQoS, filepath.Join(dir, "ca"), addr["arbiter"], filepath.Join(dir, "arbiter"))
+		tierQoS, filepath.Join(dir, "ca"), addr["arbiter"], filepath.Join(dir, "arbiter"))
 	for _, m := range []string{"a", "b"} {
 		y += fmt.Sprintf("      - {name: %s, role: failover, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
 			m, addr[m], port(), filepath.Join(dir, m), addr["agent-"+m])

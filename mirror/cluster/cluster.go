@@ -189,8 +189,8 @@ func (f *File) Validate() error {
 		failover, async := 0, 0
 		for j, m := range t.Members {
 			mp := fmt.Sprintf("%s.members[%d]", tp, j)
-			if !namePattern.MatchString(m.Name) || m.Name == "arbiter" || m.Name == "operator" {
-				bad(mp+".name", "%q must be 1-63 characters of a-z, 0-9, '-' or '_' (not arbiter or operator)", m.Name)
+			if !namePattern.MatchString(m.Name) || m.Name == "arbiter" || m.Name == "operator" || m.Name == "gateway" {
+				bad(mp+".name", "%q must be 1-63 characters of a-z, 0-9, '-' or '_' (not arbiter, operator or gateway)", m.Name)
 			} else if names[m.Name] {
 				bad(mp+".name", "member %q is defined twice in tier %q", m.Name, t.Name)
 			} else if other, dup := memberTier[m.Name]; dup {

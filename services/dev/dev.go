@@ -5,8 +5,9 @@
 //
 // It grows with the platform; today it starts a tier: the arbiter, a
 // failover pair of data nodes with an agent beside each, and a DR async;
-// then the embedded Temporal server and a workflow worker, and runs the
-// MirrorSetup workflow on the tier. It must never
+// then the embedded Temporal server and a workflow worker, an embedded
+// Redis-protocol server (in this process, on loopback) and a gateway in
+// front of the tier, and runs the MirrorSetup workflow on the tier. It must never
 // leave a child running after it returns, and never reports a process as
 // up before that process answered its health endpoint.
 package dev
@@ -33,6 +34,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/services/arbiter"
 	"github.com/tandemhealth/tandem/services/ctl"
+	"github.com/tandemhealth/tandem/services/gateway"
 	"github.com/tandemhealth/tandem/services/worker"
 	"github.com/tandemhealth/tandem/workflows"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
@@ -60,6 +62,7 @@ type Process struct {
 // Endpoints is the content of endpoints.json, rewritten at every start.
 type Endpoints struct {
 	StartedAt time.Time `json:"started_at"`
+	FHIR      string    `json:"fhir"`     // the gateway's FHIR base URL: what apps use
 	Cluster   string    `json:"cluster"`  // the cluster file every process started from
 	Temporal  string    `json:"temporal"` // the embedded Temporal server's frontend (host:port)
 	CA        string    `json:"ca"`       // the development CA's certificate
@@ -98,7 +101,8 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("dev: %w (fix or delete it to get a fresh one)", err)
 	}
-	for _, addr := range listenAddrs(f) {
+	redisAddr, gatewayAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+79), fmt.Sprintf("127.0.0.1:%d", o.BasePort+80)
+	for _, addr := range append(listenAddrs(f), redisAddr, gatewayAddr) {
 		if err := portFree(addr); err != nil {
 			return fmt.Errorf("dev: %s is in use (is another `make dev` running? stop it, or pick other ports with --port): %w", addr, err)
 		}
@@ -159,7 +163,20 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	ep := Endpoints{StartedAt: time.Now().UTC(), Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem")}
+	// Redis for the gateway: embedded, in this process, on loopback.
+	rds, err := gateway.StartEmbeddedRedis(redisAddr)
+	if err != nil {
+		return err
+	}
+	defer rds.Close()
+	gwURL := "https://" + gatewayAddr
+	if err := launch("gateway", "gateway", gwURL, httpUp(probe, gwURL+"/readyz"),
+		"gateway", "--cluster", clusterPath, "--listen", gatewayAddr, "--redis", rds.URL(), "--id", "gateway"); err != nil {
+		return err
+	}
+
+	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem")}
+	ep.Processes = append(ep.Processes, Process{Name: "redis", Kind: "redis", URL: rds.URL(), PID: os.Getpid()})
 	for _, c := range children {
 		ep.Processes = append(ep.Processes, c.Process)
 	}
@@ -339,7 +356,9 @@ func printSummary(w io.Writer, dir string, ep Endpoints) {
 			node = p.URL
 		}
 	}
+	fmt.Fprintf(w, "\nFHIR base URL (the gateway; apps use this): %s\n", ep.FHIR)
 	fmt.Fprintf(w, "\nTry:\n")
+	fmt.Fprintf(w, "  curl --cacert %s %s/metadata\n", ep.CA, ep.FHIR)
 	fmt.Fprintf(w, "  ./bin/tandem ctl status --cluster %s\n", ep.Cluster)
 	fmt.Fprintf(w, "  ./bin/tandem ctl put records fhir Patient/1 hello --cluster %s\n", ep.Cluster)
 	fmt.Fprintf(w, "  curl --cacert %s %s/mirror/status\n", ep.CA, node)

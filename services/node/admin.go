@@ -92,8 +92,8 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	if err != nil {
 		n.log.Error("FHIR server not mounted", "err", err)
 	} else {
-		mux.Handle("/fhir/", admin(fhirSrv.ServeHTTP))
-		mux.Handle("/fhir", admin(fhirSrv.ServeHTTP))
+		mux.Handle("/fhir/", operatorOrGateway(fhirSrv.ServeHTTP))
+		mux.Handle("/fhir", operatorOrGateway(fhirSrv.ServeHTTP))
 	}
 	n.configSyncRoutes(mux, admin) // /admin/config/*, /admin/gate/* (configsync.go)
 	mux.HandleFunc("POST /admin/no-failover", admin(func(w http.ResponseWriter, r *http.Request) {
@@ -145,6 +145,26 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		n.mirror.operator(failover.Message{Type: failover.MsgPlannedFailover})
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "draining; the backup takes over once it has everything"})
 	}))
+}
+
+// GatewayIdentity is the certificate identity of `tandem gateway`, which
+// may use /fhir on every member (it forwards clinician apps' requests).
+const GatewayIdentity = "gateway"
+
+// operatorOrGateway admits a client certificate from the cluster's CA
+// naming the operator or the gateway.
+func operatorOrGateway(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "/fhir needs the operator's or the gateway's client certificate from this cluster's CA"})
+			return
+		}
+		if cn := r.TLS.PeerCertificates[0].Subject.CommonName; cn != AdminIdentity && cn != GatewayIdentity {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "/fhir needs the operator's or the gateway's client certificate from this cluster's CA"})
+			return
+		}
+		h(w, r)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

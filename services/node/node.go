@@ -291,6 +291,18 @@ func (n *Node) IsPrimary() bool {
 	return n.mirror.snapshot().Status == failover.StatusPrimary
 }
 
+// memberState is the member status now ("primary", "backup", "async",
+// "in-trouble", ...), "down" when the journal or the applier failed.
+func (n *Node) memberState() string {
+	if n.healthErr() != nil {
+		return "down"
+	}
+	if n.mirror == nil {
+		return "primary"
+	}
+	return string(n.mirror.snapshot().Status)
+}
+
 // Handler serves the node's HTTP endpoints.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -310,13 +322,17 @@ func (n *Node) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /mirror/primary", func(w http.ResponseWriter, r *http.Request) {
-		if !n.IsPrimary() {
-			http.Error(w, "not primary\n", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("primary\n"))
-	})
+	// Health checks for load balancers: 200 only in that state, 503
+	// otherwise (DESIGN §6).
+	for _, want := range []string{"primary", "backup", "async"} {
+		mux.HandleFunc("GET /mirror/"+want, func(w http.ResponseWriter, r *http.Request) {
+			if got := n.memberState(); got != want {
+				http.Error(w, "not "+want+": "+got+"\n", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write([]byte(want + "\n"))
+		})
+	}
 	if n.mirror != nil {
 		n.adminRoutes(mux)
 	}
