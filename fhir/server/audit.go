@@ -147,6 +147,11 @@ type auditLog struct {
 	buf    []*auditRec
 	closed bool
 
+	// pcache remembers the patients of recently audited resources, so a
+	// read's AuditEvent needs no lookup of x/p/. Writes refresh it.
+	pmu    sync.Mutex
+	pcache map[string][]string
+
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
@@ -157,7 +162,7 @@ type auditLog struct {
 const maxAuditBuffer = 4096
 
 func newAuditLog(s *Server, window time.Duration) *auditLog {
-	a := &auditLog{s: s, window: window, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	a := &auditLog{s: s, window: window, pcache: map[string][]string{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.loop()
 	return a
 }
@@ -246,6 +251,39 @@ func (a *auditLog) close(ctx context.Context) error {
 	}
 }
 
+// maxPatientCache bounds the patient cache (it is emptied when full).
+const maxPatientCache = 1 << 18
+
+// patientsOf returns the patients of an entity read: from the cache, the
+// x/p/ index, or its body.
+func (a *auditLog) patientsOf(t *txn, e *auditEntity) []string {
+	ref := e.typ + "/" + e.id
+	a.pmu.Lock()
+	ps, ok := a.pcache[ref]
+	a.pmu.Unlock()
+	if ok {
+		return ps
+	}
+	if pb, found, _ := t.get(patientsOfKey(e.typ, e.id)); found {
+		if len(pb) > 0 {
+			ps = strings.Split(string(pb), ",")
+		}
+	} else if e.body != nil {
+		ps = access.Patients(e.typ, e.body)
+	}
+	a.remember(ref, ps)
+	return ps
+}
+
+func (a *auditLog) remember(ref string, ps []string) {
+	a.pmu.Lock()
+	if len(a.pcache) >= maxPatientCache {
+		clear(a.pcache)
+	}
+	a.pcache[ref] = ps
+	a.pmu.Unlock()
+}
+
 // auditOps adds one AuditEvent for rec with the given entities to t and
 // returns its size in bytes.
 func (s *Server) auditOps(t *txn, rec *auditRec, status int, ents []auditEntity, at time.Time) int {
@@ -262,13 +300,7 @@ func (s *Server) auditOps(t *txn, rec *auditRec, status int, ents []auditEntity,
 	for i := range ents {
 		e := &ents[i]
 		if !e.known {
-			if pb, ok, _ := t.get(patientsOfKey(e.typ, e.id)); ok {
-				if len(pb) > 0 {
-					e.patients = strings.Split(string(pb), ",")
-				}
-			} else if e.body != nil {
-				e.patients = access.Patients(e.typ, e.body)
-			}
+			e.patients = s.audit.patientsOf(t, e)
 		}
 		for _, p := range e.patients {
 			patients[p] = true
@@ -290,49 +322,11 @@ func subjectOf(p *access.Principal) string {
 	return p.Subject
 }
 
-type coding struct {
-	System  string `json:"system,omitempty"`
-	Code    string `json:"code"`
-	Display string `json:"display,omitempty"`
-}
-
-type auditRef struct {
-	Reference  string `json:"reference,omitempty"`
-	Identifier *struct {
-		System string `json:"system"`
-		Value  string `json:"value"`
-	} `json:"identifier,omitempty"`
-	Display string `json:"display,omitempty"`
-}
-
-type auditEntityOut struct {
-	What auditRef `json:"what"`
-	Role *coding  `json:"role,omitempty"`
-}
-
-type auditAgent struct {
-	Who       auditRef `json:"who"`
-	AltID     string   `json:"altId,omitempty"`
-	Requestor bool     `json:"requestor"`
-}
-
-type auditEventOut struct {
-	ResourceType string           `json:"resourceType"`
-	ID           string           `json:"id"`
-	Type         coding           `json:"type"`
-	Subtype      []coding         `json:"subtype"`
-	Action       string           `json:"action"`
-	Recorded     string           `json:"recorded"`
-	Outcome      string           `json:"outcome"`
-	OutcomeDesc  string           `json:"outcomeDesc"`
-	Agent        []auditAgent     `json:"agent"`
-	Source       map[string]any   `json:"source"`
-	Entity       []auditEntityOut `json:"entity,omitempty"`
-}
-
 // Audit subject identifier system: the token's sub claim.
 const auditSubjectSystem = "urn:tandem:token-subject"
 
+// auditEvent renders an R4 AuditEvent. It is written by hand (no
+// reflection): it runs once per audited request.
 func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[string]bool, at time.Time, seq uint64) []byte {
 	if status == 0 {
 		status = http.StatusOK
@@ -355,43 +349,66 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 	case "transaction", "batch", "operation", "batch/transaction":
 		action = "E"
 	}
-	ev := auditEventOut{
-		ResourceType: "AuditEvent",
-		ID:           strconv.FormatUint(seq, 10),
-		Type:         coding{System: "http://terminology.hl7.org/CodeSystem/audit-event-type", Code: "rest", Display: "RESTful Operation"},
-		Subtype:      []coding{{System: "http://hl7.org/fhir/restful-interaction", Code: rec.interaction}},
-		Action:       action,
-		Recorded:     fhir.FormatInstant(at),
-		Outcome:      outcome,
-		OutcomeDesc:  strconv.Itoa(status),
-		Source:       map[string]any{"observer": map[string]string{"display": "tandem"}},
+	b := make([]byte, 0, 512+48*len(ents))
+	b = append(b, `{"resourceType":"AuditEvent","id":"`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":`...)
+	b = appendString(b, rec.interaction)
+	b = append(b, `}],"action":"`...)
+	b = append(b, action...)
+	b = append(b, `","recorded":"`...)
+	b = append(b, fhir.FormatInstant(at)...)
+	b = append(b, `","outcome":"`...)
+	b = append(b, outcome...)
+	b = append(b, `","outcomeDesc":"`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `","agent":[{"who":{"identifier":{"system":"`+auditSubjectSystem+`","value":`...)
+	b = appendString(b, subjectOf(rec.p))
+	b = append(b, `}}`...)
+	if rec.p != nil && rec.p.ClientID != "" {
+		b = append(b, `,"altId":`...)
+		b = appendString(b, rec.p.ClientID)
 	}
-	ag := auditAgent{Requestor: true}
-	ag.Who.Identifier = &struct {
-		System string `json:"system"`
-		Value  string `json:"value"`
-	}{auditSubjectSystem, subjectOf(rec.p)}
-	if rec.p != nil {
-		ag.AltID = rec.p.ClientID
-	}
-	ev.Agent = []auditAgent{ag}
-	for _, e := range ents {
-		ev.Entity = append(ev.Entity, auditEntityOut{What: auditRef{Reference: e.typ + "/" + e.id}})
-	}
+	b = append(b, `,"requestor":true}],"source":{"observer":{"display":"tandem"}}`...)
 	ps := make([]string, 0, len(patients))
 	for p := range patients {
 		ps = append(ps, p)
 	}
 	sort.Strings(ps)
-	for _, p := range ps {
-		ev.Entity = append(ev.Entity, auditEntityOut{What: auditRef{Reference: "Patient/" + p},
-			Role: &coding{System: "http://terminology.hl7.org/CodeSystem/object-role", Code: "1", Display: "Patient"}})
+	if len(ents)+len(ps) > 0 {
+		b = append(b, `,"entity":[`...)
+		for i, e := range ents {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"what":{"reference":`...)
+			b = appendString(b, e.typ+"/"+e.id)
+			b = append(b, `}}`...)
+		}
+		for i, p := range ps {
+			if i > 0 || len(ents) > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"what":{"reference":`...)
+			b = appendString(b, "Patient/"+p)
+			b = append(b, `},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}}`...)
+		}
+		b = append(b, ']')
 	}
-	b, err := json.Marshal(&ev)
-	if err != nil {
-		panic(err) // strings only
+	return append(b, '}')
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
 	}
-	return b
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // auditSearch is GET [base]/AuditEvent for administrators.

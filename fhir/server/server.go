@@ -472,7 +472,7 @@ func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*respons
 	if s.audit != nil {
 		rec = auditFrom(ctx)
 	}
-	var seen []auditEntity
+	var seen, written []auditEntity
 	_, err := s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 		t := newTxn(v, s.now())
 		if s.opts.Access != nil {
@@ -516,6 +516,7 @@ func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*respons
 		if rec != nil {
 			// The write's AuditEvent, in the same journal record as the change.
 			seen = rec.take()
+			written = t.written
 			s.auditOps(t, rec, resp.Status, append(append([]auditEntity(nil), seen...), t.written...), t.now)
 		}
 		return t.ops()
@@ -527,6 +528,9 @@ func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*respons
 	case err == nil:
 		if rec != nil {
 			rec.written = true
+			for _, e := range written {
+				s.audit.remember(e.typ+"/"+e.id, e.patients)
+			}
 		}
 		return out, nil
 	}
