@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
-	fhirserver "github.com/tandemhealth/tandem/fhir/server"
+	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
@@ -19,12 +19,14 @@ import (
 const AdminIdentity = "operator"
 
 // adminRoutes serves the admin API of a mirror member. Every route needs a
-// client certificate from the cluster's CA naming the operator.
+// client certificate from the cluster's CA naming the operator, or (over
+// HTTPS, when access keys are configured) a bearer token with the admin
+// scope (access.AdminScope).
 func (n *Node) adminRoutes(mux *http.ServeMux) {
 	admin := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != AdminIdentity {
-				writeJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API needs the operator's client certificate from this cluster's CA"})
+			if !n.adminAllowed(r) {
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API needs the operator's client certificate from this cluster's CA or a bearer token with the " + access.AdminScope + " scope"})
 				return
 			}
 			h(w, r)
@@ -76,16 +78,9 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"database": r.PathValue("db"), "sha256": hex.EncodeToString(h[:]), "applied_lsn": n.store.DatabaseLSNs()[r.PathValue("db")]})
 	}))
-	// FHIR R4 on this member. Until bearer tokens with SMART scopes land
-	// (the access issue), /fhir is served only to the operator's client
-	// certificate: never open to anyone who can reach the port.
-	fhirSrv, err := fhirserver.New(n.seq, n.store, fhirserver.Options{BasePath: "/fhir", Logger: n.log})
-	if err != nil {
-		n.log.Error("FHIR server not mounted", "err", err)
-	} else {
-		mux.Handle("/fhir/", admin(fhirSrv.ServeHTTP))
-		mux.Handle("/fhir", admin(fhirSrv.ServeHTTP))
-	}
+	// FHIR R4 on this member: bearer tokens with SMART scopes (when access
+	// keys are configured) or the operator's client certificate.
+	n.mountFHIR(mux)
 	mux.HandleFunc("POST /admin/no-failover", admin(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Set bool `json:"set"`
