@@ -104,9 +104,10 @@ func (rec *auditRec) take() []auditEntity {
 // idOf reads the id of a stored resource: stored JSON always starts
 // {"resourceType":"T","id":"...". Other bodies are decoded.
 func idOf(typ string, body []byte) string {
-	pre := `{"resourceType":"` + typ + `","id":"`
-	if bytes.HasPrefix(body, []byte(pre)) {
-		rest := body[len(pre):]
+	const p1, p2 = `{"resourceType":"`, `","id":"`
+	if len(body) > len(p1)+len(typ)+len(p2) && string(body[:len(p1)]) == p1 &&
+		string(body[len(p1):len(p1)+len(typ)]) == typ && string(body[len(p1)+len(typ):len(p1)+len(typ)+len(p2)]) == p2 {
+		rest := body[len(p1)+len(typ)+len(p2):]
 		if i := bytes.IndexByte(rest, '"'); i >= 0 {
 			return string(rest[:i])
 		}

@@ -115,6 +115,9 @@ func (s *Server) allowEntry(r *http.Request, e *entry) *fhir.Error {
 	if ferr := s.allow(r, e.typ, letter); ferr != nil {
 		return ferr.Prefix(e.expr, "")
 	}
+	if s.audit != nil && e.typ == "AuditEvent" && e.method != http.MethodGet {
+		return fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", "AuditEvents are written by the server", e.expr+".request.url")
+	}
 	return nil
 }
 
