@@ -6,10 +6,19 @@
 // journal record) on the "fhir" database; reads come from the store. The
 // storage layout is documented in package fhir.
 //
+// With Options.Access every request but /metadata needs a bearer token
+// (package access): the interaction's SMART letter is checked before any
+// work (access.go), every resource leaving the server passes visible
+// (visible.go), and every write is checked against the token's patient
+// compartment inside its sequencer Write. With Options.Audit every access
+// to clinical data gets an AuditEvent (audit.go): a write's in its own
+// journal record, the rest group-committed within AuditWindow.
+//
 // The handler must never write outside the sequencer, never store anything
-// for a request that fails, never re-marshal a stored resource on a read,
-// and never put resource content (PHI) in an error, a log line or an
-// OperationOutcome beyond the location of the problem.
+// for a request that fails (but its AuditEvent), never re-marshal a stored
+// resource on a read, never let a resource out without visible, and never
+// put resource content (PHI) in an error, a log line or an OperationOutcome
+// beyond the location of the problem.
 package server
 
 import (
