@@ -285,3 +285,15 @@ func TestTokensRefused(t *testing.T) {
 	wantStatus(t, n.do(t, "GET", "/AuditEvent", nil, "Authorization", token(t, "dr", "user/*.cruds", "")), http.StatusForbidden)
 	wantStatus(t, n.do(t, "GET", "/AuditEvent", nil, "Authorization", token(t, "ad", access.AdminScope, "")), http.StatusOK)
 }
+
+// TestIdempotencyKeyIsPerPrincipal: another token reusing a key gets a
+// 422, not the first caller's stored response.
+func TestIdempotencyKeyIsPerPrincipal(t *testing.T) {
+	n := accessNode(t)
+	body := []byte(`{"resourceType":"Patient","active":true}`)
+	a := token(t, "a", "user/Patient.cruds", "")
+	b := token(t, "b", "user/Patient.cruds", "")
+	wantStatus(t, n.do(t, "POST", "/Patient", body, "Authorization", a, "Idempotency-Key", "k1"), http.StatusCreated)
+	wantStatus(t, n.do(t, "POST", "/Patient", body, "Authorization", a, "Idempotency-Key", "k1"), http.StatusCreated)
+	wantStatus(t, n.do(t, "POST", "/Patient", body, "Authorization", b, "Idempotency-Key", "k1"), http.StatusUnprocessableEntity)
+}

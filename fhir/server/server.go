@@ -463,6 +463,10 @@ func idemFor(r *http.Request, body []byte) (*idem, *fhir.Error) {
 	for _, name := range []string{"If-Match", "If-None-Exist"} {
 		io.WriteString(h, name+": "+r.Header.Get(name)+"\n")
 	}
+	if p := access.FromContext(r.Context()); p != nil {
+		// A key replays only for the same token subject and client.
+		io.WriteString(h, "principal: "+p.Subject+"\x00"+p.ClientID+"\n")
+	}
 	h.Write(body)
 	return &idem{key: fhir.IdempotencyKey(hex.EncodeToString(kh[:])), fingerprint: hex.EncodeToString(h.Sum(nil))}, nil
 }
