@@ -32,15 +32,22 @@ import (
 //
 // Storage, in the "fhir" database beside the resources:
 //
-//	A/s                          uint64 BE: the last audit sequence number
-//	A/e/<seq uint64 BE>          AuditEvent JSON (id = seq in decimal)
-//	A/p/<patient id>/<seq>       empty: index by patient
-//	A/u/<escaped subject>/<seq>  empty: index by agent (token subject)
-//	x/p/<Type>/<id>              the resource's patient ids, comma separated
-//	                             (written with each version while audit is on,
-//	                             so reads are indexed by patient without
-//	                             parsing the resource)
+//	~a/s                           uint64 BE: the last audit sequence number
+//	~a/e/<first uint64 BE>         the AuditEvents of one Write, in sequence
+//	                               order, one JSON per line (id = its sequence
+//	                               number in decimal; first = the first's)
+//	~a/p/<patient id>/<first>      index by patient: the sequence numbers
+//	                               (uint64 BE each) of that batch naming it
+//	~a/u/<escaped subject>/<first> index by agent (token subject), likewise
+//	x/p/<Type>/<id>                the resource's patient ids, comma separated
+//	                               (written with each version while audit is
+//	                               on, so reads are indexed by patient without
+//	                               parsing the resource)
 //
+// A group commit of N reads adds 1 + (patients) + (agents) keys, not 3N.
+// The "~a/" prefix sorts after every other key of the database, so the
+// tables that audit writes flush overlap little of the resources' key
+// range.
 // Administrators (access.AdminScope) search it with
 // GET [base]/AuditEvent?patient=<id>&agent=<subject>&date=ge<instant>&date=lt<instant>&_count=&_cursor=
 // (oldest first; all parameters optional and combined with and). Nothing
@@ -48,10 +55,10 @@ import (
 
 // Audit key layout (part of the stored format).
 var (
-	auditSeqKey       = []byte("A/s")
-	auditEventPrefix  = []byte("A/e/")
-	auditPatientIndex = "A/p/"
-	auditAgentIndex   = "A/u/"
+	auditSeqKey       = []byte("~a/s")
+	auditEventPrefix  = []byte("~a/e/")
+	auditPatientIndex = "~a/p/"
+	auditAgentIndex   = "~a/u/"
 	patientsOfPrefix  = "x/p/"
 )
 
@@ -216,12 +223,13 @@ func (a *auditLog) flush(ctx context.Context) error {
 		var n int
 		_, err := a.s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 			t := newTxn(v, a.s.now())
-			size := 0
+			b := a.s.beginAudit(t)
 			n = 0
-			for n < len(recs) && (n == 0 || size < maxAuditChunk) {
-				size += a.s.auditOps(t, recs[n], recs[n].status, recs[n].take(), recs[n].at)
+			for n < len(recs) && (n == 0 || len(b.events) < maxAuditChunk) {
+				a.s.addAudit(t, b, recs[n], recs[n].status, recs[n].take(), recs[n].at)
 				n++
 			}
+			b.finish(t)
 			return t.ops()
 		})
 		if err != nil {
@@ -285,18 +293,26 @@ func (a *auditLog) remember(ref string, ps []string) {
 	a.pmu.Unlock()
 }
 
-// auditOps adds one AuditEvent for rec with the given entities to t and
-// returns its size in bytes.
-func (s *Server) auditOps(t *txn, rec *auditRec, status int, ents []auditEntity, at time.Time) int {
+// auditBatch is the AuditEvents of one sequencer Write.
+type auditBatch struct {
+	first, seq uint64
+	events     []byte
+	byPatient  map[string][]byte // patient -> sequence numbers, 8 bytes BE each
+	byAgent    map[string][]byte
+}
+
+func (s *Server) beginAudit(t *txn) *auditBatch {
 	b, _, _ := t.get(auditSeqKey)
 	var seq uint64
 	if len(b) == 8 {
 		seq = binary.BigEndian.Uint64(b)
 	}
-	seq++
-	t.set(auditSeqKey, binary.BigEndian.AppendUint64(nil, seq))
-	seqb := binary.BigEndian.AppendUint64(nil, seq)
+	return &auditBatch{first: seq + 1, seq: seq, byPatient: map[string][]byte{}, byAgent: map[string][]byte{}}
+}
 
+// addAudit adds one AuditEvent for rec with the given entities.
+func (s *Server) addAudit(t *txn, b *auditBatch, rec *auditRec, status int, ents []auditEntity, at time.Time) {
+	b.seq++
 	patients := map[string]bool{}
 	for i := range ents {
 		e := &ents[i]
@@ -307,13 +323,47 @@ func (s *Server) auditOps(t *txn, rec *auditRec, status int, ents []auditEntity,
 			patients[p] = true
 		}
 	}
-	ev := auditEvent(rec, status, ents, patients, at, seq)
-	t.set(append(append([]byte(nil), auditEventPrefix...), seqb...), ev)
-	for p := range patients {
-		t.set(append([]byte(auditPatientIndex+p+"/"), seqb...), nil)
+	if len(b.events) > 0 {
+		b.events = append(b.events, '\n')
 	}
-	t.set(append([]byte(auditAgentIndex+url.PathEscape(subjectOf(rec.p))+"/"), seqb...), nil)
-	return len(ev) + 64*len(patients)
+	b.events = append(b.events, auditEvent(rec, status, ents, patients, at, b.seq)...)
+	for p := range patients {
+		b.byPatient[p] = binary.BigEndian.AppendUint64(b.byPatient[p], b.seq)
+	}
+	agent := url.PathEscape(subjectOf(rec.p))
+	b.byAgent[agent] = binary.BigEndian.AppendUint64(b.byAgent[agent], b.seq)
+}
+
+// finish adds the batch's keys to t.
+func (b *auditBatch) finish(t *txn) {
+	if b.seq < b.first {
+		return
+	}
+	t.set(auditSeqKey, binary.BigEndian.AppendUint64(nil, b.seq))
+	fb := binary.BigEndian.AppendUint64(nil, b.first)
+	t.set(append(append([]byte(nil), auditEventPrefix...), fb...), b.events)
+	keys := make([]string, 0, len(b.byPatient)+len(b.byAgent))
+	vals := map[string][]byte{}
+	for p, v := range b.byPatient {
+		k := auditPatientIndex + p + "/" + string(fb)
+		keys, vals[k] = append(keys, k), v
+	}
+	for a, v := range b.byAgent {
+		k := auditAgentIndex + a + "/" + string(fb)
+		keys, vals[k] = append(keys, k), v
+	}
+	sort.Strings(keys) // deterministic op order
+	for _, k := range keys {
+		t.set([]byte(k), vals[k])
+	}
+}
+
+// auditOps adds one AuditEvent (a batch of one) to t: a write's, in the
+// write's own journal record.
+func (s *Server) auditOps(t *txn, rec *auditRec, status int, ents []auditEntity, at time.Time) {
+	b := s.beginAudit(t)
+	s.addAudit(t, b, rec, status, ents, at)
+	b.finish(t)
 }
 
 func subjectOf(p *access.Principal) string {
@@ -412,6 +462,15 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// seqSet decodes an index value: sequence numbers, 8 bytes BE each.
+func seqSet(v []byte) map[uint64]bool {
+	m := make(map[uint64]bool, len(v)/8)
+	for i := 0; i+8 <= len(v); i += 8 {
+		m[binary.BigEndian.Uint64(v[i:])] = true
+	}
+	return m
+}
+
 // auditSearch is GET [base]/AuditEvent for administrators.
 func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, seg []string) {
 	if r.Method != http.MethodGet || len(seg) != 1 {
@@ -484,47 +543,56 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, seg []strin
 	default:
 		prefix = auditEventPrefix
 	}
-	agentKey := func(seqb []byte) []byte {
-		return append([]byte(auditAgentIndex+url.PathEscape(q.Get("agent"))+"/"), seqb...)
-	}
+	agent := q.Get("agent")
 	var events [][]byte
 	var next uint64
 	var scanErr error
 	err := s.st.Scan(fhir.Database, prefix, func(k, v []byte) bool {
-		if len(k) < len(prefix)+8 {
+		if len(k) != len(prefix)+8 {
 			return true
 		}
-		seqb := k[len(prefix):]
-		seq := binary.BigEndian.Uint64(seqb)
-		if seq <= after {
-			return true
-		}
-		if q.Get("patient") != "" && q.Get("agent") != "" {
-			if _, ok, err := s.get(agentKey(seqb)); err != nil || !ok {
-				scanErr = err
-				return err == nil
-			}
-		}
-		ev := v
+		fb := k[len(prefix):]
+		batch := v
+		var want map[uint64]bool // nil: every event of the batch
 		if !bytes.Equal(prefix, auditEventPrefix) {
-			b, ok, err := s.get(append(append([]byte(nil), auditEventPrefix...), seqb...))
+			want = seqSet(v)
+			b, ok, err := s.get(append(append([]byte(nil), auditEventPrefix...), fb...))
 			if err != nil || !ok {
 				scanErr = err
 				return err == nil
 			}
-			ev = b
+			batch = b
 		}
-		if !from.IsZero() || !to.IsZero() {
-			var x struct{ Recorded time.Time }
-			if json.Unmarshal(ev, &x) != nil || (!from.IsZero() && x.Recorded.Before(from)) || (!to.IsZero() && !x.Recorded.Before(to)) {
-				return true
+		if q.Get("patient") != "" && agent != "" {
+			ab, _, err := s.get([]byte(auditAgentIndex + url.PathEscape(agent) + "/" + string(fb)))
+			if err != nil {
+				scanErr = err
+				return false
+			}
+			as := seqSet(ab)
+			for sq := range want {
+				if !as[sq] {
+					delete(want, sq)
+				}
 			}
 		}
-		if len(events) == count {
-			next = seq - 1
-			return false
+		for _, ev := range bytes.Split(batch, []byte{'\n'}) {
+			seq, err := strconv.ParseUint(idOf("AuditEvent", ev), 10, 64)
+			if err != nil || seq <= after || (want != nil && !want[seq]) {
+				continue
+			}
+			if !from.IsZero() || !to.IsZero() {
+				var x struct{ Recorded time.Time }
+				if json.Unmarshal(ev, &x) != nil || (!from.IsZero() && x.Recorded.Before(from)) || (!to.IsZero() && !x.Recorded.Before(to)) {
+					continue
+				}
+			}
+			if len(events) == count {
+				next = seq - 1
+				return false
+			}
+			events = append(events, bytes.Clone(ev))
 		}
-		events = append(events, bytes.Clone(ev))
 		return true
 	})
 	if err == nil {
