@@ -24,12 +24,20 @@ func TestExampleFilesLoad(t *testing.T) {
 		t.Fatal("no example cluster files")
 	}
 	for _, p := range clusters {
-		if _, err := cluster.Load(p); err != nil {
+		f, err := cluster.Load(p)
+		if err != nil {
 			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		if len(f.Access.Keys) == 0 {
+			t.Errorf("%s: no access section: the example must show how tokens are verified", p)
 		}
 	}
-	if _, err := node.LoadConfig("examples/node.yaml"); err != nil {
+	c, err := node.LoadConfig("examples/node.yaml")
+	if err != nil {
 		t.Errorf("examples/node.yaml: %v", err)
+	} else if len(c.Access.Keys) == 0 {
+		t.Error("examples/node.yaml: no access section")
 	}
 }
 

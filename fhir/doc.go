@@ -24,6 +24,7 @@
 //	m/<Type>/<value>               identifier index, any system:   ids, '\n'-separated, sorted
 //	s                              last history sequence number: 8 bytes BE
 //	k/<hex sha256 of key>          Idempotency-Key result: Idempotent record (JSON)
+//	~a/..., x/p/<Type>/<id>        AuditEvents and their indexes (server.Options.Audit; layout in fhir/server/audit.go)
 //
 // <^n> is the 8-byte big-endian encoding of ^n (bitwise not), so a prefix
 // scan returns the newest first. Resource types are [A-Za-z]+ and ids are

@@ -106,14 +106,28 @@ func (tr *tier) startGateway(name, redisURL string, extra ...string) string {
 }
 
 // gatewayClient trusts the cluster's CA and presents no certificate, like
-// a clinician app.
+// a clinician app, with a clinician's bearer token on every request.
 func (tr *tier) gatewayClient() *http.Client {
 	creds, err := tr.file.Credentials("operator")
 	if err != nil {
 		tr.t.Fatal(err)
 	}
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: creds.Roots, MinVersion: tls.VersionTLS13}, MaxIdleConnsPerHost: 64}}
+	return &http.Client{Timeout: 60 * time.Second, Transport: bearer{token: tr.token("clinician"), next: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: creds.Roots, MinVersion: tls.VersionTLS13}, MaxIdleConnsPerHost: 64}}}
+}
+
+// bearer adds an Authorization header to requests that have none.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.next.RoundTrip(r)
 }
 
 // gatewayView is a gateway's view of tier records.
@@ -341,7 +355,7 @@ func TestGatewayFHIRKitClient(t *testing.T) {
 	base := tr.startGateway("gateway", startRedis(t))
 	cmd := exec.Command(nodeBin, filepath.Join(dir, "run.mjs"))
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GATEWAY_URL="+base+"/fhir", "WRITERS=4", "DURATION_MS=9000", "PREFIX=fk",
+	cmd.Env = append(os.Environ(), "GATEWAY_URL="+base+"/fhir", "BEARER_TOKEN="+tr.token("clinician"), "WRITERS=4", "DURATION_MS=9000", "PREFIX=fk",
 		"NODE_EXTRA_CA_CERTS="+filepath.Join(tr.dir, "ca", "ca.pem"))
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/services/agent"
@@ -51,6 +53,9 @@ Usage:
   tandem worker --cluster FILE [--temporal-address HOST:PORT] [--namespace NS]
                                 run the administrators' workflows (mirror setup, planned failover, DR promotion)
   tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
+  tandem token --cluster FILE --role clinician|patient-app|admin [--patient ID] [--ttl 1h]
+                                mint a bearer token for /fhir and the admin API
+                                (--config FILE for a standalone node's keys)
   tandem help                   this text
 
 Run 'tandem COMMAND -h' for a command's flags.
@@ -89,6 +94,8 @@ func main() {
 		err = runWorker(ctx, os.Args[2:])
 	case "gateway":
 		err = runGateway(ctx, os.Args[2:])
+	case "token":
+		err = runToken(os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -264,6 +271,15 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	cfg.Cluster = f
 	cfg.Log = newLogger(os.Stderr, *level).With("service", "gateway")
+	// Tokens are checked here before forwarding, and again by the member.
+	verifier, _, err := node.LoadAccess(f.Access)
+	if err != nil {
+		return fmt.Errorf("field access: %w", err)
+	}
+	if verifier == nil {
+		return errors.New("the cluster file names no access keys (field access.keys): the gateway serves clinical data only to bearer tokens")
+	}
+	cfg.Authenticator = gateway.Tokens{Verifier: verifier}
 	g, err := gateway.New(cfg)
 	if err != nil {
 		cfg.Log.Error("gateway failed to start", "err", err)
@@ -291,4 +307,59 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// runToken mints a bearer token with a signing key named in the cluster
+// file's (or a standalone node config's) access section and prints it.
+func runToken(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", "", "cluster file (YAML) whose access.keys sign the token")
+	cfgPath := fs.String("config", "", "standalone node configuration file (YAML) whose access.keys sign the token")
+	role := fs.String("role", "", "clinician, patient-app or admin")
+	patient := fs.String("patient", "", "with --role patient-app: the Patient id of the launch context")
+	subject := fs.String("subject", "", "the token's sub claim (default: the role)")
+	kid := fs.String("kid", "", "the signing key (default: the first that can sign)")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var sec cluster.Access
+	switch {
+	case *clusterPath != "" && *cfgPath == "":
+		f, err := cluster.Load(*clusterPath)
+		if err != nil {
+			return err
+		}
+		sec = f.Access
+	case *cfgPath != "" && *clusterPath == "":
+		c, err := node.LoadConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		sec = c.Access
+	default:
+		return errors.New("--cluster FILE or --config FILE is required")
+	}
+	_, keys, err := node.LoadAccess(sec)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return errors.New("the file's access section names no keys (field access.keys)")
+	}
+	k, err := access.Signer(keys, *kid)
+	if err != nil {
+		return err
+	}
+	g, err := access.RoleGrant(*role, *subject, *patient, *ttl)
+	if err != nil {
+		return err
+	}
+	g.Issuer, g.Audience = sec.Issuer, sec.Audience
+	tok, err := access.Mint(k, g)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, tok)
+	return err
 }

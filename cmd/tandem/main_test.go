@@ -215,6 +215,7 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 			Name, Kind, URL string
 			PID             int
 		}
+		Tokens map[string]string
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -264,6 +265,7 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 		}
 		if st.Status == "primary" {
 			primaries++
+			checkDevTokens(t, client, p.URL, ep.Tokens)
 		}
 	}
 	if primaries != 1 {
@@ -300,4 +302,45 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	if !strings.Contains(out.String(), "ctl status") {
 		t.Fatalf("dev did not print how to use it:\n%s", out.String())
 	}
+}
+
+// checkDevTokens: the tokens tandem dev wrote work on the primary's /fhir
+// and admin API over HTTPS without a client certificate, each within its
+// role.
+func checkDevTokens(t *testing.T, client *http.Client, base string, tokens map[string]string) {
+	t.Helper()
+	for _, role := range []string{"clinician", "patient-app", "admin"} {
+		if tokens[role] == "" {
+			t.Fatalf("endpoints.json has no %s token: %v", role, tokens)
+		}
+	}
+	do := func(method, path, role, body string, want int) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/fhir+json")
+		}
+		if role != "" {
+			req.Header.Set("Authorization", "Bearer "+tokens[role])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s as %q: %d, want %d: %.300s", method, path, role, resp.StatusCode, want, b)
+		}
+	}
+	do("PUT", "/fhir/Patient/dev-patient", "clinician", `{"resourceType":"Patient","id":"dev-patient"}`, http.StatusCreated)
+	do("PUT", "/fhir/Patient/someone-else", "clinician", `{"resourceType":"Patient","id":"someone-else"}`, http.StatusCreated)
+	do("GET", "/fhir/Patient/dev-patient", "patient-app", "", http.StatusOK)
+	do("GET", "/fhir/Patient/someone-else", "patient-app", "", http.StatusNotFound)
+	do("PUT", "/fhir/Patient/dev-patient", "patient-app", `{"resourceType":"Patient","id":"dev-patient"}`, http.StatusForbidden)
+	do("GET", "/fhir/Patient/dev-patient", "", "", http.StatusUnauthorized)
+	do("GET", "/admin/hash/fhir", "admin", "", http.StatusOK)
+	do("GET", "/admin/hash/fhir", "clinician", "", http.StatusForbidden)
+	do("GET", "/fhir/AuditEvent?agent=dev-clinician", "admin", "", http.StatusOK)
+	do("GET", "/fhir/AuditEvent", "clinician", "", http.StatusForbidden)
 }

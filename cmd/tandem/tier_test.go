@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/statefile"
@@ -91,6 +92,12 @@ func startTier(t testing.TB, withAsync ...bool) *tier {
 	for k, v := range links {
 		y += fmt.Sprintf("      %q: %q\n", k, v)
 	}
+	// Bearer tokens: an HS256 key every member, gateway and test shares.
+	keyPath := filepath.Join(dir, "access.key")
+	if err := os.WriteFile(keyPath, []byte("tier-test-secret-"+fmt.Sprint(time.Now().UnixNano())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	y += fmt.Sprintf("access:\n  keys:\n    - {kid: test-1, alg: HS256, path: %s}\n", keyPath)
 	if err := os.WriteFile(tr.cluster, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +135,24 @@ func startTier(t testing.TB, withAsync ...bool) *tier {
 		return tr.status("a") == "primary" && tr.status("b") == "backup"
 	})
 	return tr
+}
+
+// token mints a bearer token for role (clinician, patient-app, admin).
+func (tr *tier) token(role string) string {
+	tr.t.Helper()
+	_, keys, err := node.LoadAccess(tr.file.Access)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	g, err := access.RoleGrant(role, "test-"+role, "", time.Hour)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	tok, err := access.Mint(keys[0], g)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	return tok
 }
 
 func (tr *tier) start(name string) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tandemhealth/tandem/fhir"
+	"github.com/tandemhealth/tandem/fhir/access"
 )
 
 type bundleIn struct {
@@ -100,6 +101,26 @@ func (s *Server) prepare(i int, in *entryIn) (*entry, *fhir.Error) {
 	return e, nil
 }
 
+// allowEntry checks a bundle entry's interaction against the token.
+func (s *Server) allowEntry(r *http.Request, e *entry) *fhir.Error {
+	letter := access.Read
+	switch e.method {
+	case http.MethodPost:
+		letter = access.Create
+	case http.MethodPut:
+		letter = access.Update
+	case http.MethodDelete:
+		letter = access.Delete
+	}
+	if ferr := s.allow(r, e.typ, letter); ferr != nil {
+		return ferr.Prefix(e.expr, "")
+	}
+	if s.audit != nil && e.typ == "AuditEvent" && e.method != http.MethodGet {
+		return fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", "AuditEvents are written by the server", e.expr+".request.url")
+	}
+	return nil
+}
+
 // bundle is POST [base] with a transaction or batch Bundle.
 func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 	body, ferr := s.body(w, r)
@@ -117,6 +138,9 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pref := parsePrefer(r.Header)
+	if rec := auditFrom(r.Context()); rec != nil && (in.Type == "transaction" || in.Type == "batch") {
+		rec.interaction = in.Type
+	}
 	switch in.Type {
 	case "transaction":
 		ik, ferr := idemFor(r, body)
@@ -150,6 +174,9 @@ func (s *Server) transaction(r *http.Request, in []entryIn, ik *idem, pref prefe
 	seen := map[string]bool{}   // Type/id of PUT, DELETE and GET entries
 	for i := range in {
 		e, ferr := s.prepare(i, &in[i])
+		if ferr == nil {
+			ferr = s.allowEntry(r, e)
+		}
 		if ferr != nil {
 			return nil, ferr
 		}
@@ -232,6 +259,9 @@ func (s *Server) transaction(r *http.Request, in []entryIn, ik *idem, pref prefe
 					e.out, err = s.doUpdate(t, e.typ, e.id, e.res, e.pre)
 				case http.MethodGet:
 					e.out, err = s.doRead(t.get, e.typ, e.id)
+					if err == nil && !s.visibleID(r, e.typ, e.id, e.out.ver.JSON) {
+						err = notVisible()
+					}
 				}
 				if err != nil {
 					if fe, ok := err.(*fhir.Error); ok {
@@ -326,6 +356,9 @@ func (s *Server) batch(r *http.Request, in []entryIn, pref prefer) *response {
 	for i := range in {
 		e, ferr := s.prepare(i, &in[i])
 		if ferr == nil {
+			ferr = s.allowEntry(r, e)
+		}
+		if ferr == nil {
 			var err error
 			e.out, err = s.batchEntry(r, e)
 			if err != nil {
@@ -345,7 +378,11 @@ func (s *Server) batch(r *http.Request, in []entryIn, pref prefer) *response {
 
 func (s *Server) batchEntry(r *http.Request, e *entry) (*result, error) {
 	if e.method == http.MethodGet {
-		return s.doRead(s.get, e.typ, e.id)
+		out, err := s.doRead(s.get, e.typ, e.id)
+		if err == nil && !s.visibleID(r, e.typ, e.id, out.ver.JSON) {
+			return nil, notVisible()
+		}
+		return out, err
 	}
 	if e.method == http.MethodPost {
 		e.id = s.opts.NewID()

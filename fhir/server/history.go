@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tandemhealth/tandem/fhir"
+	"github.com/tandemhealth/tandem/fhir/access"
 )
 
 // baseURL is the absolute base of the server as the client addressed it.
@@ -208,7 +209,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, typ, id string)
 			s.fail(w, err)
 			return
 		}
-		if cur == nil {
+		if cur == nil || (s.opts.Access != nil && !access.FromContext(r.Context()).CanSee(typ, cur.JSON)) {
 			s.fail(w, fhir.Errorf(http.StatusNotFound, "not-found", "resource not found"))
 			return
 		}
@@ -306,8 +307,17 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, typ, id string)
 		}
 		links = append(links, [2]string{"next", self + "?" + nq.Encode()})
 	}
-	b := newBundle("history", total, links)
+	shown := entries[:0]
 	for _, e := range entries {
+		if s.visibleID(r, e.typ, e.id, e.v.JSON) {
+			shown = append(shown, e)
+		}
+	}
+	if len(shown) < len(entries) && id == "" {
+		total = -1
+	}
+	b := newBundle("history", total, links)
+	for _, e := range shown {
 		s.writeHistoryEntry(b, base, e)
 	}
 	s.send(w, &response{Status: http.StatusOK, Body: b.bytes()})
@@ -402,8 +412,17 @@ func (s *Server) searchType(w http.ResponseWriter, r *http.Request, typ string) 
 		nq.Set("_cursor", next)
 		links = append(links, [2]string{"next", self + "?" + nq.Encode()})
 	}
-	b := newBundle("searchset", total, links)
+	shown := hits[:0]
 	for _, h := range hits {
+		if s.visibleID(r, typ, h.id, h.v.JSON) {
+			shown = append(shown, h)
+		}
+	}
+	if len(shown) < len(hits) || s.opts.Access != nil {
+		total = -1 // a count of what the token may not see would leak it
+	}
+	b := newBundle("searchset", total, links)
+	for _, h := range shown {
 		b.entry(base+"/"+typ+"/"+h.id, h.v.JSON, "search", map[string]string{"mode": "match"})
 	}
 	s.send(w, &response{Status: http.StatusOK, Body: b.bytes()})

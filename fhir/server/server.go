@@ -6,10 +6,19 @@
 // journal record) on the "fhir" database; reads come from the store. The
 // storage layout is documented in package fhir.
 //
+// With Options.Access every request but /metadata needs a bearer token
+// (package access): the interaction's SMART letter is checked before any
+// work (access.go), every resource leaving the server passes visible
+// (visible.go), and every write is checked against the token's patient
+// compartment inside its sequencer Write. With Options.Audit every access
+// to clinical data gets an AuditEvent (audit.go): a write's in its own
+// journal record, the rest group-committed within AuditWindow.
+//
 // The handler must never write outside the sequencer, never store anything
-// for a request that fails, never re-marshal a stored resource on a read,
-// and never put resource content (PHI) in an error, a log line or an
-// OperationOutcome beyond the location of the problem.
+// for a request that fails (but its AuditEvent), never re-marshal a stored
+// resource on a read, never let a resource out without visible, and never
+// put resource content (PHI) in an error, a log line or an OperationOutcome
+// beyond the location of the problem.
 package server
 
 import (
@@ -30,6 +39,7 @@ import (
 	"time"
 
 	"github.com/tandemhealth/tandem/fhir"
+	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
 )
@@ -69,6 +79,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Parser is a shared parser; default a new one.
 	Parser *fhir.Parser
+	// Access, when set, authenticates every request but /metadata (bearer
+	// tokens, package access) and enforces SMART scopes per interaction and
+	// per resource. Nil means no checks. A Principal already in the request
+	// context (the node's operator certificate) is used as it is.
+	Access Authenticator
+	// Audit writes an AuditEvent for every access to clinical data (see
+	// audit.go); AuditWindow bounds how long a read's event waits for its
+	// group commit (default 500ms, at most 1s). Close flushes.
+	Audit       bool
+	AuditWindow time.Duration
 }
 
 // Server is the FHIR REST handler.
@@ -78,6 +98,8 @@ type Server struct {
 	opts Options
 	p    *fhir.Parser
 	meta []byte // CapabilityStatement
+
+	audit *auditLog // nil when Options.Audit is off
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -112,7 +134,32 @@ func New(seq Sequencer, st Store, opts Options) (*Server, error) {
 	}
 	s := &Server{seq: seq, st: st, opts: opts, p: p}
 	s.meta = capabilityStatement(p.Types(), opts.Now())
+	if opts.Audit {
+		if opts.AuditWindow <= 0 || opts.AuditWindow > time.Second {
+			opts.AuditWindow = 500 * time.Millisecond
+		}
+		s.opts.AuditWindow = opts.AuditWindow
+		s.audit = newAuditLog(s, opts.AuditWindow)
+	}
 	return s, nil
+}
+
+// FlushAudit group-commits the buffered AuditEvents now (tests, shutdown).
+func (s *Server) FlushAudit(ctx context.Context) error {
+	if s.audit == nil {
+		return nil
+	}
+	return s.audit.Flush(ctx)
+}
+
+// Close stops the audit loop after a last group commit. It is idempotent;
+// requests after Close are served but their read AuditEvents are not stored
+// (and that is logged).
+func (s *Server) Close(ctx context.Context) error {
+	if s.audit == nil {
+		return nil
+	}
+	return s.audit.close(ctx)
 }
 
 func newUUID() string {
@@ -184,6 +231,48 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if path != "" {
 		seg = strings.Split(path, "/")
 	}
+	name, ityp, letter := interaction(r.Method, seg)
+	if len(seg) > 0 && seg[0] == "AuditEvent" && s.audit != nil {
+		if s.opts.Access != nil {
+			var ok bool
+			if r, ok = s.authenticate(w, r); !ok {
+				return
+			}
+		}
+		s.auditSearch(w, r, seg)
+		return
+	}
+	if s.audit != nil && name != "capabilities" {
+		rec := &auditRec{p: access.FromContext(r.Context()), interaction: name, at: s.now()}
+		sw := &statusWriter{ResponseWriter: w}
+		w = sw
+		r = r.WithContext(context.WithValue(r.Context(), auditKey{}, rec))
+		defer func() {
+			rec.mu.Lock()
+			rec.status = sw.status
+			pending := !rec.written || len(rec.seen) > 0
+			rec.mu.Unlock()
+			if pending {
+				s.audit.add(rec)
+			}
+		}()
+		if s.opts.Access != nil {
+			var ok bool
+			if r, ok = s.authenticate(w, r); !ok {
+				return
+			}
+			rec.p = access.FromContext(r.Context())
+		}
+	} else if s.opts.Access != nil && name != "capabilities" {
+		var ok bool
+		if r, ok = s.authenticate(w, r); !ok {
+			return
+		}
+	}
+	if ferr := s.allow(r, ityp, letter); ferr != nil {
+		s.fail(w, ferr)
+		return
+	}
 	allow := func(methods ...string) bool {
 		for _, m := range methods {
 			if r.Method == m {
@@ -237,7 +326,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if allow(http.MethodGet, http.MethodPut, http.MethodDelete) {
 			switch r.Method {
 			case http.MethodGet:
-				s.read(w, typ, seg[1], 0)
+				s.read(w, r, typ, seg[1], 0)
 			case http.MethodPut:
 				s.update(w, r, typ, seg[1])
 			default:
@@ -255,7 +344,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, fhir.Errorf(http.StatusNotFound, "not-found", "no such version"))
 				return
 			}
-			s.read(w, typ, seg[1], vid)
+			s.read(w, r, typ, seg[1], vid)
 		}
 	default:
 		s.fail(w, fhir.Errorf(http.StatusNotFound, "not-supported", "unknown path"))
@@ -374,6 +463,10 @@ func idemFor(r *http.Request, body []byte) (*idem, *fhir.Error) {
 	for _, name := range []string{"If-Match", "If-None-Exist"} {
 		io.WriteString(h, name+": "+r.Header.Get(name)+"\n")
 	}
+	if p := access.FromContext(r.Context()); p != nil {
+		// A key replays only for the same token subject and client.
+		io.WriteString(h, "principal: "+p.Subject+"\x00"+p.ClientID+"\n")
+	}
 	h.Write(body)
 	return &idem{key: fhir.IdempotencyKey(hex.EncodeToString(kh[:])), fingerprint: hex.EncodeToString(h.Sum(nil))}, nil
 }
@@ -388,8 +481,17 @@ func (r *replay) Error() string { return "fhir: replay" }
 // interaction, and the storing of its result under the key, all together.
 func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*response, error)) (*response, error) {
 	var out *response
+	var rec *auditRec
+	if s.audit != nil {
+		rec = auditFrom(ctx)
+	}
+	var seen, written []auditEntity
 	_, err := s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 		t := newTxn(v, s.now())
+		if s.opts.Access != nil {
+			t.guard = s.guardFor(access.FromContext(ctx))
+		}
+		t.audit = s.audit != nil
 		if id != nil {
 			b, ok, err := t.get(id.key)
 			if err != nil {
@@ -424,6 +526,12 @@ func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*respons
 		if t.empty() {
 			return nil, &replay{resp}
 		}
+		if rec != nil {
+			// The write's AuditEvent, in the same journal record as the change.
+			seen = rec.take()
+			written = t.written
+			s.auditOps(t, rec, resp.Status, append(append([]auditEntity(nil), seen...), t.written...), t.now)
+		}
 		return t.ops()
 	})
 	var rp *replay
@@ -431,7 +539,18 @@ func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*respons
 	case errors.As(err, &rp):
 		return rp.resp, nil
 	case err == nil:
+		if rec != nil {
+			rec.written = true
+			for _, e := range written {
+				s.audit.remember(e.typ+"/"+e.id, e.patients)
+			}
+		}
 		return out, nil
+	}
+	if rec != nil && len(seen) > 0 {
+		rec.mu.Lock()
+		rec.seen = append(seen, rec.seen...)
+		rec.mu.Unlock()
 	}
 	var fe *fhir.Error
 	if errors.As(err, &fe) {
@@ -513,6 +632,9 @@ func (s *Server) doCreate(t *txn, typ, id string, res *fhir.Resource, cond url.V
 			cur, _, err := current(t.get, typ, ids[0])
 			if err != nil {
 				return nil, err
+			}
+			if t.guard != nil && cur != nil && t.guard(typ, access.Read, cur.JSON) != nil {
+				return nil, access.Forbidden("a matching resource exists that the token may not read")
 			}
 			return &result{status: http.StatusOK, typ: typ, id: ids[0], ver: cur, message: "a matching resource exists; nothing created"}, nil
 		default:
@@ -628,7 +750,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, typ, id string) 
 }
 
 // read is GET [type]/[id] (vid 0) and GET [type]/[id]/_history/[vid].
-func (s *Server) read(w http.ResponseWriter, typ, id string, vid uint64) {
+func (s *Server) read(w http.ResponseWriter, r *http.Request, typ, id string, vid uint64) {
 	var v *fhir.Version
 	var err error
 	if vid == 0 {
@@ -645,8 +767,16 @@ func (s *Server) read(w http.ResponseWriter, typ, id string, vid uint64) {
 		return
 	}
 	if v.Deleted() {
+		if s.opts.Access != nil && !access.FromContext(r.Context()).CanSee(typ, nil) {
+			s.fail(w, notVisible())
+			return
+		}
 		w.Header().Set("ETag", v.ETag())
 		s.fail(w, fhir.Errorf(http.StatusGone, "deleted", "resource deleted"))
+		return
+	}
+	if !s.visible(r, typ, v.JSON) {
+		s.fail(w, notVisible())
 		return
 	}
 	s.send(w, &response{Status: http.StatusOK, ETag: v.ETag(), LastModified: v.LastUpdated.Format(http.TimeFormat), Body: v.JSON})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tandemhealth/tandem/fhir"
+	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/journal"
 )
 
@@ -28,6 +29,12 @@ type txn struct {
 	seq     uint64
 	seqRead bool
 	touched map[string]bool // Type/id written in this txn
+
+	// guard, when set, checks each resource a write touches (access rules).
+	guard func(typ string, letter byte, body []byte) error
+	// audit: keep the patient index (x/p/) and list what was written.
+	audit   bool
+	written []auditEntity
 }
 
 func newTxn(v getter, now time.Time) *txn {
@@ -127,6 +134,27 @@ func version(g func([]byte) ([]byte, bool, error), typ, id string, vid uint64) (
 	return fhir.DecodeVersion(b)
 }
 
+// guardWrite applies the access guard to a write: c on a new resource, u
+// on the old and the new version of an update, d on the deleted one.
+func (t *txn) guardWrite(typ string, kind fhir.Kind, cur, nv *fhir.Version) error {
+	live := cur != nil && !cur.Deleted()
+	switch kind {
+	case fhir.KindCreated:
+		return t.guard(typ, access.Create, nv.JSON)
+	case fhir.KindDeleted:
+		if live {
+			return t.guard(typ, access.Delete, cur.JSON)
+		}
+		return nil
+	}
+	if live {
+		if err := t.guard(typ, access.Update, cur.JSON); err != nil {
+			return err
+		}
+	}
+	return t.guard(typ, access.Update, nv.JSON)
+}
+
 // precondition is an If-Match: a version id, or any existing version ("*").
 type precondition struct {
 	set bool
@@ -193,6 +221,21 @@ func (t *txn) write(typ, id string, kind fhir.Kind, res *fhir.Resource, pre prec
 	nv := &fhir.Version{Kind: kind, VersionID: vid, LastUpdated: t.now, Seq: seq}
 	if res != nil {
 		nv.JSON = res.Encode(id, vid, t.now)
+	}
+	if t.guard != nil {
+		if err := t.guardWrite(typ, kind, cur, nv); err != nil {
+			return nil, nil, err
+		}
+	}
+	if t.audit {
+		e := auditEntity{typ: typ, id: id, known: true}
+		if nv.JSON != nil {
+			e.patients = access.Patients(typ, nv.JSON)
+			t.set(patientsOfKey(typ, id), []byte(strings.Join(e.patients, ",")))
+		} else if cur != nil && cur.JSON != nil {
+			e.patients = access.Patients(typ, cur.JSON)
+		}
+		t.written = append(t.written, e)
 	}
 	if cur != nil {
 		t.set(fhir.VersionKey(typ, id, cur.VersionID), curRaw)

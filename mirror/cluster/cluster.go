@@ -48,6 +48,58 @@ type File struct {
 	Arbiter Arbiter `yaml:"arbiter"`
 	// Tiers are the mirrors.
 	Tiers []Tier `yaml:"tiers"`
+	// Access names the keys that sign bearer tokens for /fhir and the
+	// admin API. Without keys, only the operator's client certificate is
+	// accepted there.
+	Access Access `yaml:"access"`
+}
+
+// Access configures bearer tokens (package fhir/access).
+type Access struct {
+	// Issuer and Audience, when set, must match the iss and aud claims.
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// Leeway is the tolerated clock skew on exp and nbf; 30s when empty.
+	Leeway Duration `yaml:"leeway"`
+	// Keys are every trusted signing key; several during a rotation.
+	Keys []AccessKey `yaml:"keys"`
+}
+
+// AccessKey is one signing key file: for HS256 the secret, for RS256 and
+// ES256 a PEM key (a private key also lets "tandem token" sign).
+type AccessKey struct {
+	KID  string `yaml:"kid"`
+	Alg  string `yaml:"alg"`
+	Path string `yaml:"path"`
+}
+
+// Validate reports every problem of an access section, fields named under
+// prefix (e.g. "access").
+func (a Access) Validate(prefix string) error {
+	var errs []error
+	kids := map[string]bool{}
+	for i, k := range a.Keys {
+		kp := fmt.Sprintf("%s.keys[%d]", prefix, i)
+		switch {
+		case k.KID == "":
+			errs = append(errs, fmt.Errorf("field %s.kid: is required", kp))
+		case kids[k.KID]:
+			errs = append(errs, fmt.Errorf("field %s.kid: %q is listed twice", kp, k.KID))
+		}
+		kids[k.KID] = true
+		switch k.Alg {
+		case "HS256", "RS256", "ES256":
+		default:
+			errs = append(errs, fmt.Errorf("field %s.alg: %q must be HS256, RS256 or ES256", kp, k.Alg))
+		}
+		if k.Path == "" {
+			errs = append(errs, fmt.Errorf("field %s.path: is required", kp))
+		}
+	}
+	if l := time.Duration(a.Leeway); l < 0 || l > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("field %s.leeway: %s must be between 0 and 5m", prefix, l))
+	}
+	return errors.Join(errs...)
 }
 
 // TLS configures mutual TLS between every process of the cluster. Either
@@ -236,6 +288,9 @@ func (f *File) Validate() error {
 				bad(lp, "%q must be host:port", a)
 			}
 		}
+	}
+	if err := f.Access.Validate("access"); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

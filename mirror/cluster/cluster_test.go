@@ -41,6 +41,16 @@ func TestParseDefaultsAndLinks(t *testing.T) {
 	}
 }
 
+func TestAccessSection(t *testing.T) {
+	f, err := Parse([]byte(strings.Replace(good, "tls:", "access:\n  issuer: tandem\n  leeway: 10s\n  keys:\n    - {kid: k1, alg: HS256, path: /k1}\n    - {kid: k2, alg: ES256, path: /k2.pem}\ntls:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Access.Keys) != 2 || f.Access.Keys[1].Alg != "ES256" || time.Duration(f.Access.Leeway) != 10*time.Second || f.Access.Issuer != "tandem" {
+		t.Fatalf("access %+v", f.Access)
+	}
+}
+
 func TestShippedExamplesLoad(t *testing.T) {
 	files, _ := filepath.Glob("../../deploy/examples/cluster-*.yaml")
 	if len(files) < 2 {
@@ -70,6 +80,11 @@ func TestBadFilesNameTheField(t *testing.T) {
 		{"link to nobody", "a->b:", "a->z:", "unknown target"},
 		{"unknown key", "arbiter:", "arbitr:", "arbitr"},
 		{"tier name", "name: records", "name: Records", "field tiers[0].name"},
+		{"access alg", "tls:", "access: {keys: [{kid: k1, alg: none, path: /k}]}\ntls:", "field access.keys[0].alg"},
+		{"access kid", "tls:", "access: {keys: [{alg: HS256, path: /k}]}\ntls:", "field access.keys[0].kid"},
+		{"access path", "tls:", "access: {keys: [{kid: k1, alg: HS256}]}\ntls:", "field access.keys[0].path"},
+		{"access kid twice", "tls:", "access: {keys: [{kid: k1, alg: HS256, path: /a}, {kid: k1, alg: ES256, path: /b}]}\ntls:", "field access.keys[1].kid"},
+		{"access unknown key", "tls:", "access:\n  keys:\n    - {kid: k1, alg: HS256, file: /k}\ntls:", "field access.keys[0]"},
 		{"member in two tiers", "    links:", `  - name: labs
     members:
       - {name: a, role: failover, address: "127.0.0.1:8411", http: "127.0.0.1:8401", data_dir: /tmp/la, agent: {address: "127.0.0.1:8421"}}

@@ -15,6 +15,8 @@ package dev
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,12 +31,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/services/arbiter"
 	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/gateway"
+	"github.com/tandemhealth/tandem/services/node"
 	"github.com/tandemhealth/tandem/services/worker"
 	"github.com/tandemhealth/tandem/workflows"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
@@ -67,7 +71,17 @@ type Endpoints struct {
 	Temporal  string    `json:"temporal"` // the embedded Temporal server's frontend (host:port)
 	CA        string    `json:"ca"`       // the development CA's certificate
 	Processes []Process `json:"processes"`
+	// Tokens are bearer tokens for /fhir (and, for admin, the admin API),
+	// minted at every start with the dev signing key: clinician,
+	// patient-app (for Patient/DevPatient) and admin. They last DevTokenTTL.
+	Tokens map[string]string `json:"tokens"`
 }
+
+// DevPatient is the Patient id in the dev patient-app token's context.
+const DevPatient = "dev-patient"
+
+// DevTokenTTL is the lifetime of the tokens in endpoints.json.
+const DevTokenTTL = 24 * time.Hour
 
 type child struct {
 	Process
@@ -95,6 +109,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	clusterPath := filepath.Join(dir, "cluster.yaml")
 	if err := writeClusterFile(clusterPath, dir, o.BasePort); err != nil {
+		return err
+	}
+	if err := ensureAccess(clusterPath, dir); err != nil {
 		return err
 	}
 	f, err := cluster.Load(clusterPath)
@@ -148,6 +165,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
+	tokens, err := devTokens(f.Access)
+	if err != nil {
+		return err
+	}
 	// Temporal in its own child (a worker crash does not take it down),
 	// then the worker.
 	temporalAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalPortOffset)
@@ -175,7 +196,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem")}
+	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens}
 	ep.Processes = append(ep.Processes, Process{Name: "redis", Kind: "redis", URL: rds.URL(), PID: os.Getpid()})
 	for _, c := range children {
 		ep.Processes = append(ep.Processes, c.Process)
@@ -230,8 +251,70 @@ tiers:
       - {name: a, role: failover, http: %[3]q, address: %[4]q, data_dir: %[1]s/a, agent: {address: %[5]q}}
       - {name: b, role: failover, http: %[6]q, address: %[7]q, data_dir: %[1]s/b, agent: {address: %[8]q}}
       - {name: c, role: dr, http: %[9]q, address: %[10]q, data_dir: %[1]s/c, agent: {address: %[11]q}}
-`, dir, addr(99), addr(0), addr(10), addr(20), addr(1), addr(11), addr(21), addr(2), addr(12), addr(22))
+access:
+  keys:
+    - {kid: %[12]s, alg: HS256, path: %[1]s/keys/%[12]s.key}
+`, dir, addr(99), addr(0), addr(10), addr(20), addr(1), addr(11), addr(21), addr(2), addr(12), addr(22), devKeyID)
 	return os.WriteFile(path, []byte(y), 0o600)
+}
+
+// devKeyID is the kid of the signing key tandem dev generates.
+const devKeyID = "dev-1"
+
+// ensureAccess generates the dev signing key on first start (an HS256
+// secret, 0600) and adds the access section naming it to a cluster file
+// written before access existed.
+func ensureAccess(clusterPath, dir string) error {
+	keyPath := filepath.Join(dir, "keys", devKeyID+".key")
+	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return err
+		}
+		if err := os.WriteFile(keyPath, []byte(hex.EncodeToString(secret)+"\n"), 0o600); err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
+	}
+	data, err := os.ReadFile(clusterPath)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	if f, err := cluster.Parse(data); err != nil || len(f.Access.Keys) > 0 {
+		return nil // a bad file is reported by the load that follows
+	}
+	data = append(data, fmt.Sprintf("access:\n  keys:\n    - {kid: %s, alg: HS256, path: %s}\n", devKeyID, keyPath)...)
+	return os.WriteFile(clusterPath, data, 0o600)
+}
+
+// devTokens mints the endpoints.json tokens.
+func devTokens(a cluster.Access) (map[string]string, error) {
+	_, keys, err := node.LoadAccess(a)
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	k, err := access.Signer(keys, "")
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	out := map[string]string{}
+	for _, role := range []string{"clinician", "patient-app", "admin"} {
+		patient := ""
+		if role == "patient-app" {
+			patient = DevPatient
+		}
+		g, err := access.RoleGrant(role, "dev-"+role, patient, DevTokenTTL)
+		if err != nil {
+			return nil, err
+		}
+		g.Issuer, g.Audience = a.Issuer, a.Audience
+		if out[role], err = access.Mint(k, g); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func listenAddrs(f *cluster.File) []string {

@@ -141,7 +141,8 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	authID := ""
-	if g.cfg.Authenticator != nil {
+	// /metadata (the CapabilityStatement) is public, as on the members.
+	if g.cfg.Authenticator != nil && strings.Trim(nodePath, "/") != "fhir/metadata" {
 		var err error
 		if authID, err = g.cfg.Authenticator.Authenticate(r); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tandem"`)

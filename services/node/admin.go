@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
-	fhirserver "github.com/tandemhealth/tandem/fhir/server"
+	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
@@ -19,12 +19,14 @@ import (
 const AdminIdentity = "operator"
 
 // adminRoutes serves the admin API of a mirror member. Every route needs a
-// client certificate from the cluster's CA naming the operator.
+// client certificate from the cluster's CA naming the operator, or (over
+// HTTPS, when access keys are configured) a bearer token with the admin
+// scope (access.AdminScope).
 func (n *Node) adminRoutes(mux *http.ServeMux) {
 	admin := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != AdminIdentity {
-				writeJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API needs the operator's client certificate from this cluster's CA"})
+			if !n.adminAllowed(r) {
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API needs the operator's client certificate from this cluster's CA or a bearer token with the " + access.AdminScope + " scope"})
 				return
 			}
 			h(w, r)
@@ -85,16 +87,9 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"database": r.PathValue("db"), "sha256": hex.EncodeToString(h[:]), "applied_lsn": n.store.DatabaseLSNs()[r.PathValue("db")]})
 	}))
-	// FHIR R4 on this member. Until bearer tokens with SMART scopes land
-	// (the access issue), /fhir is served only to the operator's client
-	// certificate: never open to anyone who can reach the port.
-	fhirSrv, err := fhirserver.New(n.seq, n.store, fhirserver.Options{BasePath: "/fhir", Logger: n.log})
-	if err != nil {
-		n.log.Error("FHIR server not mounted", "err", err)
-	} else {
-		mux.Handle("/fhir/", operatorOrGateway(fhirSrv.ServeHTTP))
-		mux.Handle("/fhir", operatorOrGateway(fhirSrv.ServeHTTP))
-	}
+	// FHIR R4 on this member: bearer tokens with SMART scopes (when access
+	// keys are configured) or the operator's client certificate.
+	n.mountFHIR(mux)
 	n.configSyncRoutes(mux, admin) // /admin/config/*, /admin/gate/* (configsync.go)
 	mux.HandleFunc("POST /admin/no-failover", admin(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -145,26 +140,6 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		n.mirror.operator(failover.Message{Type: failover.MsgPlannedFailover})
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "draining; the backup takes over once it has everything"})
 	}))
-}
-
-// GatewayIdentity is the certificate identity of `tandem gateway`, which
-// may use /fhir on every member (it forwards clinician apps' requests).
-const GatewayIdentity = "gateway"
-
-// operatorOrGateway admits a client certificate from the cluster's CA
-// naming the operator or the gateway.
-func operatorOrGateway(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "/fhir needs the operator's or the gateway's client certificate from this cluster's CA"})
-			return
-		}
-		if cn := r.TLS.PeerCertificates[0].Subject.CommonName; cn != AdminIdentity && cn != GatewayIdentity {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "/fhir needs the operator's or the gateway's client certificate from this cluster's CA"})
-			return
-		}
-		h(w, r)
-	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

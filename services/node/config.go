@@ -31,6 +31,9 @@ type Config struct {
 	} `yaml:"journal"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// Access names the keys of the bearer tokens /fhir accepts (as in the
+	// cluster file). Without keys a standalone node does not serve /fhir.
+	Access cluster.Access `yaml:"access"`
 }
 
 // Defaults for fields left empty.
@@ -126,6 +129,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "%q must be debug, info, warn or error", c.LogLevel)
+	}
+	if err := c.Access.Validate("access"); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -48,6 +48,8 @@ func TestLoadConfigNamesTheField(t *testing.T) {
 		{"bad level", base + "log_level: loud\n", "field log_level"},
 		{"unknown key", base + "lisen: 127.0.0.1:1\n", "lisen"},
 		{"wrong type", base + "journal:\n  segment_size: big\n", "segment_size"},
+		{"access alg", base + "access:\n  keys:\n    - {kid: k, alg: none, path: /k}\n", "field access.keys[0].alg"},
+		{"access unknown key", base + "access:\n  keys:\n    - {kid: k, alg: HS256, file: /k}\n", "field access.keys[0]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

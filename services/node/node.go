@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
@@ -51,6 +52,9 @@ type Node struct {
 	mirror  *mirror
 	cs      *csync // config-sync and the failover gate (configsync.go)
 	started time.Time
+
+	verifier *access.Verifier // nil: no bearer tokens accepted
+	fhirH    fhirHandler
 
 	closeOnce sync.Once
 	closeErr  error
@@ -118,6 +122,10 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.epoch = n.store.Epoch()
 	n.seq = sequencer.New(sequencer.JournalLog{J: n.journal, Epoch: n.epoch, Applier: n.applier}, n.store, n.applier)
+	if n.verifier, _, err = LoadAccess(cfg.Access); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: field access: %w", err)
+	}
 	return n, nil
 }
 
@@ -150,6 +158,10 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 	if err := n.openConfigSync(); err != nil {
 		n.Close()
 		return nil, err
+	}
+	if n.verifier, _, err = LoadAccess(f.Access); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: field access: %w", err)
 	}
 	if err := writePIDFile(cfg.DataDir); err != nil {
 		n.Close()
@@ -335,6 +347,10 @@ func (n *Node) Handler() http.Handler {
 	}
 	if n.mirror != nil {
 		n.adminRoutes(mux)
+	} else if n.verifier != nil {
+		// Standalone: /fhir with bearer tokens only (plain HTTP: keep the
+		// listen address on loopback or behind a TLS-terminating proxy).
+		n.mountFHIR(mux)
 	}
 	return mux
 }
@@ -382,6 +398,7 @@ func (n *Node) Run(ctx context.Context) error {
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelShutdown()
 	serr := srv.Shutdown(shutdownCtx)
+	n.closeFHIR(shutdownCtx)
 	cancel()
 	<-alignDone
 	if n.mirror != nil {

@@ -12,7 +12,7 @@ const durationMs = Number(process.env.DURATION_MS || 5000);
 const prefix = process.env.PREFIX || 'fk';
 const perWriteLimitMs = 60000;
 
-const client = new Client({ baseUrl });
+const client = new Client({ baseUrl, bearerToken: process.env.BEARER_TOKEN });
 const t0 = Date.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let clientRetries = 0;

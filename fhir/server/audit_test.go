@@ -1,0 +1,307 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandemhealth/tandem/fhir"
+	"github.com/tandemhealth/tandem/fhir/access"
+	"github.com/tandemhealth/tandem/mirror/journal"
+)
+
+type auditEvent struct {
+	ID       string `json:"id"`
+	Subtype  []struct{ Code string }
+	Action   string
+	Recorded time.Time
+	Outcome  string
+	Agent    []struct {
+		Who struct {
+			Identifier struct{ Value string }
+		}
+		AltID string
+	}
+	Entity []struct {
+		What struct{ Reference string }
+		Role *struct{ Code string }
+	}
+}
+
+func (e *auditEvent) refs() []string {
+	var out []string
+	for _, x := range e.Entity {
+		if x.Role == nil {
+			out = append(out, x.What.Reference)
+		}
+	}
+	return out
+}
+
+func (e *auditEvent) patients() []string {
+	var out []string
+	for _, x := range e.Entity {
+		if x.Role != nil {
+			out = append(out, strings.TrimPrefix(x.What.Reference, "Patient/"))
+		}
+	}
+	return out
+}
+
+// allAudit reads every AuditEvent from the store (batches of events, one
+// JSON per line).
+func allAudit(tb testing.TB, n *node) []auditEvent {
+	tb.Helper()
+	out, _ := allAuditRaw(tb, n)
+	return out
+}
+
+func allAuditRaw(tb testing.TB, n *node) ([]auditEvent, [][]byte) {
+	tb.Helper()
+	var out []auditEvent
+	var raws [][]byte
+	err := n.st.Scan(fhir.Database, []byte("~a/e/"), func(k, v []byte) bool {
+		for _, line := range bytes.Split(v, []byte{'\n'}) {
+			var e auditEvent
+			if err := json.Unmarshal(line, &e); err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, e)
+			raws = append(raws, bytes.Clone(line))
+		}
+		return true
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out, raws
+}
+
+// TestAuditEveryReadAndWrite loads the Synthea bundles through the server,
+// reads every resource back, and finds every write in the AuditEvent of
+// the write's own journal record and every read in a group-committed one.
+func TestAuditEveryReadAndWrite(t *testing.T) {
+	n := accessNode(t)
+	files := dataFiles(t, "synthea", 3)
+	loader := token(t, "loader", adminScope, "")
+	l := loadSynthea(t, n, loader, files)
+
+	// Writes: each journal record that creates resources holds the
+	// AuditEvent naming exactly them.
+	r, err := n.j.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := map[string]bool{}
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Database != fhir.Database {
+			continue
+		}
+		ops, err := journal.DecodeOps(rec.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var changed []string
+		var ev *auditEvent
+		for _, op := range ops {
+			k := string(op.Key)
+			switch {
+			case strings.HasPrefix(k, "c/"):
+				changed = append(changed, k[2:])
+			case strings.HasPrefix(k, "~a/e/"):
+				if bytes.Count(op.Value, []byte{'\n'}) != 0 {
+					t.Fatalf("journal record %d: a write's record holds more than its own AuditEvent", rec.LSN)
+				}
+				ev = &auditEvent{}
+				if err := json.Unmarshal(op.Value, ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if len(changed) == 0 {
+			continue
+		}
+		if ev == nil {
+			t.Fatalf("journal record %d changes %d resources without an AuditEvent", rec.LSN, len(changed))
+		}
+		got := map[string]bool{}
+		for _, ref := range ev.refs() {
+			got[ref] = true
+		}
+		for _, ref := range changed {
+			if !got[ref] {
+				t.Fatalf("record %d: %s changed but not in its AuditEvent", rec.LSN, ref)
+			}
+			written[ref] = true
+		}
+		if ev.Agent[0].Who.Identifier.Value != "loader" || ev.Agent[0].AltID != "loader-app" || ev.Outcome != "0" || ev.Subtype[0].Code != "transaction" {
+			t.Fatalf("write AuditEvent %+v", ev)
+		}
+	}
+	for _, ref := range l.refs {
+		if !written[ref] {
+			t.Fatalf("the write of %s is not audited", ref)
+		}
+	}
+
+	// Reads, by a clinician: one AuditEvent per read, committed within 1 s.
+	clin := token(t, "dr-b", "user/*.rs", "")
+	start := time.Now()
+	for _, ref := range l.refs {
+		wantStatus(t, n.do(t, "GET", "/"+ref, nil, "Authorization", clin), http.StatusOK)
+	}
+	wantStatus(t, n.do(t, "GET", "/Patient/does-not-exist", nil, "Authorization", clin), http.StatusNotFound)
+	wantStatus(t, n.do(t, "GET", "/Patient/"+l.patients[0], nil, "Authorization", token(t, "dr-c", "user/Observation.rs", "")), http.StatusForbidden)
+	wantStatus(t, n.do(t, "GET", "/Patient/"+l.patients[0], nil), http.StatusUnauthorized)
+	end := time.Now()
+	var reads map[string]bool
+	var failures int
+	for {
+		reads = map[string]bool{}
+		failures = 0
+		for _, e := range allAudit(t, n) {
+			if e.Subtype[0].Code == "read" && e.Agent[0].Who.Identifier.Value == "dr-b" && e.Outcome == "0" {
+				for _, ref := range e.refs() {
+					reads[ref] = true
+				}
+			}
+			if e.Outcome == "4" {
+				failures++
+			}
+		}
+		if len(reads) == len(l.refs) && failures == 3 {
+			break
+		}
+		// Group commit within 1 s (the window is 500ms; 500ms more for a busy machine).
+		if time.Since(end) > 1500*time.Millisecond {
+			t.Fatalf("%v after the last read: %d of %d reads and %d of 3 refusals audited", time.Since(end), len(reads), len(l.refs), failures)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Administrators search by patient, agent and time.
+	admin := token(t, "admin", access.AdminScope, "")
+	p := l.patients[0]
+	search := func(q url.Values) []auditEvent {
+		t.Helper()
+		q.Set("_count", "1000")
+		rec := n.do(t, "GET", "/AuditEvent?"+q.Encode(), nil, "Authorization", admin)
+		wantStatus(t, rec, http.StatusOK)
+		var b struct {
+			Entry []struct{ Resource auditEvent } `json:"entry"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+			t.Fatal(err)
+		}
+		var out []auditEvent
+		for _, e := range b.Entry {
+			out = append(out, e.Resource)
+		}
+		return out
+	}
+	byPatient := search(url.Values{"patient": {p}, "agent": {"dr-b"}})
+	if len(byPatient) == 0 {
+		t.Fatal("no AuditEvent for the patient")
+	}
+	sawPatient := false
+	for _, e := range byPatient {
+		if e.Agent[0].Who.Identifier.Value != "dr-b" {
+			t.Fatalf("agent filter: %+v", e.Agent)
+		}
+		in := false
+		for _, x := range e.patients() {
+			in = in || x == p
+		}
+		if !in {
+			t.Fatalf("event %s does not name patient %s", e.ID, p)
+		}
+		for _, ref := range e.refs() {
+			sawPatient = sawPatient || ref == "Patient/"+p
+		}
+	}
+	if !sawPatient {
+		t.Fatal("the read of the Patient itself is not found by patient")
+	}
+	future := search(url.Values{"date": {"ge" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}})
+	if len(future) != 0 {
+		t.Fatalf("%d events in the future", len(future))
+	}
+	recent := search(url.Values{"agent": {"dr-b"}, "date": {"ge" + start.Add(-time.Second).UTC().Format(time.RFC3339Nano)}})
+	if len(recent) < min(len(l.refs), 1000) {
+		t.Fatalf("%d recent dr-b events, want >= %d", len(recent), min(len(l.refs), 1000))
+	}
+	// Paging by cursor reaches everything.
+	rec := n.do(t, "GET", "/AuditEvent?_count=7", nil, "Authorization", admin)
+	wantStatus(t, rec, http.StatusOK)
+	if !bytes.Contains(rec.Body.Bytes(), []byte(`"next"`)) {
+		t.Fatal("no next link")
+	}
+	// Following the next links of a patient search reaches every event naming
+	// the patient, each once.
+	seen := map[string]bool{}
+	path := "/AuditEvent?patient=" + p + "&_count=5"
+	for path != "" {
+		rec := n.do(t, "GET", path, nil, "Authorization", admin)
+		wantStatus(t, rec, http.StatusOK)
+		var b struct {
+			Link  []struct{ Relation, URL string }
+			Entry []struct{ Resource auditEvent } `json:"entry"`
+		}
+		json.Unmarshal(rec.Body.Bytes(), &b)
+		for _, e := range b.Entry {
+			if seen[e.Resource.ID] {
+				t.Fatalf("event %s on two pages", e.Resource.ID)
+			}
+			seen[e.Resource.ID] = true
+		}
+		path = ""
+		for _, l := range b.Link {
+			if l.Relation == "next" {
+				path = l.URL[strings.Index(l.URL, "/AuditEvent"):]
+			}
+		}
+	}
+	want := 0
+	for _, e := range allAudit(t, n) {
+		for _, x := range e.patients() {
+			if x == p {
+				want++
+			}
+		}
+	}
+	if len(seen) != want {
+		t.Fatalf("paging found %d events for the patient, the store has %d", len(seen), want)
+	}
+	// Every stored AuditEvent is a valid R4 AuditEvent.
+	evs, raws := allAuditRaw(t, n)
+	for i := 0; i < len(raws); i += 1 + len(raws)/40 {
+		if _, ferr := sharedParser(t).ParseAs(raws[i], "AuditEvent"); ferr != nil {
+			t.Fatalf("AuditEvent %s is not valid R4: %v", evs[i].ID, ferr)
+		}
+	}
+	// Sequence numbers are unique and dense.
+	ids := map[string]bool{}
+	for _, e := range evs {
+		ids[e.ID] = true
+	}
+	if len(ids) != len(evs) {
+		t.Fatalf("%d distinct ids for %d AuditEvents", len(ids), len(evs))
+	}
+	if err := n.h.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

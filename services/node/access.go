@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tandemhealth/tandem/fhir/access"
+	fhirserver "github.com/tandemhealth/tandem/fhir/server"
+	"github.com/tandemhealth/tandem/mirror/cluster"
+)
+
+// LoadAccess reads the key files of an access section. It returns a nil
+// Verifier when the section names no keys (then only the operator's client
+// certificate is accepted on /fhir and the admin API), and every key, for
+// signing (tandem token, tandem dev).
+func LoadAccess(a cluster.Access) (*access.Verifier, []access.Key, error) {
+	if len(a.Keys) == 0 {
+		return nil, nil, nil
+	}
+	var keys []access.Key
+	for _, k := range a.Keys {
+		key, err := access.LoadKey(k.KID, k.Alg, k.Path)
+		if err != nil {
+			return nil, nil, err
+		}
+		keys = append(keys, key)
+	}
+	v, err := access.NewVerifier(access.Config{Keys: keys, Issuer: a.Issuer, Audience: a.Audience, Leeway: time.Duration(a.Leeway)})
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, keys, nil
+}
+
+// operatorCert reports whether r came with the operator's client
+// certificate from the cluster's CA.
+func operatorCert(r *http.Request) bool {
+	return r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && r.TLS.PeerCertificates[0].Subject.CommonName == AdminIdentity
+}
+
+// fhirHandler serves /fhir: the operator's certificate acts as an admin
+// with every scope; anyone else needs a bearer token (when keys are
+// configured) checked by the FHIR server.
+type fhirHandler struct {
+	once sync.Once
+	srv  *fhirserver.Server
+	err  error
+}
+
+func (n *Node) fhir() (*fhirserver.Server, error) {
+	n.fhirH.once.Do(func() {
+		opts := fhirserver.Options{BasePath: "/fhir", Logger: n.log, Audit: true}
+		if n.verifier != nil {
+			opts.Access = n.verifier
+		}
+		n.fhirH.srv, n.fhirH.err = fhirserver.New(n.seq, n.store, opts)
+	})
+	return n.fhirH.srv, n.fhirH.err
+}
+
+func (n *Node) serveFHIR(srv *fhirserver.Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if operatorCert(r) {
+			srv.ServeHTTP(w, r.WithContext(access.NewContext(r.Context(), access.Operator(AdminIdentity))))
+			return
+		}
+		if n.verifier == nil {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "no access keys are configured: /fhir needs the operator's client certificate from this cluster's CA"})
+			return
+		}
+		srv.ServeHTTP(w, r)
+	}
+}
+
+// adminAllowed: the operator's certificate, or a bearer token with the
+// admin scope.
+func (n *Node) adminAllowed(r *http.Request) bool {
+	if operatorCert(r) {
+		return true
+	}
+	if n.verifier == nil || r.TLS == nil {
+		return false
+	}
+	p, err := n.verifier.Authenticate(r)
+	return err == nil && p.Admin
+}
+
+// closeFHIR flushes the FHIR server's buffered AuditEvents.
+func (n *Node) closeFHIR(ctx context.Context) {
+	if n.fhirH.srv != nil {
+		if err := n.fhirH.srv.Close(ctx); err != nil {
+			n.log.Error("fhir: audit flush at shutdown", "err", err)
+		}
+	}
+}
+
+func (n *Node) mountFHIR(mux *http.ServeMux) {
+	srv, err := n.fhir()
+	if err != nil {
+		n.log.Error("FHIR server not mounted", "err", err)
+		return
+	}
+	mux.Handle("/fhir/", n.serveFHIR(srv))
+	mux.Handle("/fhir", n.serveFHIR(srv))
+}
