@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -174,4 +175,16 @@ func issueExpr(m map[string]any) []string {
 		}
 	}
 	return out
+}
+
+// doReader sends one request with a body reader; headers are name, value pairs.
+func (n *node) doReader(tb testing.TB, method, path string, body io.Reader, headers ...string) *httptest.ResponseRecorder {
+	tb.Helper()
+	req := httptest.NewRequest(method, "http://tandem.test/fhir"+path, body)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	rec := httptest.NewRecorder()
+	n.h.ServeHTTP(rec, req)
+	return rec
 }

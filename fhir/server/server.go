@@ -1,7 +1,9 @@
 // Package server is Tandem's FHIR R4 REST API (JSON, application/fhir+json):
 // create, read, vread, update (with create-on-update), versioned delete,
 // conditional create, If-Match, Prefer, instance/type/system history, a
-// small search (_id, identifier), batch and atomic transaction bundles,
+// search (fhir/search: parameters from the R4 definitions, indexes written
+// in the same journal record as the resource, paging, includes,
+// Patient/$everything), batch and atomic transaction bundles,
 // Idempotency-Key, and /metadata. Every write is one sequencer Write (one
 // journal record) on the "fhir" database; reads come from the store. The
 // storage layout is documented in package fhir.
@@ -30,6 +32,7 @@ import (
 	"time"
 
 	"github.com/tandemhealth/tandem/fhir"
+	"github.com/tandemhealth/tandem/fhir/search"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
 )
@@ -69,6 +72,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Parser is a shared parser; default a new one.
 	Parser *fhir.Parser
+	// Search holds the search parameters that are indexed; default the
+	// embedded R4 definitions (search.Load).
+	Search *search.Registry
 }
 
 // Server is the FHIR REST handler.
@@ -77,6 +83,7 @@ type Server struct {
 	st   Store
 	opts Options
 	p    *fhir.Parser
+	reg  *search.Registry
 	meta []byte // CapabilityStatement
 }
 
@@ -110,8 +117,15 @@ func New(seq Sequencer, st Store, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{seq: seq, st: st, opts: opts, p: p}
-	s.meta = capabilityStatement(p.Types(), opts.Now())
+	reg := opts.Search
+	if reg == nil {
+		var err error
+		if reg, err = defaultRegistry(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{seq: seq, st: st, opts: opts, p: p, reg: reg}
+	s.meta = capabilityStatement(p.Types(), reg, opts.Now())
 	return s, nil
 }
 
@@ -224,10 +238,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(seg) == 1:
 		if allow(http.MethodGet, http.MethodPost) {
 			if r.Method == http.MethodGet {
-				s.searchType(w, r, typ)
+				s.search(w, r, typ, r.URL.Query())
 			} else {
 				s.create(w, r, typ)
 			}
+		}
+	case len(seg) == 2 && seg[1] == "_search":
+		if allow(http.MethodPost) {
+			s.searchPost(w, r, typ)
+		}
+	case len(seg) == 3 && typ == "Patient" && seg[2] == "$everything":
+		if allow(http.MethodGet) {
+			s.everything(w, r, seg[1])
 		}
 	case len(seg) == 2 && seg[1] == "_history":
 		if allow(http.MethodGet) {
@@ -390,6 +412,7 @@ func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*respons
 	var out *response
 	_, err := s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 		t := newTxn(v, s.now())
+		t.reg = s.reg
 		if id != nil {
 			b, ok, err := t.get(id.key)
 			if err != nil {
@@ -503,7 +526,7 @@ func (s *Server) parse(body []byte, typ, id string) (*fhir.Resource, *fhir.Error
 
 func (s *Server) doCreate(t *txn, typ, id string, res *fhir.Resource, cond url.Values, expr string) (*result, error) {
 	if cond != nil {
-		ids, ferr := search(t.get, typ, cond, expr)
+		ids, ferr := condSearch(t.get, typ, cond, expr)
 		if ferr != nil {
 			return nil, ferr
 		}
