@@ -482,7 +482,7 @@ func TestSearchControls(t *testing.T) {
 		t.Fatalf("lenient: no outcome entry: %v", last)
 	}
 	wantStatus(t, d.n.do(t, "GET", "/Patient?spaceship=x", nil, "Prefer", "handling=strict"), http.StatusBadRequest)
-	wantStatus(t, d.n.do(t, "GET", "/Patient?_cursor=%%%", nil), http.StatusBadRequest)
+	wantStatus(t, d.n.do(t, "GET", "/Patient?_cursor=!!", nil), http.StatusBadRequest)
 	// :missing, :exact, :contains on Patient names.
 	var fam string
 	for _, p := range d.byType["Patient"] {
