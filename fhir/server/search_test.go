@@ -499,7 +499,7 @@ func TestSearchControls(t *testing.T) {
 	if len(got) != 0 {
 		t.Fatal(":exact is case-insensitive")
 	}
-	got, _, _ = searchAll(t, d.n, "/Patient?deceased:missing=true&birthdate:missing=false")
+	got, _, _ = searchAll(t, d.n, "/Patient?general-practitioner:missing=true&birthdate:missing=false")
 	if len(got) == 0 {
 		t.Fatal(":missing found nothing")
 	}
