@@ -20,7 +20,6 @@ type synthea struct {
 	n        *node
 	patients []string             // Patient ids
 	byType   map[string][]*loaded // input resources by type
-	fullURL  map[string]string    // urn:uuid fullUrl -> Type/id
 	patOf    map[string]string    // Patient id -> its bundle's patient fullUrl
 	bundleOf map[string][]*loaded // Patient id -> every resource of its bundle
 }
@@ -28,6 +27,7 @@ type synthea struct {
 type loaded struct {
 	typ, id string
 	res     map[string]any
+	refs    map[string]string // its bundle's fullUrl -> Type/id (fullUrls repeat across bundles)
 }
 
 var (
@@ -40,7 +40,7 @@ var (
 func loadSynthea(t *testing.T) *synthea {
 	t.Helper()
 	syntheaOnce.Do(func() {
-		d := &synthea{n: memNode(processTB{t}), byType: map[string][]*loaded{}, fullURL: map[string]string{}, patOf: map[string]string{}, bundleOf: map[string][]*loaded{}}
+		d := &synthea{n: memNode(processTB{t}), byType: map[string][]*loaded{}, patOf: map[string]string{}, bundleOf: map[string][]*loaded{}}
 		for _, f := range dataFiles(t, "synthea", 3) {
 			body, err := os.ReadFile(f)
 			if err != nil {
@@ -59,11 +59,12 @@ func loadSynthea(t *testing.T) *synthea {
 			}
 			var all []*loaded
 			patient := ""
+			refs := map[string]string{}
 			for i, e := range resp["entry"].([]any) {
 				loc := e.(map[string]any)["response"].(map[string]any)["location"].(string)
 				parts := strings.Split(loc, "/")
-				l := &loaded{typ: parts[0], id: parts[1], res: in.Entry[i].Resource}
-				d.fullURL[in.Entry[i].FullURL] = l.typ + "/" + l.id
+				l := &loaded{typ: parts[0], id: parts[1], res: in.Entry[i].Resource, refs: refs}
+				refs[in.Entry[i].FullURL] = l.typ + "/" + l.id
 				d.byType[l.typ] = append(d.byType[l.typ], l)
 				all = append(all, l)
 				if l.typ == "Patient" {
@@ -88,11 +89,11 @@ type processTB struct{ testing.TB }
 
 func (processTB) Cleanup(func()) {}
 
-// ref maps an input reference (urn:uuid:...) to the stored Type/id.
-func (d *synthea) ref(v any) string {
+// ref maps an input reference (urn:uuid:...) of l to the stored Type/id.
+func (l *loaded) ref(v any) string {
 	m, _ := v.(map[string]any)
 	s, _ := m["reference"].(string)
-	return d.fullURL[s]
+	return l.refs[s]
 }
 
 // searchAll runs a search and follows next links, returning the match ids
@@ -187,7 +188,7 @@ func TestSearchObservationsByPatientAndLOINC(t *testing.T) {
 		for _, code := range codes {
 			var want []string
 			for _, o := range d.byType["Observation"] {
-				if d.ref(o.res["subject"]) != "Patient/"+p {
+				if o.ref(o.res["subject"]) != "Patient/"+p {
 					continue
 				}
 				for _, c := range codings(o.res["code"]) {
@@ -223,7 +224,7 @@ func TestSearchConditionsByOnsetRange(t *testing.T) {
 		}
 		if at := instant(t, s); !at.Before(lo) && at.Before(hi) {
 			want = append(want, c.id)
-			p := strings.TrimPrefix(d.ref(c.res["subject"]), "Patient/")
+			p := strings.TrimPrefix(c.ref(c.res["subject"]), "Patient/")
 			perPatient[p] = append(perPatient[p], c.id)
 		}
 	}
@@ -244,7 +245,7 @@ func TestSearchEncountersByDateAndType(t *testing.T) {
 	for _, p := range d.patients {
 		var want, wantAll []string
 		for _, e := range d.byType["Encounter"] {
-			if d.ref(e.res["subject"]) != "Patient/"+p {
+			if e.ref(e.res["subject"]) != "Patient/"+p {
 				continue
 			}
 			period, _ := e.res["period"].(map[string]any)
@@ -319,13 +320,13 @@ func TestSearchIncludePractitioner(t *testing.T) {
 		want := map[string]bool{}
 		var encs []string
 		for _, e := range d.byType["Encounter"] {
-			if d.ref(e.res["subject"]) != "Patient/"+p {
+			if e.ref(e.res["subject"]) != "Patient/"+p {
 				continue
 			}
 			encs = append(encs, e.id)
 			parts, _ := e.res["participant"].([]any)
 			for _, x := range parts {
-				if r := d.ref(x.(map[string]any)["individual"]); strings.HasPrefix(r, "Practitioner/") {
+				if r := e.ref(x.(map[string]any)["individual"]); strings.HasPrefix(r, "Practitioner/") {
 					want[r] = true
 				}
 			}
@@ -404,7 +405,7 @@ func TestSearchPagingWithConcurrentWrites(t *testing.T) {
 	p := d.patients[0]
 	var want []string
 	for _, o := range d.byType["Observation"] {
-		if d.ref(o.res["subject"]) == "Patient/"+p {
+		if o.ref(o.res["subject"]) == "Patient/"+p {
 			want = append(want, o.id)
 		}
 	}
