@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"sort"
 )
 
 // RecordFormat is the format byte of a forward record.
@@ -107,4 +108,56 @@ func Of(es []Entry, param string) []Entry {
 		j++
 	}
 	return es[lo:j]
+}
+
+// CompartmentKey is the copy of the forward record of Type/id kept under
+// patient pid's compartment, so a patient-scoped search lists its
+// candidates, with their entries, in one prefix scan.
+func CompartmentKey(pid, typ, id string) []byte { return []byte("p/" + pid + "/" + typ + "/" + id) }
+
+// CompartmentPrefix is the prefix of every resource of typ in patient
+// pid's compartment ("" typ: every type).
+func CompartmentPrefix(pid, typ string) []byte {
+	if typ == "" {
+		return []byte("p/" + pid + "/")
+	}
+	return []byte("p/" + pid + "/" + typ + "/")
+}
+
+// Patients returns the ids of the patients in whose compartment a
+// resource of typ with these entries is (CompartmentDefinition-patient):
+// the patients its compartment parameters reference, and a Patient itself.
+func (r *Registry) Patients(typ, id string, es []Entry) []string {
+	var out []string
+	if typ == "Patient" {
+		out = append(out, id)
+	}
+	for _, p := range r.compartment[typ] {
+		for _, e := range Of(es, p) {
+			if t, pid := DecodeReference(e.Value); t == "Patient" && validID(pid) {
+				out = append(out, pid)
+			}
+		}
+	}
+	sort.Strings(out)
+	dedup := out[:0]
+	for i, p := range out {
+		if i == 0 || p != out[i-1] {
+			dedup = append(dedup, p)
+		}
+	}
+	return dedup
+}
+
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -197,6 +197,27 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 			driver = t
 		}
 	}
+	// A patient-scoped term on a compartment parameter: the compartment's
+	// copies of the forward records are the candidates, in one scan.
+	var pid string
+	if driver == nil || ids == nil {
+		for _, t := range q.Terms {
+			if t.Param.Kind != search.KindReference || t.Modifier != "" || t.Missing != nil || len(t.Values) != 1 || t.Values[0].RefType != "Patient" {
+				continue
+			}
+			for _, p := range s.reg.PatientParams(typ) {
+				if p == t.Param.Code {
+					pid = t.Values[0].RefID
+				}
+			}
+			if typ == "Patient" && t.Param.Code == "link" {
+				pid = ""
+			}
+			if pid != "" {
+				break
+			}
+		}
+	}
 	var out []*candidate
 	keep := func(id string, es []search.Entry) {
 		for _, t := range q.Terms {
@@ -215,9 +236,12 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 		}
 		out = append(out, c)
 	}
-	if driver == nil {
+	if driver == nil || pid != "" {
 		var scanErr error
 		prefix := search.RecordPrefix(typ)
+		if pid != "" {
+			prefix = search.CompartmentPrefix(pid, typ)
+		}
 		err := s.st.Scan(fhir.Database, prefix, func(k, v []byte) bool {
 			es, err := search.DecodeRecord(bytes.Clone(v))
 			if err != nil {
@@ -398,7 +422,8 @@ func (s *Server) includes(r *http.Request, b *bundleWriter, base string, q *sear
 }
 
 // everything is GET Patient/[id]/$everything: the patient and every
-// resource in its compartment (CompartmentDefinition-patient), in
+// resource in its compartment (CompartmentDefinition-patient; the p/ keys
+// written with each resource), in
 // (type, id) order, paged by _count and an opaque _cursor (the last
 // Type/id). Resources the compartment's resources merely reference
 // (practitioners, organizations) are not added.
@@ -423,19 +448,13 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	refs := map[string]bool{"Patient/" + id: true}
-	comp := s.reg.Compartment()
-	for typ, params := range comp {
-		for _, p := range params {
-			prefix := append(search.ParamPrefix(typ, p), search.EncodeReference("Patient", id)...)
-			prefix = append(prefix, 0)
-			if err := s.st.Scan(fhir.Database, prefix, func(k, _ []byte) bool {
-				refs[typ+"/"+search.IDOfIndexKey(k)] = true
-				return true
-			}); err != nil {
-				s.fail(w, err)
-				return
-			}
-		}
+	prefix := search.CompartmentPrefix(id, "")
+	if err := s.st.Scan(fhir.Database, prefix, func(k, _ []byte) bool {
+		refs[string(k[len(prefix):])] = true
+		return true
+	}); err != nil {
+		s.fail(w, err)
+		return
 	}
 	all := make([]string, 0, len(refs))
 	for ref := range refs {

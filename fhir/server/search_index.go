@@ -57,13 +57,31 @@ func (t *txn) indexVersion(typ, id string, nv *fhir.Version) error {
 			t.set(k, nil)
 		}
 	}
+	// The copies under each patient compartment the resource is in.
+	var newPats map[string]bool
+	var rec []byte
+	if cur != nil {
+		rec = search.EncodeRecord(cur)
+		newPats = map[string]bool{}
+		for _, pid := range t.reg.Patients(typ, id, cur) {
+			newPats[pid] = true
+			t.set(search.CompartmentKey(pid, typ, id), rec)
+		}
+	}
+	if old != nil {
+		for _, pid := range t.reg.Patients(typ, id, old) {
+			if !newPats[pid] {
+				t.del(search.CompartmentKey(pid, typ, id))
+			}
+		}
+	}
 	if cur == nil {
 		if old != nil {
 			t.del(rk)
 		}
 		return nil
 	}
-	t.set(rk, search.EncodeRecord(cur))
+	t.set(rk, rec)
 	return nil
 }
 
