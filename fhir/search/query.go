@@ -266,6 +266,11 @@ func parseTerm(p *Param, mod, raw string) (*Term, string) {
 					v.RefType = mod
 				} else if len(p.Targets) == 1 {
 					v.RefType = p.Targets[0]
+				} else if p.Code == "patient" {
+					// Every R4 "patient" parameter selects references to
+					// Patients (some list Group among their targets only
+					// because one of their base types allows it).
+					v.RefType = "Patient"
 				}
 			} else {
 				v.RefID = alt // a URL: matched as a whole

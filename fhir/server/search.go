@@ -205,6 +205,12 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 			if t.Param.Kind != search.KindReference || t.Modifier != "" || t.Missing != nil || len(t.Values) != 1 || t.Values[0].RefType != "Patient" {
 				continue
 			}
+			// Every R4 "patient" parameter selects a subset of a compartment
+			// parameter's references (checked over the definitions when this
+			// was written); the terms are still checked on every candidate.
+			if t.Param.Code == "patient" && len(s.reg.PatientParams(typ)) > 0 {
+				pid = t.Values[0].RefID
+			}
 			for _, p := range s.reg.PatientParams(typ) {
 				if p == t.Param.Code {
 					pid = t.Values[0].RefID

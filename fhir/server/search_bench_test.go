@@ -143,7 +143,7 @@ func BenchmarkSearchScale(b *testing.B) {
 		case 'c':
 			resources++
 			resBytes += len(k) + len(v)
-		case 'x', 'r':
+		case 'x', 'r', 'p':
 			idxBytes += len(k) + len(v)
 		}
 		return true
