@@ -38,9 +38,10 @@ func sharedParser(tb testing.TB) *fhir.Parser {
 
 // node is one data node: journal, store, sequencer and the FHIR handler.
 type node struct {
-	h  *server.Server
-	st *store.Store
-	j  *journal.Journal
+	h   *server.Server
+	st  *store.Store
+	j   *journal.Journal
+	seq *sequencer.Sequencer
 }
 
 // newNode starts a node on fs (vfs.NewMem() or vfs.Default) in dir.
@@ -70,7 +71,7 @@ func newNode(tb testing.TB, fs vfs.FS, dir string, opts server.Options) *node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &node{h: h, st: st, j: j}
+	return &node{h: h, st: st, j: j, seq: seq}
 }
 
 func memNode(tb testing.TB) *node {

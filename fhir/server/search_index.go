@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -20,10 +21,12 @@ func (t *txn) indexVersion(typ, id string, nv *fhir.Version) error {
 		return nil
 	}
 	var old []search.Entry
+	var oldRaw []byte
 	rk := search.RecordKey(typ, id)
 	if b, ok, err := t.get(rk); err != nil {
 		return err
 	} else if ok {
+		oldRaw = b
 		if old, err = search.DecodeRecord(b); err != nil {
 			return fmt.Errorf("fhir: search record of %s: %w", typ, err)
 		}
@@ -35,6 +38,9 @@ func (t *txn) indexVersion(typ, id string, nv *fhir.Version) error {
 			return fmt.Errorf("fhir: indexing a stored version: %w", fhir.ErrBadRecord)
 		}
 		cur = es
+		if bytes.Equal(search.EncodeRecord(cur), oldRaw) {
+			return nil // a reindex of an indexed version: nothing changes
+		}
 	}
 	keys := func(es []search.Entry) map[string]bool {
 		m := make(map[string]bool, len(es))

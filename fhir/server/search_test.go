@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/tandemhealth/tandem/fhir"
+	"github.com/tandemhealth/tandem/fhir/search"
+	"github.com/tandemhealth/tandem/fhir/server"
 )
 
 // synthea is the Synthea data loaded through the server, and the input
@@ -538,5 +545,85 @@ func TestCapabilityStatementSearchParams(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no Observation in the CapabilityStatement")
+	}
+}
+
+// TestReindex: resources stored by a server that indexed nothing (as
+// before search existed) become searchable after Reindex, and a second
+// Reindex changes nothing.
+func TestReindex(t *testing.T) {
+	empty, err := search.Parse(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, vfs.NewMem(), "n", server.Options{Search: empty})
+	for i := range 5 {
+		body := fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8302-2"}]},"subject":{"reference":"Patient/p%d"}}`, i%2)
+		wantStatus(t, n.do(t, "POST", "/Observation", []byte(body)), http.StatusCreated)
+	}
+	n.st.Scan(fhir.Database, []byte("x/"), func(k, _ []byte) bool {
+		t.Fatalf("index key before reindexing: %q", k)
+		return false
+	})
+	full, err := server.New(n.seq, n.st, server.Options{BasePath: "/fhir", Parser: sharedParser(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count, err := full.Reindex(context.Background(), "Observation", 2)
+	if err != nil || count != 5 {
+		t.Fatalf("reindexed %d, %v", count, err)
+	}
+	n.h = full
+	got, _, _ := searchAll(t, n, "/Observation?code=8302-2")
+	if len(got) != 5 {
+		t.Fatalf("found %d after reindexing, want 5", len(got))
+	}
+	got, _, _ = searchAll(t, n, "/Observation?patient=p1")
+	if len(got) != 2 {
+		t.Fatalf("patient p1: %d, want 2", len(got))
+	}
+	before := n.j.LastLSN()
+	if _, err := full.Reindex(context.Background(), "", 100); err != nil {
+		t.Fatal(err)
+	}
+	if n.j.LastLSN() != before {
+		t.Fatal("a second reindex wrote something")
+	}
+}
+
+// TestIndexFollowsUpdatesAndDeletes: an update moves a resource between
+// results, a delete removes it, and no index key of it is left behind.
+func TestIndexFollowsUpdatesAndDeletes(t *testing.T) {
+	n := memNode(t)
+	put := func(status string) {
+		body := `{"resourceType":"MedicationRequest","id":"m1","status":"` + status + `","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/p1"}}`
+		rec := n.do(t, "PUT", "/MedicationRequest/m1", []byte(body))
+		if rec.Code != http.StatusCreated && rec.Code != http.StatusOK {
+			t.Fatalf("put: %d %s", rec.Code, rec.Body.String())
+		}
+	}
+	count := func(q string) int {
+		got, _, _ := searchAll(t, n, q)
+		return len(got)
+	}
+	put("active")
+	if count("/MedicationRequest?status=active") != 1 || count("/MedicationRequest?patient=p1&status=active") != 1 {
+		t.Fatal("not found as active")
+	}
+	put("stopped")
+	if count("/MedicationRequest?status=active") != 0 || count("/MedicationRequest?patient=p1&status=stopped") != 1 {
+		t.Fatal("update not reflected")
+	}
+	wantStatus(t, n.do(t, "DELETE", "/MedicationRequest/m1", nil), http.StatusNoContent)
+	if count("/MedicationRequest?status=stopped") != 0 || count("/MedicationRequest?patient=p1") != 0 || count("/MedicationRequest") != 0 {
+		t.Fatal("delete not reflected")
+	}
+	for _, prefix := range []string{"x/", "r/", "p/"} {
+		n.st.Scan(fhir.Database, []byte(prefix), func(k, _ []byte) bool {
+			if !strings.Contains(string(k), "/_lastUpdated") {
+				t.Errorf("index key left after delete: %q", k)
+			}
+			return true
+		})
 	}
 }
