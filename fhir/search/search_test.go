@@ -129,3 +129,38 @@ func TestParseDate(t *testing.T) {
 		}
 	}
 }
+
+func TestReferenceIdentifierAndModifiers(t *testing.T) {
+	r := mustLoad(t)
+	enc := []byte(`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},
+	 "subject":{"identifier":{"system":"urn:mrn","value":"123"}},
+	 "participant":[{"individual":{"reference":"http://other.example/fhir/Practitioner/d1"}}],
+	 "period":{"start":"2015-03-01T10:00:00Z"}}`)
+	es, err := r.Extract("Encounter", enc, time.UnixMilli(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q    map[string][]string
+		want bool
+	}{
+		{map[string][]string{"subject:identifier": {"urn:mrn|123"}}, true},
+		{map[string][]string{"subject:identifier": {"urn:mrn|999"}}, false},
+		{map[string][]string{"practitioner": {"Practitioner/d1"}}, true},
+		{map[string][]string{"participant:Practitioner": {"d1"}}, true},
+		{map[string][]string{"subject:missing": {"true"}}, true}, // no literal reference
+		{map[string][]string{"class": {"AMB"}}, true},
+		{map[string][]string{"class:not": {"AMB"}}, false},
+		{map[string][]string{"date": {"ge2015-03-01"}}, true},  // open-ended period
+		{map[string][]string{"date": {"sa2015-02-28"}}, true},  // starts after
+		{map[string][]string{"date": {"eb2015-03-01"}}, false}, // does not end before
+	} {
+		q := r.ParseQuery("Encounter", c.q)
+		if len(q.Ignored) > 0 || len(q.Terms) != 1 {
+			t.Fatalf("%v: ignored %v", c.q, q.Ignored)
+		}
+		if got := q.Terms[0].Match("e1", es); got != c.want {
+			t.Errorf("%v: %v, want %v", c.q, got, c.want)
+		}
+	}
+}

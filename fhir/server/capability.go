@@ -70,7 +70,7 @@ func capabilityStatement(types []string, reg *search.Registry, now time.Time) []
 			ReadHistory: true, UpdateCreate: true, ConditionalCreate: true,
 			ConditionalRead: "not-supported", ConditionalUpdate: false, ConditionalDelete: "not-supported",
 			SearchParam:   params,
-			SearchInclude: refs, SearchRevInclude: nil,
+			SearchInclude: refs,
 			Documentation: fmt.Sprintf("%d of %d R4 search parameters supported (plus _id and _lastUpdated)", n, len(all)),
 		}
 		if t == "Patient" {
