@@ -123,8 +123,11 @@ func BenchmarkSearchScale(b *testing.B) {
 			}
 		}()
 	}
-	for _, body := range bundles {
+	for i, body := range bundles {
 		next <- body
+		if (i+1)%25 == 0 {
+			fmt.Printf("BenchmarkSearchScale: loading, %d of %d bundles sent after %s\n", i+1, len(bundles), time.Since(start).Round(time.Second))
+		}
 	}
 	close(next)
 	wg.Wait()
