@@ -79,6 +79,9 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ string, para
 	if q.Count >= 0 {
 		count = min(q.Count, s.opts.MaxCount)
 	}
+	if count == 0 {
+		q.SummaryOnly = true // _count=0: the total alone
+	}
 	if len(q.Sort) == 0 {
 		q.Sort = []search.SortKey{{Param: "_id", Kind: search.KindToken}}
 	}
@@ -129,6 +132,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, typ string, para
 		} else if next == nil && len(hits) > 0 {
 			next = hits[len(hits)-1].c
 		}
+	}
+	if next == nil && limit > 0 && len(cands) >= limit {
+		// The scan stopped early and invisible candidates left the page
+		// short: the next page starts after the last one looked at.
+		next = cands[len(cands)-1]
 	}
 	if q.Total || q.SummaryOnly || (after == nil && next == nil) {
 		total = visibleTotal

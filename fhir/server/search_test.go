@@ -481,6 +481,11 @@ func TestSearchControls(t *testing.T) {
 	if fmt.Sprint(b["total"]) != fmt.Sprint(n) || len(b["entry"].([]any)) != 2 {
 		t.Fatalf("_total=accurate: total %v, %d entries", b["total"], len(b["entry"].([]any)))
 	}
+	rec = d.n.do(t, "GET", "/Condition?_count=0", nil)
+	b = wantStatus(t, rec, http.StatusOK)
+	if fmt.Sprint(b["total"]) != fmt.Sprint(n) || b["entry"] != nil && len(b["entry"].([]any)) != 0 {
+		t.Fatalf("_count=0: total %v entries %v", b["total"], b["entry"])
+	}
 	// Lenient (default): unknown parameters ignored and reported.
 	rec = d.n.do(t, "GET", "/Patient?spaceship=x&_count=1", nil)
 	b = wantStatus(t, rec, http.StatusOK)
