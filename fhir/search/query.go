@@ -224,6 +224,9 @@ func parseTerm(p *Param, mod, raw string) (*Term, string) {
 		}
 		return nil, ":missing must be true or false"
 	}
+	if mod != "" && strings.HasPrefix(p.Code, "_") {
+		return nil, "modifiers are not supported on " + p.Code
+	}
 	switch mod {
 	case "":
 	case "exact", "contains":
