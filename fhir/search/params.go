@@ -168,3 +168,35 @@ func (r *Registry) Compartment() map[string][]string { return r.compartment }
 // PatientParams are the compartment parameters of typ (nil if typ is not in
 // the Patient compartment).
 func (r *Registry) PatientParams(typ string) []string { return r.compartment[typ] }
+
+// DisabledDatabase and DisabledKey locate the list of disabled search
+// parameters: in the mirrored "system" database, one "Type.code" per line,
+// sorted. Changing it is followed by a journaled reindex, so every member
+// indexes alike.
+const DisabledDatabase = "system"
+
+// DisabledKey is the key of the disabled-parameter list.
+var DisabledKey = []byte("search/disabled")
+
+// Without returns a copy of r in which the parameters named "Type.code"
+// are unsupported (not indexed, reported when used).
+func (r *Registry) Without(disabled []string) *Registry {
+	off := map[string]bool{}
+	for _, d := range disabled {
+		off[d] = true
+	}
+	out := &Registry{byType: map[string]map[string]*Param{}, compartment: r.compartment}
+	for typ, ps := range r.byType {
+		m := make(map[string]*Param, len(ps))
+		for code, p := range ps {
+			if off[typ+"."+code] && p.Supported() {
+				c := *p
+				c.Why = "disabled by configuration"
+				p = &c
+			}
+			m[code] = p
+		}
+		out.byType[typ] = m
+	}
+	return out
+}

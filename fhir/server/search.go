@@ -66,7 +66,12 @@ func (s *Server) searchPost(w http.ResponseWriter, r *http.Request, typ string) 
 
 // search is GET [type] and POST [type]/_search.
 func (s *Server) search(w http.ResponseWriter, r *http.Request, typ string, params url.Values) {
-	q := s.reg.ParseQuery(typ, params)
+	reg, err := s.activeRegistry()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	q := reg.ParseQuery(typ, params)
 	if len(q.Ignored) > 0 && strictHandling(r.Header) {
 		e := &fhir.Error{Status: http.StatusBadRequest}
 		for _, m := range q.Ignored {

@@ -104,6 +104,10 @@ func (s *Server) Reindex(ctx context.Context, typ string, batch int) (int, error
 	if typ == "" {
 		types = s.p.Types()
 	}
+	reg, err := s.activeRegistry()
+	if err != nil {
+		return 0, err
+	}
 	n := 0
 	for _, ty := range types {
 		var ids []string
@@ -119,7 +123,7 @@ func (s *Server) Reindex(ctx context.Context, typ string, batch int) (int, error
 			ids = ids[len(part):]
 			_, err := s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 				t := newTxn(v, s.now())
-				t.reg = s.reg
+				t.reg = reg
 				for _, id := range part {
 					cur, _, err := current(t.get, ty, id)
 					if err != nil {

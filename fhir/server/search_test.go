@@ -632,3 +632,55 @@ func TestIndexFollowsUpdatesAndDeletes(t *testing.T) {
 		})
 	}
 }
+
+// TestDisabledSearchParams: disabling a parameter (a setting in the
+// mirrored system database) removes its index keys through a journaled
+// reindex, reports it as not applied and drops it from /metadata;
+// enabling it again brings everything back.
+func TestDisabledSearchParams(t *testing.T) {
+	n := memNode(t)
+	for i := range 3 {
+		body := fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8302-2"}]},"subject":{"reference":"Patient/p%d"}}`, i)
+		wantStatus(t, n.do(t, "POST", "/Observation", []byte(body)), http.StatusCreated)
+	}
+	codeKeys := func() int {
+		k := 0
+		n.st.Scan(fhir.Database, []byte("x/Observation/code\x00"), func([]byte, []byte) bool { k++; return true })
+		return k
+	}
+	hasCode := func() bool {
+		b := wantStatus(t, n.do(t, "GET", "/metadata", nil), http.StatusOK)
+		for _, r := range b["rest"].([]any)[0].(map[string]any)["resource"].([]any) {
+			if r.(map[string]any)["type"] == "Observation" {
+				for _, p := range r.(map[string]any)["searchParam"].([]any) {
+					if p.(map[string]any)["name"] == "code" {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	if codeKeys() != 3 || !hasCode() {
+		t.Fatalf("before: %d code keys", codeKeys())
+	}
+	if _, err := n.h.SetDisabledSearchParams(context.Background(), []string{"Observation.code"}); err != nil {
+		t.Fatal(err)
+	}
+	if codeKeys() != 0 || hasCode() {
+		t.Fatalf("disabled: %d code keys left, in metadata %v", codeKeys(), hasCode())
+	}
+	wantStatus(t, n.do(t, "GET", "/Observation?code=8302-2", nil, "Prefer", "handling=strict"), http.StatusBadRequest)
+	if got, _, _ := searchAll(t, n, "/Observation?patient=p1"); len(got) != 1 {
+		t.Fatalf("other parameters still work: %v", got)
+	}
+	if _, err := n.h.SetDisabledSearchParams(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := searchAll(t, n, "/Observation?code=http://loinc.org|8302-2"); len(got) != 3 || codeKeys() != 3 || !hasCode() {
+		t.Fatalf("enabled again: %d found, %d keys", len(got), codeKeys())
+	}
+	if _, err := n.h.SetDisabledSearchParams(context.Background(), []string{"Observation.nonsense"}); err == nil {
+		t.Fatal("an unknown parameter was accepted")
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandemhealth/tandem/fhir"
@@ -83,8 +84,13 @@ type Server struct {
 	st   Store
 	opts Options
 	p    *fhir.Parser
-	reg  *search.Registry
-	meta []byte // CapabilityStatement
+	reg  *search.Registry // every parameter of the definitions
+	meta []byte           // CapabilityStatement of reg
+
+	regMu      sync.Mutex
+	active     *search.Registry // reg minus the disabled parameters
+	activeRaw  []byte           // the disabled list it was built from
+	activeMeta []byte           // its CapabilityStatement
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -216,7 +222,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case len(seg) == 1 && seg[0] == "metadata":
 		if allow(http.MethodGet) {
-			s.send(w, &response{Status: http.StatusOK, Body: s.meta})
+			meta, err := s.metadata()
+			if err != nil {
+				s.fail(w, err)
+				return
+			}
+			s.send(w, &response{Status: http.StatusOK, Body: meta})
 		}
 		return
 	case len(seg) == 1 && seg[0] == "_history":
@@ -410,9 +421,13 @@ func (r *replay) Error() string { return "fhir: replay" }
 // interaction, and the storing of its result under the key, all together.
 func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*response, error)) (*response, error) {
 	var out *response
-	_, err := s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
+	reg, err := s.activeRegistry()
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 		t := newTxn(v, s.now())
-		t.reg = s.reg
+		t.reg = reg
 		if id != nil {
 			b, ok, err := t.get(id.key)
 			if err != nil {
