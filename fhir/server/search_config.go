@@ -31,7 +31,7 @@ func (s *Server) activeRegistry() (*search.Registry, error) {
 		reg = s.reg.Without(strings.Split(string(raw), "\n"))
 	}
 	s.active, s.activeRaw = reg, raw
-	s.activeMeta = capabilityStatement(s.p.Types(), reg, s.opts.Now())
+	s.activeMeta = capabilityStatement(s.p.Types(), reg, s.started)
 	return reg, nil
 }
 

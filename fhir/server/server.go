@@ -80,12 +80,13 @@ type Options struct {
 
 // Server is the FHIR REST handler.
 type Server struct {
-	seq  Sequencer
-	st   Store
-	opts Options
-	p    *fhir.Parser
-	reg  *search.Registry // every parameter of the definitions
-	meta []byte           // CapabilityStatement of reg
+	seq     Sequencer
+	st      Store
+	opts    Options
+	p       *fhir.Parser
+	reg     *search.Registry // every parameter of the definitions
+	meta    []byte           // CapabilityStatement of reg
+	started time.Time        // the CapabilityStatement's date
 
 	regMu      sync.Mutex
 	active     *search.Registry // reg minus the disabled parameters
@@ -130,8 +131,8 @@ func New(seq Sequencer, st Store, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{seq: seq, st: st, opts: opts, p: p, reg: reg}
-	s.meta = capabilityStatement(p.Types(), reg, opts.Now())
+	s := &Server{seq: seq, st: st, opts: opts, p: p, reg: reg, started: opts.Now()}
+	s.meta = capabilityStatement(p.Types(), reg, s.started)
 	return s, nil
 }
 
