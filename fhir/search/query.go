@@ -160,7 +160,10 @@ func (r *Registry) parseControl(out *Query, name string, vals []string, ignore f
 		}
 	case "_include", "_revinclude":
 		for _, v := range vals {
-			v = strings.TrimSuffix(v, ":iterate")
+			if strings.HasSuffix(v, ":iterate") {
+				ignore(name, ":iterate is not supported (one level only)")
+				continue
+			}
 			parts := strings.Split(v, ":")
 			if len(parts) < 2 || len(parts) > 3 {
 				ignore(name, "must be Type:param[:TargetType]")
