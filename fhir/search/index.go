@@ -66,7 +66,8 @@ func DecodeRecord(b []byte) ([]Entry, error) {
 		return nil, ErrBadRecord
 	}
 	b = b[1:]
-	var out []Entry
+	out := make([]Entry, 0, len(b)/24+1)
+	prev := ""
 	field := func() ([]byte, bool) {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n {
@@ -87,7 +88,10 @@ func DecodeRecord(b []byte) ([]Entry, error) {
 		if !ok {
 			return nil, ErrBadRecord
 		}
-		out = append(out, Entry{Param: string(p), Kind: kind, Value: v})
+		if string(p) != prev { // entries are sorted: one string per parameter
+			prev = string(p)
+		}
+		out = append(out, Entry{Param: prev, Kind: kind, Value: v})
 	}
 	return out, nil
 }

@@ -238,10 +238,21 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 		}
 	}
 	var out []*candidate
-	keep := func(id string, es []search.Entry) {
+	// keep checks a forward record; raw may be the iterator's memory, so
+	// it is copied only when the candidate is kept.
+	keep := func(id string, raw []byte, owned bool) error {
+		es, err := search.DecodeRecord(raw)
+		if err != nil {
+			return err
+		}
 		for _, t := range q.Terms {
 			if !t.Match(id, es) {
-				return
+				return nil
+			}
+		}
+		if !owned {
+			if es, err = search.DecodeRecord(bytes.Clone(raw)); err != nil {
+				return err
 			}
 		}
 		c := &candidate{id: id, es: es, key: make([][]byte, len(q.Sort))}
@@ -251,9 +262,10 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 			}
 		}
 		if after != nil && compareCandidates(q.Sort, c, after) <= 0 {
-			return
+			return nil
 		}
 		out = append(out, c)
+		return nil
 	}
 	if driver == nil || pid != "" {
 		var scanErr error
@@ -262,12 +274,10 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 			prefix = search.CompartmentPrefix(pid, typ)
 		}
 		err := s.st.Scan(fhir.Database, prefix, func(k, v []byte) bool {
-			es, err := search.DecodeRecord(bytes.Clone(v))
-			if err != nil {
+			if err := keep(string(k[len(prefix):]), v, false); err != nil {
 				scanErr = err
 				return false
 			}
-			keep(string(k[len(prefix):]), es)
 			return limit <= 0 || len(out) < limit
 		})
 		if err == nil {
@@ -303,11 +313,9 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 			if !ok {
 				continue
 			}
-			es, err := search.DecodeRecord(b)
-			if err != nil {
+			if err := keep(id, b, true); err != nil {
 				return nil, err
 			}
-			keep(id, es)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return compareCandidates(q.Sort, out[i], out[j]) < 0 })
