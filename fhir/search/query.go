@@ -568,3 +568,34 @@ func SortValue(k SortKey, id string, es []Entry) ([]byte, bool) {
 	}
 	return best, true
 }
+
+// Needles are byte strings one of which a forward record must contain for
+// a drivable term to match it: a cheap test before decoding the record.
+// nil when the term is not drivable.
+func (t *Term) Needles() [][]byte {
+	if !t.Drivable() {
+		return nil
+	}
+	var out [][]byte
+	for _, v := range t.Values {
+		var n string
+		switch {
+		case t.Param.Kind == KindToken || t.Modifier == "identifier":
+			n = v.Code + "\x01"
+			if v.HasSystem {
+				n += v.System
+			}
+		case t.Param.Kind == KindReference:
+			n = v.RefID + "\x01" + v.RefType
+		case t.Param.Kind == KindString:
+			n = Normalize(v.Raw)
+			if t.Modifier == "exact" {
+				n += "\x01" + v.Raw
+			}
+		case t.Param.Kind == KindURI:
+			n = v.Raw
+		}
+		out = append(out, []byte(n))
+	}
+	return out
+}

@@ -240,7 +240,22 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 	var out []*candidate
 	// keep checks a forward record; raw may be the iterator's memory, so
 	// it is copied only when the candidate is kept.
+	var needles [][][]byte
+	for _, t := range q.Terms {
+		if n := t.Needles(); n != nil {
+			needles = append(needles, n)
+		}
+	}
 	keep := func(id string, raw []byte, owned bool) error {
+	terms:
+		for _, alts := range needles {
+			for _, n := range alts {
+				if bytes.Contains(raw, n) {
+					continue terms
+				}
+			}
+			return nil
+		}
 		es, err := search.DecodeRecord(raw)
 		if err != nil {
 			return err
