@@ -25,6 +25,13 @@
 //	s                              last history sequence number: 8 bytes BE
 //	k/<hex sha256 of key>          Idempotency-Key result: Idempotent record (JSON)
 //	~a/..., x/p/<Type>/<id>        AuditEvents and their indexes (server.Options.Audit; layout in fhir/server/audit.go)
+//	r/<Type>/<id>                  search: forward record, every index entry of the current version
+//	p/<patient id>/<Type>/<id>     search: the same forward record, under each patient compartment it is in
+//	x/<Type>/<param>0x00<value>0x00<id>  search: inverted index (string, token, reference, uri), empty value
+//
+// The search keys, their value encodings and how queries use them are
+// specified in package fhir/search; they are written in the same Write as
+// the version they index.
 //
 // <^n> is the 8-byte big-endian encoding of ^n (bitwise not), so a prefix
 // scan returns the newest first. Resource types are [A-Za-z]+ and ids are

@@ -142,8 +142,40 @@ func TestScopesHideObservations(t *testing.T) {
 		t.Fatal("batch Observation entry not refused")
 	}
 	wantStatus(t, n.do(t, "POST", "", bundle("transaction"), "Authorization", clin), http.StatusForbidden)
-	// The same token may read the Patient.
+	// The same token may read the Patient, but no Observation reaches it
+	// through _include, _revinclude or $everything either.
 	wantStatus(t, n.do(t, "GET", "/Patient/"+l.patients[0], nil, "Authorization", clin), http.StatusOK)
+	p := l.patients[0]
+	for _, path := range []string{
+		"/Patient?_id=" + p + "&_revinclude=Observation:patient&_revinclude=Encounter:patient",
+		"/Encounter?patient=" + p + "&_revinclude=Observation:encounter",
+		"/Patient/" + p + "/$everything?_count=1000",
+	} {
+		rec := get(path)
+		wantStatus(t, rec, http.StatusOK)
+		refs := entryRefs(t, rec.Body.Bytes())
+		var others int
+		for _, ref := range refs {
+			if strings.HasPrefix(ref, "Observation/") {
+				t.Fatalf("%s shows %s", path, ref)
+			}
+			if !strings.HasPrefix(ref, "Patient/") {
+				others++
+			}
+		}
+		if others == 0 {
+			t.Fatalf("%s returned nothing but the Patient (%v): the test would not notice a leak", path, refs)
+		}
+	}
+	// The admin token does see the Observations the same way: the
+	// checks above can fail.
+	rec = n.do(t, "GET", "/Patient/"+p+"/$everything?_count=1000", nil, "Authorization", token(t, "loader", adminScope, ""))
+	wantStatus(t, rec, http.StatusOK)
+	if !strings.Contains(rec.Body.String(), `"resourceType":"Observation"`) {
+		t.Fatal("$everything with every scope shows no Observation")
+	}
+	// An _include from Observation needs Observation search: refused.
+	wantStatus(t, get("/Observation?patient="+p+"&_include=Observation:patient"), http.StatusForbidden)
 }
 
 // TestPatientTokenSeesOnlyItsCompartment loads two patients and reads with

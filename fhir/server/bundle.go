@@ -213,7 +213,7 @@ func (s *Server) transaction(r *http.Request, in []entryIn, ik *idem, pref prefe
 				continue
 			}
 			firstByCond[key] = e
-			ids, ferr := search(t.get, e.typ, e.cond, e.expr+".request.ifNoneExist")
+			ids, ferr := condSearch(t.get, e.typ, e.cond, e.expr+".request.ifNoneExist")
 			if ferr != nil {
 				return nil, ferr
 			}
@@ -297,7 +297,7 @@ func (s *Server) resolveRef(t *txn, refs map[string]string, ref, expr string) (s
 	if err != nil {
 		return "", false, fhir.Errorf(http.StatusBadRequest, "invalid", "conditional reference is not a query", expr)
 	}
-	ids, ferr := search(t.get, typ, q, expr)
+	ids, ferr := condSearch(t.get, typ, q, expr)
 	if ferr != nil {
 		return "", false, ferr
 	}

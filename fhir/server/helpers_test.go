@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -37,9 +38,10 @@ func sharedParser(tb testing.TB) *fhir.Parser {
 
 // node is one data node: journal, store, sequencer and the FHIR handler.
 type node struct {
-	h  *server.Server
-	st *store.Store
-	j  *journal.Journal
+	h   *server.Server
+	st  *store.Store
+	j   *journal.Journal
+	seq *sequencer.Sequencer
 }
 
 // newNode starts a node on fs (vfs.NewMem() or vfs.Default) in dir.
@@ -69,7 +71,7 @@ func newNode(tb testing.TB, fs vfs.FS, dir string, opts server.Options) *node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &node{h: h, st: st, j: j}
+	return &node{h: h, st: st, j: j, seq: seq}
 }
 
 func memNode(tb testing.TB) *node {
@@ -174,4 +176,16 @@ func issueExpr(m map[string]any) []string {
 		}
 	}
 	return out
+}
+
+// doReader sends one request with a body reader; headers are name, value pairs.
+func (n *node) doReader(tb testing.TB, method, path string, body io.Reader, headers ...string) *httptest.ResponseRecorder {
+	tb.Helper()
+	req := httptest.NewRequest(method, "http://tandem.test/fhir"+path, body)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	rec := httptest.NewRecorder()
+	n.h.ServeHTTP(rec, req)
+	return rec
 }

@@ -1,7 +1,9 @@
 // Package server is Tandem's FHIR R4 REST API (JSON, application/fhir+json):
 // create, read, vread, update (with create-on-update), versioned delete,
 // conditional create, If-Match, Prefer, instance/type/system history, a
-// small search (_id, identifier), batch and atomic transaction bundles,
+// search (fhir/search: parameters from the R4 definitions, indexes written
+// in the same journal record as the resource, paging, includes,
+// Patient/$everything), batch and atomic transaction bundles,
 // Idempotency-Key, and /metadata. Every write is one sequencer Write (one
 // journal record) on the "fhir" database; reads come from the store. The
 // storage layout is documented in package fhir.
@@ -36,10 +38,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandemhealth/tandem/fhir"
 	"github.com/tandemhealth/tandem/fhir/access"
+	"github.com/tandemhealth/tandem/fhir/search"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
 )
@@ -89,15 +93,25 @@ type Options struct {
 	// group commit (default 500ms, at most 1s). Close flushes.
 	Audit       bool
 	AuditWindow time.Duration
+	// Search holds the search parameters that are indexed; default the
+	// embedded R4 definitions (search.Load).
+	Search *search.Registry
 }
 
 // Server is the FHIR REST handler.
 type Server struct {
-	seq  Sequencer
-	st   Store
-	opts Options
-	p    *fhir.Parser
-	meta []byte // CapabilityStatement
+	seq     Sequencer
+	st      Store
+	opts    Options
+	p       *fhir.Parser
+	reg     *search.Registry // every parameter of the definitions
+	meta    []byte           // CapabilityStatement of reg
+	started time.Time        // the CapabilityStatement's date
+
+	regMu      sync.Mutex
+	active     *search.Registry // reg minus the disabled parameters
+	activeRaw  []byte           // the disabled list it was built from
+	activeMeta []byte           // its CapabilityStatement
 
 	audit *auditLog // nil when Options.Audit is off
 }
@@ -132,8 +146,15 @@ func New(seq Sequencer, st Store, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{seq: seq, st: st, opts: opts, p: p}
-	s.meta = capabilityStatement(p.Types(), opts.Now())
+	reg := opts.Search
+	if reg == nil {
+		var err error
+		if reg, err = defaultRegistry(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{seq: seq, st: st, opts: opts, p: p, reg: reg, started: opts.Now()}
+	s.meta = capabilityStatement(p.Types(), reg, s.started)
 	if opts.Audit {
 		if opts.AuditWindow <= 0 || opts.AuditWindow > time.Second {
 			opts.AuditWindow = 500 * time.Millisecond
@@ -291,7 +312,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case len(seg) == 1 && seg[0] == "metadata":
 		if allow(http.MethodGet) {
-			s.send(w, &response{Status: http.StatusOK, Body: s.meta})
+			meta, err := s.metadata()
+			if err != nil {
+				s.fail(w, err)
+				return
+			}
+			s.send(w, &response{Status: http.StatusOK, Body: meta})
 		}
 		return
 	case len(seg) == 1 && seg[0] == "_history":
@@ -313,10 +339,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(seg) == 1:
 		if allow(http.MethodGet, http.MethodPost) {
 			if r.Method == http.MethodGet {
-				s.searchType(w, r, typ)
+				s.search(w, r, typ, r.URL.Query())
 			} else {
 				s.create(w, r, typ)
 			}
+		}
+	case len(seg) == 2 && seg[1] == "_search":
+		if allow(http.MethodPost) {
+			s.searchPost(w, r, typ)
+		}
+	case len(seg) == 3 && typ == "Patient" && seg[2] == "$everything":
+		if allow(http.MethodGet) {
+			s.everything(w, r, seg[1])
 		}
 	case len(seg) == 2 && seg[1] == "_history":
 		if allow(http.MethodGet) {
@@ -481,13 +515,18 @@ func (r *replay) Error() string { return "fhir: replay" }
 // interaction, and the storing of its result under the key, all together.
 func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*response, error)) (*response, error) {
 	var out *response
+	reg, err := s.activeRegistry()
+	if err != nil {
+		return nil, err
+	}
 	var rec *auditRec
 	if s.audit != nil {
 		rec = auditFrom(ctx)
 	}
 	var seen, written []auditEntity
-	_, err := s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
+	_, err = s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 		t := newTxn(v, s.now())
+		t.reg = reg
 		if s.opts.Access != nil {
 			t.guard = s.guardFor(access.FromContext(ctx))
 		}
@@ -622,7 +661,7 @@ func (s *Server) parse(body []byte, typ, id string) (*fhir.Resource, *fhir.Error
 
 func (s *Server) doCreate(t *txn, typ, id string, res *fhir.Resource, cond url.Values, expr string) (*result, error) {
 	if cond != nil {
-		ids, ferr := search(t.get, typ, cond, expr)
+		ids, ferr := condSearch(t.get, typ, cond, expr)
 		if ferr != nil {
 			return nil, ferr
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tandemhealth/tandem/fhir"
 	"github.com/tandemhealth/tandem/fhir/access"
+	"github.com/tandemhealth/tandem/fhir/search"
 	"github.com/tandemhealth/tandem/mirror/journal"
 )
 
@@ -28,7 +29,8 @@ type txn struct {
 	order   []string
 	seq     uint64
 	seqRead bool
-	touched map[string]bool // Type/id written in this txn
+	touched map[string]bool  // Type/id written in this txn
+	reg     *search.Registry // search parameters to index; nil: no search index
 
 	// guard, when set, checks each resource a write touches (access rules).
 	guard func(typ string, letter byte, body []byte) error
@@ -254,6 +256,9 @@ func (t *txn) write(typ, id string, kind fhir.Kind, res *fhir.Resource, pre prec
 	if err := t.reindex(typ, id, oldIDs, newIDs); err != nil {
 		return nil, nil, err
 	}
+	if err := t.indexVersion(typ, id, nv); err != nil {
+		return nil, nil, err
+	}
 	return nv, cur, nil
 }
 
@@ -300,11 +305,11 @@ func (t *txn) reindex(typ, id string, old, new []fhir.Identifier) error {
 	return nil
 }
 
-// search evaluates the conditional-search subset Tandem supports (_id and
+// condSearch evaluates the conditional-search subset Tandem supports (_id and
 // identifier, comma = or, several parameters = and) and returns the
 // matching ids, sorted. It reads through g, so inside a Write it sees every
 // sequenced write.
-func search(g func([]byte) ([]byte, bool, error), typ string, q url.Values, expr string) ([]string, *fhir.Error) {
+func condSearch(g func([]byte) ([]byte, bool, error), typ string, q url.Values, expr string) ([]string, *fhir.Error) {
 	var result map[string]bool
 	and := func(ids []string) {
 		m := map[string]bool{}
