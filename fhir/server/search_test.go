@@ -25,9 +25,9 @@ import (
 // results are computed from, by plain scans of the input.
 type synthea struct {
 	n        *node
-	patients []string             // Patient ids
+	patients []string                 // Patient ids
 	byType   map[string][]*searchData // input resources by type
-	patOf    map[string]string    // Patient id -> its bundle's patient fullUrl
+	patOf    map[string]string        // Patient id -> its bundle's patient fullUrl
 	bundleOf map[string][]*searchData // Patient id -> every resource of its bundle
 }
 
