@@ -88,6 +88,10 @@ type Options struct {
 	// per resource. Nil means no checks. A Principal already in the request
 	// context (the node's operator certificate) is used as it is.
 	Access Authenticator
+	// ReadBarrier, when set, runs before every read (GET, HEAD, POST
+	// _search); an error refuses the read with 503. A mirror member's
+	// primary uses it to make reads linearizable (node.ReadBarrier).
+	ReadBarrier func(ctx context.Context) error
 	// Audit writes an AuditEvent for every access to clinical data (see
 	// audit.go); AuditWindow bounds how long a read's event waits for its
 	// group commit (default 500ms, at most 1s). Close flushes.
@@ -293,6 +297,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ferr := s.allow(r, ityp, letter); ferr != nil {
 		s.fail(w, ferr)
 		return
+	}
+	if s.opts.ReadBarrier != nil && isRead(r.Method, seg) {
+		if err := s.opts.ReadBarrier(r.Context()); err != nil {
+			w.Header().Set("Retry-After", "1")
+			s.fail(w, fhir.Errorf(http.StatusServiceUnavailable, "transient", err.Error()))
+			return
+		}
 	}
 	allow := func(methods ...string) bool {
 		for _, m := range methods {
@@ -819,4 +830,15 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, typ, id string, vi
 		return
 	}
 	s.send(w, &response{Status: http.StatusOK, ETag: v.ETag(), LastModified: v.LastUpdated.Format(http.TimeFormat), Body: v.JSON})
+}
+
+// isRead reports whether a request only reads clinical data.
+func isRead(method string, seg []string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return len(seg) == 0 || seg[0] != "metadata"
+	case http.MethodPost:
+		return len(seg) == 2 && seg[1] == "_search"
+	}
+	return false
 }

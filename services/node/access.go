@@ -51,7 +51,7 @@ type fhirHandler struct {
 
 func (n *Node) fhir() (*fhirserver.Server, error) {
 	n.fhirH.once.Do(func() {
-		opts := fhirserver.Options{BasePath: "/fhir", Logger: n.log, Audit: true}
+		opts := fhirserver.Options{BasePath: "/fhir", Logger: n.log, Audit: true, ReadBarrier: n.fhirReadBarrier}
 		if n.verifier != nil {
 			opts.Access = n.verifier
 		}
@@ -104,4 +104,16 @@ func (n *Node) mountFHIR(mux *http.ServeMux) {
 	}
 	mux.Handle("/fhir/", n.serveFHIR(srv))
 	mux.Handle("/fhir", n.serveFHIR(srv))
+}
+
+// fhirReadBarrier makes FHIR reads on the primary linearizable (see
+// ReadBarrier). Other members serve what they have applied: the gateway
+// sends reads there only when the client allows staleness
+// (X-Tandem-Max-Lag), and the member says how far behind it is in its
+// /mirror/status.
+func (n *Node) fhirReadBarrier(ctx context.Context) error {
+	if n.mirror == nil || !n.IsPrimary() {
+		return nil
+	}
+	return n.ReadBarrier(ctx)
 }
