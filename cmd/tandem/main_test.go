@@ -275,7 +275,10 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	if !strings.Contains(out.String(), ep.FHIR) || ep.FHIR == "" {
 		t.Fatalf("dev did not print the gateway's FHIR base URL %q:\n%s", ep.FHIR, out.String())
 	}
-	resp, err := client.Post(ep.FHIR+"/Patient", "application/fhir+json", strings.NewReader(`{"resourceType":"Patient","active":true}`))
+	req, _ := http.NewRequest("POST", ep.FHIR+"/Patient", strings.NewReader(`{"resourceType":"Patient","active":true}`))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+ep.Tokens["clinician"])
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,8 @@ import (
 var ErrCannotProvePrimary = errors.New("this member cannot prove it is still the primary: read from the member whose /mirror/primary answers 200")
 
 // lease is the primary's proof that no other member can have taken over:
-// a message in its epoch from the backup or the arbiter, received recently
+// a message in its epoch from the backup, or an arbiter answer whose record
+// names it primary in its epoch, received recently
 // (within QoS/2) and after any stall of this process. A backup takes over
 // only after the arbiter or the primary's agent agrees the primary is gone,
 // which takes at least the QoS without hearing from it (the agent kills the

@@ -780,8 +780,11 @@ func (m *mirror) readFrom(c *transport.Conn) {
 			m.log.Warn("refused a message addressed to someone else", "peer", c.Peer(), "to", string(msg.To))
 			return
 		}
-		if msg.From == m.peer || msg.From == "arbiter" {
-			m.lease.confirm(uint64(msg.Epoch))
+		switch {
+		case msg.From == m.peer && m.peer != "":
+			m.lease.confirm(uint64(msg.Epoch)) // the partner is still in that epoch
+		case msg.From == "arbiter" && msg.Type == failover.MsgArbiterResp && string(msg.Record.Primary) == m.me.Name:
+			m.lease.confirm(uint64(msg.Record.Version.Epoch)) // the arbiter's record names us primary
 		}
 		m.inbox <- msg
 	}
