@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -82,7 +83,16 @@ func startPGAF(t *testing.T, dir string, port func() int) *pgaf {
 
 	p.mon = p.spawn("monitor", "create", "monitor", "--pgdata", filepath.Join(dir, "monitor"), "--pgport", strconv.Itoa(p.monPort),
 		"--hostname", "127.0.0.1", "--auth", "trust", "--ssl-self-signed", "--run")
-	p.waitFor("the monitor to accept connections", 60*time.Second, func() bool {
+	// Poll the port first: `pg_autoctl show state` run while `create
+	// monitor` still makes its state directories can make create fail.
+	p.waitFor("the monitor's port", 60*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.monPort), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	p.waitFor("the monitor to answer", 60*time.Second, func() bool {
 		_, err := p.state()
 		return err == nil
 	})
@@ -92,14 +102,14 @@ func startPGAF(t *testing.T, dir string, port func() int) *pgaf {
 		n.cmd = p.spawn(name, "create", "postgres", "--pgdata", n.pgdat, "--pgport", strconv.Itoa(n.port),
 			"--hostname", "127.0.0.1", "--name", name, "--auth", "trust", "--ssl-self-signed",
 			"--monitor", p.monitorURL(), "--run")
-		want := "primary"
-		if i == 1 {
-			want = "secondary"
+		if i == 0 { // alone, the first node is "single"; it turns primary when the second joins
+			p.waitFor(name+" single", 120*time.Second, func() bool {
+				st, err := p.state()
+				return err == nil && st[name] == "single/single"
+			})
+			continue
 		}
-		p.waitFor(name+" "+want, 120*time.Second, func() bool {
-			st, err := p.state()
-			return err == nil && st[name] == want+"/"+want
-		})
+		p.waitFor("pg1 primary and pg2 secondary", 180*time.Second, func() bool { i, ok := p.healthy(); return ok && i == 0 })
 	}
 	return p
 }

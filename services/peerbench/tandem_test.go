@@ -33,7 +33,7 @@ var members = [2]string{"a", "b"}
 
 func buildTandem(t *testing.T, dir string) string {
 	t.Helper()
-	bin := filepath.Join(dir, "tandem")
+	bin := filepath.Join(dir, "tandem-bench-peer")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/tandemhealth/tandem/cmd/tandem").CombinedOutput()
 	if err != nil {
 		t.Fatalf("build tandem: %v\n%s", err, out)
