@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,22 +207,28 @@ func TestBenchPeer(t *testing.T) {
 		}
 		t0 := time.Now()
 		pg.killNode(p)
-		d := firstWrite(t, "postgres", 300*time.Second, func(int) error {
-			c, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			conn, err := pgx.Connect(c, pg.connStringRW())
-			if err != nil {
-				return err
-			}
-			defer conn.Close(context.Background())
-			_, err = conn.Exec(c, "INSERT INTO failover_probe DEFAULT VALUES")
-			return err
-		}, t0)
-		to := pg.nodes[1-p].name
+		var to string
+		d := firstWrite(t, "postgres", 300*time.Second, pgProbe(pg, &to), t0)
 		pg.restartNode(p)
 		rejoin := pg.waitFor("the old primary back as secondary", 300*time.Second, func() bool { _, ok := pg.healthy(); return ok })
 		t.Logf("postgres trial %d: killed %s (keeper+postmaster), first write after %s; healthy pair again %s later", i+1, pg.nodes[p].name, d.Round(time.Millisecond), rejoin.Round(time.Millisecond))
 		rep.Failover.PG = append(rep.Failover.PG, trial{Killed: pg.nodes[p].name, WroteOn: to, Seconds: d.Seconds(), RejoinSeconds: rejoin.Seconds()})
+	}
+	// For the record, not a goal: kill -9 of the postmaster alone, the
+	// keeper left running (it restarts Postgres in place on the same node).
+	{
+		p, ok := pg.healthy()
+		if !ok {
+			t.Fatal("postgres: pair not healthy before the postmaster-only kill")
+		}
+		pm := pg.postmasterPID(p)
+		t0 := time.Now()
+		syscall.Kill(pm, syscall.SIGKILL)
+		var to string
+		d := firstWrite(t, "postgres (postmaster only)", 300*time.Second, pgProbe(pg, &to), t0)
+		rejoin := pg.waitFor("a healthy pair after the postmaster-only kill", 300*time.Second, func() bool { _, ok := pg.healthy(); return ok })
+		t.Logf("postgres, postmaster only: killed %s's postmaster %d, keeper left running; first write on %s after %s; healthy pair %s later", pg.nodes[p].name, pm, to, d.Round(time.Millisecond), rejoin.Round(time.Millisecond))
+		rep.Failover.PGPostmasterOnly = &trial{Killed: pg.nodes[p].name + " postmaster only", WroteOn: to, Seconds: d.Seconds(), RejoinSeconds: rejoin.Seconds()}
 	}
 	rep.Failover.TandemMedian = median(rep.Failover.Tandem)
 	rep.Failover.PGMedian = median(rep.Failover.PG)
@@ -241,6 +248,31 @@ func TestBenchPeer(t *testing.T) {
 			t.Fatal(err)
 		}
 		fmt.Printf("results written to %s\n", name)
+	}
+}
+
+// pgProbe is one attempt at a write on whichever node accepts writes; on
+// success it records which node took it.
+func pgProbe(pg *pgaf, to *string) func(int) error {
+	return func(int) error {
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(c, pg.connStringRW())
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		var port int
+		if err := conn.QueryRow(c, "INSERT INTO failover_probe DEFAULT VALUES RETURNING inet_server_port()").Scan(&port); err != nil {
+			return err
+		}
+		*to = fmt.Sprint(port)
+		for _, n := range pg.nodes {
+			if n.port == port {
+				*to = n.name
+			}
+		}
+		return nil
 	}
 }
 
@@ -410,6 +442,8 @@ type report struct {
 		PG           []trial `json:"postgres"`
 		TandemMedian float64 `json:"tandem_median_seconds"`
 		PGMedian     float64 `json:"postgres_median_seconds"`
+		// PGPostmasterOnly is informational: the keeper restarts Postgres.
+		PGPostmasterOnly *trial `json:"postgres_postmaster_only_kill,omitempty"`
 	} `json:"failover_kill9_to_first_write"`
 	Goals   []goal `json:"goals"`
 	Methods string `json:"methods"`
@@ -450,6 +484,13 @@ func goals(r report) []goal {
 	return g
 }
 
+func where(o *trial) string {
+	if strings.HasPrefix(o.Killed, o.WroteOn+" ") {
+		return "written on " + o.WroteOn + ": restarted in place"
+	}
+	return "written on " + o.WroteOn + ": failed over"
+}
+
 func printTable(w io.Writer, r report) {
 	fmt.Fprintf(w, "\nTandem vs PostgreSQL %s + pg_auto_failover (sync standby: %q, synchronous_commit=%s), same run, loopback, %s per measurement\n\n",
 		r.PGSettings["server_version"], r.PGSettings["synchronous_standby_names"], r.PGSettings["synchronous_commit"], time.Duration(r.DurationSec*float64(time.Second)))
@@ -478,6 +519,9 @@ func printTable(w io.Writer, r report) {
 	fmt.Fprintf(w, "%-34s %-30s   %-30s\n", fmt.Sprintf("kill -9 primary → 1st write, median of %d", r.Trials),
 		fmt.Sprintf("%.2f s", r.Failover.TandemMedian), fmt.Sprintf("%.2f s", r.Failover.PGMedian))
 	fmt.Fprintf(w, "%-34s %-30s   %-30s\n", "  trials (s)", secs(r.Failover.Tandem), secs(r.Failover.PG))
+	if o := r.Failover.PGPostmasterOnly; o != nil {
+		fmt.Fprintf(w, "%-34s %-30s   %-30s\n", "kill -9 PG postmaster only (info)", "-", fmt.Sprintf("%.2f s (%s)", o.Seconds, where(o)))
+	}
 	fmt.Fprintf(w, "\n%-36s %12s %12s  %-12s %s\n", "goal", "Tandem", "PostgreSQL", "target", "verdict")
 	for _, g := range r.Goals {
 		v := "NOT MET"
