@@ -29,7 +29,8 @@ const methods = "Both systems on this machine's loopback and disk, default failo
 	"Storage: Tandem PUT /admin/kv/fhir/KEY (1 KiB random value) on the primary over HTTPS with the operator certificate, one kept-alive connection per client; " +
 	"PostgreSQL INSERT INTO kv(v bytea) of 1 KiB random bytes on the primary with autocommit, one pgx connection (sslmode=require) per client, commit waits for the synchronous standby. " +
 	"FHIR: POST /fhir/Patient (Prefer: return=minimal) of a fixed Patient vs INSERT of the same JSON into a jsonb column (uuid id). " +
-	"One untimed warm-up operation per client; throughput = successful operations / wall time; latencies per operation. " +
+	"Each measurement is cut into 5 windows alternating between the systems (A B, B A, ...) so that other load on this shared 2-core machine falls on both alike; " +
+	"one untimed warm-up operation per client; throughput = successful operations / wall time; latencies per operation. " +
 	"Failover: SIGKILL of the primary's whole node (Tandem: node and agent processes; PostgreSQL: the pg_autoctl process group, i.e. keeper and postmaster, so the keeper cannot restart Postgres in place), " +
 	"then a write retried every 20 ms (Tandem: PUT to each member in turn, 1 s timeout; PostgreSQL: new connection with target_session_attrs=read-write over both nodes, 2 s timeout) " +
 	"until one is acknowledged; time from the kill. The killed node is restarted and the next trial starts from a healthy pair (Tandem: primary + active backup; PostgreSQL: primary + secondary as assigned by the monitor)."
@@ -105,6 +106,7 @@ func TestBenchPeer(t *testing.T) {
 		Trials:      trials,
 		PGSettings:  pgSettings(ctx, setup),
 		Methods:     methods,
+		LoadAvg:     []string{loadavg()},
 	}
 	setup.Close(ctx)
 	t.Logf("postgres settings on the primary: %v", rep.PGSettings)
@@ -112,15 +114,14 @@ func TestBenchPeer(t *testing.T) {
 
 	// (1) storage level.
 	for _, clients := range []int{1, 16, 64} {
-		ta := runLoad(clients, dur, func(int) (func(context.Context, int) error, func(), error) {
+		ta, pa := compare(clients, dur, func(int) (func(context.Context, int) error, func(), error) {
 			value := make([]byte, 1024)
 			return func(ctx context.Context, i int) error {
 				fillRandom(value)
 				key := fmt.Sprintf("peer/%d/%d", rand.Uint64(), i)
 				return tt.client.Do(ctx, "PUT", primary, "/admin/kv/fhir/"+key, value, nil)
 			}, func() {}, nil
-		})
-		pa := runLoad(clients, dur, func(int) (func(context.Context, int) error, func(), error) {
+		}, func(int) (func(context.Context, int) error, func(), error) {
 			conn, err := pgx.Connect(ctx, pg.connString(0))
 			if err != nil {
 				return nil, nil, err
@@ -141,7 +142,7 @@ func TestBenchPeer(t *testing.T) {
 	// (2) FHIR level, 16 clients.
 	{
 		base, _ := tt.client.MemberURL(primary)
-		ta := runLoad(16, dur, func(int) (func(context.Context, int) error, func(), error) {
+		ta, pa := compare(16, dur, func(int) (func(context.Context, int) error, func(), error) {
 			return func(ctx context.Context, _ int) error {
 				req, _ := http.NewRequestWithContext(ctx, "POST", base+"/fhir/Patient", strings.NewReader(patient))
 				req.Header.Set("Content-Type", "application/fhir+json")
@@ -157,8 +158,7 @@ func TestBenchPeer(t *testing.T) {
 				}
 				return nil
 			}, func() {}, nil
-		})
-		pa := runLoad(16, dur, func(int) (func(context.Context, int) error, func(), error) {
+		}, func(int) (func(context.Context, int) error, func(), error) {
 			conn, err := pgx.Connect(ctx, pg.connString(0))
 			if err != nil {
 				return nil, nil, err
@@ -233,6 +233,7 @@ func TestBenchPeer(t *testing.T) {
 	rep.Failover.TandemMedian = median(rep.Failover.Tandem)
 	rep.Failover.PGMedian = median(rep.Failover.PG)
 
+	rep.LoadAvg = append(rep.LoadAvg, loadavg())
 	rep.Goals = goals(rep)
 	rep.WallSeconds = time.Since(began).Seconds()
 	var out bytes.Buffer
@@ -274,6 +275,11 @@ func pgProbe(pg *pgaf, to *string) func(int) error {
 		}
 		return nil
 	}
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
 }
 
 func envInt(t *testing.T, name string, def int) int {
@@ -332,44 +338,97 @@ func (l load) String() string {
 	return s
 }
 
-// runLoad runs clients concurrent clients for d, each doing its operation
-// in a loop, after one untimed warm-up operation per client (connections
-// are open before the clock starts on both sides). Only successful
-// operations count; errors are counted apart.
-func runLoad(clients int, d time.Duration, newClient func(i int) (op func(context.Context, int) error, done func(), err error)) load {
-	res := load{Clients: clients}
+// newClient opens one client (its connection) and returns its operation
+// and how to close it.
+type newClient func(i int) (op func(context.Context, int) error, done func(), err error)
+
+// rounds is how many alternating windows each measurement is cut into, so
+// that load from elsewhere on this shared machine falls on both systems
+// alike rather than on whichever ran second.
+const rounds = 5
+
+// compare measures two systems at the same number of clients for d each,
+// in alternating windows (A B, B A, A B, ...), and returns both loads.
+func compare(clients int, d time.Duration, a, b newClient) (load, load) {
+	ca, cb := openClients(clients, a), openClients(clients, b)
+	defer ca.close()
+	defer cb.close()
+	for r := range rounds {
+		first, second := ca, cb
+		if r%2 == 1 {
+			first, second = cb, ca
+		}
+		first.window(d / rounds)
+		second.window(d / rounds)
+	}
+	return ca.result(), cb.result()
+}
+
+// clients is one system's set of open clients and what they measured.
+type clients struct {
+	ops     []func(context.Context, int) error
+	dones   []func()
+	res     load
+	lat     []time.Duration
+	elapsed time.Duration
+	seq     int
+}
+
+// openClients opens n clients and runs one untimed warm-up operation on
+// each, so connections are open before the clock starts on both sides.
+func openClients(n int, nc newClient) *clients {
+	c := &clients{res: load{Clients: n}}
 	var mu sync.Mutex
-	var lat []time.Duration
-	var ready, wg sync.WaitGroup
-	startc := make(chan struct{})
-	var deadline time.Time
-	for c := range clients {
+	var wg sync.WaitGroup
+	for i := range n {
 		wg.Add(1)
-		ready.Add(1)
 		go func() {
 			defer wg.Done()
-			op, done, err := newClient(c)
+			op, done, err := nc(i)
 			if err == nil {
-				err = op(context.Background(), -1)
-			}
-			ready.Done()
-			if err != nil {
-				mu.Lock()
-				res.Errors++
-				if res.FirstEr == "" {
-					res.FirstEr = "setup: " + err.Error()
+				if err = op(context.Background(), -1-i); err != nil {
+					done()
 				}
-				mu.Unlock()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				c.res.Errors++
+				if c.res.FirstEr == "" {
+					c.res.FirstEr = "setup: " + err.Error()
+				}
 				return
 			}
-			defer done()
-			<-startc
+			c.ops, c.dones = append(c.ops, op), append(c.dones, done)
+		}()
+	}
+	wg.Wait()
+	return c
+}
+
+func (c *clients) close() {
+	for _, d := range c.dones {
+		d()
+	}
+}
+
+// window runs every client in a loop for d. Only successful operations
+// count; errors are counted apart.
+func (c *clients) window(d time.Duration) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for w, op := range c.ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			var mine []time.Duration
 			errs, first := 0, ""
 			for i := 0; time.Now().Before(deadline); i++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				t0 := time.Now()
-				err := op(ctx, i)
+				err := op(ctx, c.seq+i*len(c.ops)+w)
 				el := time.Since(t0)
 				cancel()
 				if err != nil {
@@ -382,24 +441,26 @@ func runLoad(clients int, d time.Duration, newClient func(i int) (op func(contex
 				mine = append(mine, el)
 			}
 			mu.Lock()
-			lat = append(lat, mine...)
-			res.Errors += errs
-			if res.FirstEr == "" {
-				res.FirstEr = first
+			c.lat = append(c.lat, mine...)
+			c.res.Errors += errs
+			if c.res.FirstEr == "" {
+				c.res.FirstEr = first
 			}
 			mu.Unlock()
 		}()
 	}
-	ready.Wait()
-	start := time.Now()
-	deadline = start.Add(d)
-	close(startc)
 	wg.Wait()
-	elapsed := time.Since(start)
+	c.elapsed += time.Since(start)
+	c.seq += 1 << 30
+}
+
+func (c *clients) result() load {
+	res := c.res
+	lat := c.lat
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	res.Ops = len(lat)
 	if len(lat) > 0 {
-		res.PerSec = float64(len(lat)) / elapsed.Seconds()
+		res.PerSec = float64(len(lat)) / c.elapsed.Seconds()
 		res.P50ms = ms(lat[len(lat)/2])
 		res.P99ms = ms(lat[min(len(lat)-1, len(lat)*99/100)])
 	}
@@ -445,7 +506,10 @@ type report struct {
 		// PGPostmasterOnly is informational: the keeper restarts Postgres.
 		PGPostmasterOnly *trial `json:"postgres_postmaster_only_kill,omitempty"`
 	} `json:"failover_kill9_to_first_write"`
-	Goals   []goal `json:"goals"`
+	// LoadAvg is /proc/loadavg after setup and at the end: the machine is
+	// shared, and the figures move with what else runs.
+	LoadAvg []string `json:"loadavg"`
+	Goals   []goal   `json:"goals"`
 	Methods string `json:"methods"`
 }
 
@@ -530,5 +594,5 @@ func printTable(w io.Writer, r report) {
 		}
 		fmt.Fprintf(w, "%-36s %12.2f %12.2f  %-12s %s\n", g.What, g.Tandem, g.PG, g.Target, v)
 	}
-	fmt.Fprintf(w, "\nwall time of the run: %.0f s\n", r.WallSeconds)
+	fmt.Fprintf(w, "\nwall time of the run: %.0f s; /proc/loadavg after setup %q, at the end %q (shared machine)\n", r.WallSeconds, r.LoadAvg[0], r.LoadAvg[len(r.LoadAvg)-1])
 }
