@@ -510,7 +510,7 @@ type report struct {
 	// shared, and the figures move with what else runs.
 	LoadAvg []string `json:"loadavg"`
 	Goals   []goal   `json:"goals"`
-	Methods string `json:"methods"`
+	Methods string   `json:"methods"`
 }
 
 func median(ts []trial) float64 {

@@ -287,5 +287,10 @@ func pgSettings(ctx context.Context, conn *pgx.Conn) map[string]string {
 		}
 		out[s] = v
 	}
+	var repl string
+	if err := conn.QueryRow(ctx, "SELECT coalesce(string_agg(application_name || ' ' || state || ' ' || sync_state, ', '), 'none') FROM pg_stat_replication").Scan(&repl); err != nil {
+		repl = "error: " + err.Error()
+	}
+	out["pg_stat_replication"] = repl
 	return out
 }
