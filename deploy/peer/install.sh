@@ -21,5 +21,5 @@ if ! apt-get install -y -qq "${missing[@]}"; then
   echo "bench-peer: could not install ${missing[*]}; the comparison needs them and is not run without them" >&2
   exit 1
 fi
-# The Debian package creates and starts a default cluster on 5432; the
+# Debian's postgresql-15 may create a default cluster on 5432; the
 # benchmark does not use it.
