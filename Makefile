@@ -6,11 +6,13 @@ SEEDS ?= 500
 FUZZTIME ?= 60s
 SCHEDULES ?= 10
 SEED ?= 1
+TRIALS ?= 5
+DURATION ?= 5s
 
 # The cores: fast unit tests, no processes, no Temporal.
 CORE_PKGS := ./mirror/... ./services/... ./fhir/...
 
-.PHONY: help build check test lint bench dev sim fuzz clean
+.PHONY: help build check test lint bench bench-peer dev sim fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +34,11 @@ test: lint build ## everything CI runs (budget: 25 minutes on 2 cores)
 
 bench: ## benchmarks: all, or one with BENCH=name (e.g. BENCH=journal)
 	$(GO) test -run '^$$' -bench '(?i)$(BENCH)' -benchtime 1x -timeout 30m ./...
+
+bench-peer: ## Tandem vs PostgreSQL 15 + pg_auto_failover, same run: make bench-peer [TRIALS=5] [DURATION=5s]
+	deploy/peer/install.sh
+	set -o pipefail; TANDEM_BENCH_PEER=1 TRIALS=$(TRIALS) DURATION=$(DURATION) TANDEM_BENCH_PEER_DIR=$(CURDIR)/.tandem/bench-peer \
+		$(GO) test ./services/peerbench -run '^TestBenchPeer$$' -count=1 -v -timeout 0
 
 sim: ## failover simulation: make sim SEEDS=N
 	set -o pipefail; $(GO) test ./mirror/failover/sim -run '^TestSim$$' -count=1 -v -timeout 120m -args -seeds=$(SEEDS) | tail -n 20
