@@ -152,6 +152,20 @@ type ack struct {
 
 // checkNoLossNoDuplicates reads every acknowledged resource from member
 // and searches every key's identifier there: each must exist once.
+// readRetry reads from a member, retrying while it answers 503 (a new
+// primary refuses reads until it can prove it is primary and has committed
+// what it holds), for up to 15 s.
+func (tr *tier) readRetry(member, path string, out any) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := tr.client.Do(context.Background(), "GET", member, path, nil, out)
+		if err == nil || !strings.Contains(err.Error(), "HTTP 503") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (tr *tier) checkNoLossNoDuplicates(member string, acks []ack) {
 	tr.t.Helper()
 	lost, dup := 0, 0
@@ -159,14 +173,14 @@ func (tr *tier) checkNoLossNoDuplicates(member string, acks []ack) {
 		var p struct {
 			Identifier []struct{ Value string }
 		}
-		if err := tr.client.Do(context.Background(), "GET", member, "/fhir/Patient/"+a.id, nil, &p); err != nil || len(p.Identifier) == 0 || p.Identifier[0].Value != a.key {
+		if err := tr.readRetry(member, "/fhir/Patient/"+a.id, &p); err != nil || len(p.Identifier) == 0 || p.Identifier[0].Value != a.key {
 			lost++
 			if lost <= 5 {
 				tr.t.Errorf("acknowledged create %s (Patient/%s) missing on %s: %v", a.key, a.id, member, err)
 			}
 		}
 		var s struct{ Total int }
-		if err := tr.client.Do(context.Background(), "GET", member, "/fhir/Patient?identifier=urn:tandem-test|"+a.key, nil, &s); err != nil || s.Total != 1 {
+		if err := tr.readRetry(member, "/fhir/Patient?identifier=urn:tandem-test|"+a.key, &s); err != nil || s.Total != 1 {
 			dup++
 			if dup <= 5 {
 				tr.t.Errorf("key %s: %d Patients with its identifier on %s (%v), want exactly 1", a.key, s.Total, member, err)

@@ -879,14 +879,7 @@ func TestSyntheaLoadSurvivesKillOfPrimary(t *testing.T) {
 			// Right after the takeover the new primary answers 503 until it
 			// has committed (and applied) everything it holds: retry.
 			var b []byte
-			var err error
-			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-				err = tr.client.Do(context.Background(), "GET", "b", "/fhir/"+loc, nil, &b)
-				if err == nil || !strings.Contains(err.Error(), "HTTP 503") || time.Now().After(deadline) {
-					break
-				}
-			}
-			if err != nil {
+			if err := tr.readRetry("b", "/fhir/"+loc, &b); err != nil {
 				t.Fatalf("%s from %s not readable on the new primary: %v", loc, filepath.Base(o.file), err)
 			}
 			resources++

@@ -227,6 +227,18 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 			g.fail(w, http.StatusBadGateway, "transient", "the member failed while handling this request; its outcome is unknown. Send writes with an Idempotency-Key so they can be retried safely")
 			return
 		}
+		if resp.StatusCode == http.StatusServiceUnavailable && class == retrySafe && tg.primary {
+			// The primary refused before doing anything (it cannot yet prove
+			// it is primary, or has not committed what it holds): retry.
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			acancel()
+			last = fmt.Sprintf("member %s answered 503", tg.member)
+			if !g.wait(hold, 50*time.Millisecond) {
+				break
+			}
+			continue
+		}
 		if resp.StatusCode >= 500 && class == retrySafe && tg.primary && !g.stillRouted(hold, tier, tg) {
 			// The member stopped being primary under us: try the new one.
 			io.Copy(io.Discard, resp.Body)

@@ -20,7 +20,7 @@ var ErrCannotProvePrimary = errors.New("this member cannot prove it is still the
 // (within QoS/2) and after any stall of this process. A backup takes over
 // only after the arbiter or the primary's agent agrees the primary is gone,
 // which takes at least the QoS without hearing from it (the agent kills the
-// primary first). A stall (SIGSTOP, a frozen VM) voids the lease: messages
+// primary first). A stall (SIGSTOP, a frozen VM) longer than QoS/4 voids the lease: messages
 // queued while this process could not run prove nothing about now.
 type lease struct {
 	qos time.Duration
@@ -32,8 +32,12 @@ type lease struct {
 }
 
 // stallLimit is how long the watchdog may miss its ticks before it counts
-// the process as stalled.
-func (l *lease) stallLimit() time.Duration { return l.qos / 8 }
+// the process as stalled. A message read after an undetected stall is at
+// most stallLimit old (plus transit), and the lease lasts QoS/2 from its
+// receipt: together less than the QoS of silence a backup needs before it
+// may ask to take over. (QoS/8 voided leases all the time on a loaded
+// 2-core machine, where the scheduler alone delays ticks by 100 ms.)
+func (l *lease) stallLimit() time.Duration { return l.qos / 4 }
 
 func (l *lease) confirm(epoch uint64) {
 	now := time.Now()
