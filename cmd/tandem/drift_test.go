@@ -74,7 +74,8 @@ func (tt *temporalTier) driftCheck() configsyncflow.DriftCheckState {
 // TestConfigWorkflowsOnARealTier (issue 11): the config-sync workflows on
 // the embedded Temporal server, the worker and real members.
 //
-//  1. The worker creates the DriftCheck schedule (60 s) at start.
+//  1. The worker creates the DriftCheck schedule (60 s) at start; ctl
+//     pauses it; a restarted worker leaves it paused.
 //  2. ApplyChange while the backup is down: the primary enforces the new
 //     roles at once; the workflow waits; the backup returns and gets them.
 //  3. The end-to-end case: a user is added to the desired state while the
@@ -101,6 +102,16 @@ func TestConfigWorkflowsOnARealTier(t *testing.T) {
 	out := tt.wctl("schedule", "drift-check", "records", "--every", "60s", "--paused")
 	if !strings.Contains(out, "updated tier/records/drift-check") || !tt.driftCheck().Paused {
 		t.Fatalf("schedule update: %q %+v", out, tt.driftCheck())
+	}
+	// A worker restart (without --drift-check) keeps the operator's change.
+	tt.kill9("worker")
+	tt.startProc("worker", "worker", "--cluster", tt.cluster, "--temporal-address", tt.address)
+	tt.waitFor("the new worker's start", 30*time.Second, func() bool {
+		log, _ := os.ReadFile(filepath.Join(tt.dir, "worker.log"))
+		return strings.Count(string(log), "drift check schedule exists: left as it is") == 1
+	})
+	if d := tt.driftCheck(); !d.Paused || d.Every != 60*time.Second {
+		t.Fatalf("a worker restart changed the schedule: %+v", d)
 	}
 
 	// 2. ApplyChange with the backup down.

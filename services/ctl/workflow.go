@@ -348,7 +348,7 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 		if len(pos) != 2 || pos[0] != "drift-check" {
 			return errors.New("usage: tandem ctl workflow schedule drift-check TIER [--every 60s] [--paused]")
 		}
-		created, err := configsyncflow.EnsureDriftCheck(ctx, c, configsyncflow.Schedule{Tier: pos[1], Every: *every, Paused: *paused})
+		created, err := configsyncflow.EnsureDriftCheck(ctx, c, configsyncflow.Schedule{Tier: pos[1], Every: *every, Paused: paused})
 		if err != nil {
 			return err
 		}

@@ -46,8 +46,9 @@ type Options struct {
 	// start (it may be starting beside it); 60s when 0.
 	DialFor time.Duration
 	// DriftCheck is the interval of every tier's DriftCheck schedule, which
-	// the worker creates or updates at start; configsyncflow.DefaultEvery
-	// when 0; negative: the worker leaves the schedules alone.
+	// the worker sets at start (keeping a paused one paused). 0: the worker
+	// creates a missing schedule (configsyncflow.DefaultEvery) and leaves an
+	// existing one as it is; negative: it leaves the schedules alone.
 	DriftCheck time.Duration
 }
 
@@ -114,10 +115,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.DriftCheck >= 0 {
 		for _, t := range o.Cluster.Tiers {
-			created, err := configsyncflow.EnsureDriftCheck(ctx, c, configsyncflow.Schedule{Tier: t.Name, Every: o.DriftCheck})
+			created, err := configsyncflow.EnsureDriftCheck(ctx, c, configsyncflow.Schedule{Tier: t.Name, Every: o.DriftCheck, CreateOnly: o.DriftCheck == 0})
 			if err != nil {
 				w.Stop()
 				return fmt.Errorf("worker: drift check of tier %s: %w", t.Name, err)
+			}
+			if o.DriftCheck == 0 && !created {
+				o.Log.Info("drift check schedule exists: left as it is", "tier", t.Name, "schedule", configsyncflow.ScheduleID(t.Name))
+				continue
 			}
 			o.Log.Info("drift check scheduled", "tier", t.Name, "schedule", configsyncflow.ScheduleID(t.Name), "every", cmp.Or(o.DriftCheck, configsyncflow.DefaultEvery).String(), "created", created)
 		}

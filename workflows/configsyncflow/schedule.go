@@ -24,9 +24,13 @@ func ScheduleID(tier string) string { return "tier/" + tier + "/drift-check" }
 
 // Schedule is a DriftCheck schedule as it should be.
 type Schedule struct {
-	Tier   string
-	Every  time.Duration // DefaultEvery when 0
-	Paused bool
+	Tier  string
+	Every time.Duration // DefaultEvery when 0
+	// Paused: nil keeps an existing schedule's state (a new one runs).
+	Paused *bool
+	// CreateOnly leaves an existing schedule as it is (a worker start
+	// without an explicit interval must not undo an operator's change).
+	CreateOnly bool
 }
 
 // EnsureDriftCheck creates the tier's DriftCheck schedule, or brings an
@@ -45,13 +49,16 @@ func EnsureDriftCheck(ctx context.Context, c client.Client, s Schedule) (created
 		Args: []any{Input{Tier: s.Tier}}, TaskQueue: workflows.TaskQueue, WorkflowExecutionTimeout: 10 * time.Minute}
 	sc := c.ScheduleClient()
 	_, err = sc.Create(ctx, client.ScheduleOptions{ID: ScheduleID(s.Tier), Spec: spec, Action: action,
-		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: time.Minute, Paused: s.Paused,
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: time.Minute, Paused: s.Paused != nil && *s.Paused,
 		Note: "tandem DriftCheck: ConfigSync on tier " + s.Tier})
 	if err == nil {
 		return true, nil
 	}
 	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
 		return false, fmt.Errorf("create schedule %s: %w", ScheduleID(s.Tier), err)
+	}
+	if s.CreateOnly {
+		return false, nil
 	}
 	h := sc.GetHandle(ctx, ScheduleID(s.Tier))
 	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
@@ -64,7 +71,9 @@ func EnsureDriftCheck(ctx context.Context, c client.Client, s Schedule) (created
 		if sch.State == nil {
 			sch.State = &client.ScheduleState{}
 		}
-		sch.State.Paused = s.Paused
+		if s.Paused != nil {
+			sch.State.Paused = *s.Paused
+		}
 		return &client.ScheduleUpdate{Schedule: &sch}, nil
 	}})
 	if err != nil {
