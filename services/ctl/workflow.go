@@ -251,7 +251,11 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 				return "", "", err
 			}
 			if !asJSON {
-				fmt.Fprintf(stdout, "%s: every %s, paused %v, %d runs, next %s\n", d.ScheduleID, d.Every, d.Paused, d.Runs, d.NextRun.Format(time.RFC3339))
+				next := "none"
+				if !d.NextRun.IsZero() {
+					next = d.NextRun.Format(time.RFC3339)
+				}
+				fmt.Fprintf(stdout, "%s: every %s, paused %v, %d runs, next %s\n", d.ScheduleID, d.Every, d.Paused, d.Runs, next)
 			}
 			if d.LastWorkflowID == "" {
 				return "", "", fmt.Errorf("%s has not run yet", d.ScheduleID)
