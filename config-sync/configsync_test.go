@@ -152,3 +152,19 @@ func TestDamagedEffectiveStateIsAnError(t *testing.T) {
 		t.Fatal("damaged effective state opened")
 	}
 }
+
+func TestApplyOnlyLeavesTheOtherCategories(t *testing.T) {
+	l, _ := OpenLocal(t.TempDir())
+	desired := desiredWith(t, map[string]string{Users: `[{"name":"carol","enabled":true}]`, Roles: `[{"name":"nurse","scopes":["patient/*.rs"]}]`})
+	res, err := l.ApplyOnly(desired, Host{}, []string{Roles})
+	if err != nil || res[0].Result != "skipped" || res[1].Result != "applied" || res[2].Result != "skipped" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	d, _ := Diff(desired, l.State())
+	if d[0].Aligned || !d[1].Aligned {
+		t.Fatalf("users applied or roles not: %+v", d)
+	}
+	if res, _ := l.ApplyOnly(desired, Host{}, nil); res[0].Result != "applied" || res[1].Result != "unchanged" {
+		t.Fatalf("apply of every category: %+v", res)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 
@@ -106,7 +107,7 @@ type Host struct {
 // CategoryResult is the outcome of Apply for one category.
 type CategoryResult struct {
 	Category   string `json:"category"`
-	Result     string `json:"result"` // unchanged, applied, failed
+	Result     string `json:"result"` // unchanged, applied, failed, skipped
 	FromDigest string `json:"from_digest"`
 	ToDigest   string `json:"to_digest"`
 	Version    uint64 `json:"version"`
@@ -118,6 +119,14 @@ type CategoryResult struct {
 // is left as it was and reported failed; the others are applied. Applying
 // twice changes nothing the second time.
 func (l *Local) Apply(desired State, h Host) ([]CategoryResult, error) {
+	return l.ApplyOnly(desired, h, nil)
+}
+
+// ApplyOnly is Apply restricted to the categories in only (every category
+// when only is empty); the others are left as they are and reported
+// "skipped". A workflow uses it to repair one category of a member while
+// another waits for an approval.
+func (l *Local) ApplyOnly(desired State, h Host, only []string) ([]CategoryResult, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	next := State{}
@@ -137,6 +146,8 @@ func (l *Local) Apply(desired State, h Host) ([]CategoryResult, error) {
 		}
 		r := CategoryResult{Category: c, FromDigest: from, ToDigest: to, Version: desired[c].Version}
 		switch {
+		case len(only) > 0 && !slices.Contains(only, c):
+			r.Result = "skipped"
 		case from == to:
 			r.Result = "unchanged"
 			if l.st[c].Version != desired[c].Version {

@@ -5,8 +5,9 @@
 // members' admin APIs over mutual TLS with the operator's certificate.
 //
 // One folder per workflow below this one (mirrorsetup, plannedfailover,
-// promoteasync) holds the deterministic workflow code; the embedded server
-// is in temporalserver. Workflow code never does I/O, never reads the
+// promoteasync; applychange and configsyncflow, with the DriftCheck
+// schedule, for config-sync) holds the deterministic workflow code; the
+// embedded server is in temporalserver. Workflow code never does I/O, never reads the
 // clock or a random source except through the workflow package, and never
 // decides anything an activity measured without the measurement being in
 // history. Activities are idempotent: each may run more than once.

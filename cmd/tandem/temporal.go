@@ -43,18 +43,27 @@ func runWorker(ctx context.Context, args []string) error {
 	address := fs.String("temporal-address", worker.DefaultAddress, "Temporal frontend host:port (the embedded server, or a Temporal cluster)")
 	namespace := fs.String("namespace", worker.DefaultNamespace, "Temporal namespace")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	driftCheck := fs.Duration("drift-check", 60*time.Second, "interval of every tier's DriftCheck schedule (ConfigSync): without this flag a missing schedule is created (60s) and an existing one left as it is; with it, set at start; 0 leaves the schedules alone")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *clusterPath == "" {
 		return errors.New("--cluster FILE is required")
 	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "drift-check" })
+	switch {
+	case !set:
+		*driftCheck = 0 // create if missing, else leave as the operator set it
+	case *driftCheck == 0:
+		*driftCheck = -1
+	}
 	f, err := cluster.Load(*clusterPath)
 	if err != nil {
 		return err
 	}
 	log := newLogger(os.Stderr, *level).With("service", "worker")
-	if err := worker.Run(ctx, worker.Options{Cluster: f, Address: *address, Namespace: *namespace, Log: log}); err != nil {
+	if err := worker.Run(ctx, worker.Options{Cluster: f, Address: *address, Namespace: *namespace, Log: log, DriftCheck: *driftCheck}); err != nil {
 		log.Error("worker failed", "err", err)
 		return err
 	}

@@ -94,11 +94,17 @@ func (tt *temporalTier) waitWorkflow(limit time.Duration) ctl.WorkflowState {
 // for its replay test (only with -update-histories).
 func (tt *temporalTier) saveHistory(folder, name, runID string) {
 	tt.t.Helper()
+	tt.saveHistoryOf(folder, name, workflows.TopologyWorkflowID("records"), runID)
+}
+
+// saveHistoryOf is saveHistory for the workflow id.
+func (tt *temporalTier) saveHistoryOf(folder, name, id, runID string) {
+	tt.t.Helper()
 	if !*updateHistories {
 		return
 	}
 	ctx := context.Background()
-	it := tt.tc.GetWorkflowHistory(ctx, workflows.TopologyWorkflowID("records"), runID, false, 0)
+	it := tt.tc.GetWorkflowHistory(ctx, id, runID, false, 0)
 	h := &historypb.History{}
 	for it.HasNext() {
 		e, err := it.Next()

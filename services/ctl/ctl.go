@@ -374,7 +374,7 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)
   config diff|apply|show|set|user|role  users, roles, security: desired vs effective (tandem ctl config for details)
   gate log TIER [--limit N]           the failover gate's recorded decisions
-  workflow start|status|approve ...   the Temporal workflows: mirror-setup, planned-failover, promote-async (tandem ctl workflow)`
+  workflow start|status|approve|schedule ...   the Temporal workflows: mirror-setup, planned-failover, promote-async, apply-change, config-sync; the drift-check schedule (tandem ctl workflow)`
 
 func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Writer) error {
 	var member, confirm string

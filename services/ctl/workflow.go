@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	configsync "github.com/tandemhealth/tandem/config-sync"
 	"github.com/tandemhealth/tandem/workflows"
+	"github.com/tandemhealth/tandem/workflows/applychange"
+	"github.com/tandemhealth/tandem/workflows/configsyncflow"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
@@ -25,9 +29,22 @@ const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HO
   start mirror-setup TIER [--approval] [--approval-ttl 1h] [--watch]
   start planned-failover TIER [--by NAME] [--watch]
   start promote-async TIER MEMBER [--approval-ttl 15m] [--watch]
-  status TIER [--watch]                  progress of the tier's topology workflow (the last one if none runs)
-  approve TIER --confirm TEXT --by NAME  approve what the workflow waits for (status shows the text)
+  start apply-change TIER CATEGORY [FILE] [--if-version N] [--deadline 30m] [--by NAME] [--watch]
+                                         FILE becomes the desired users|roles|security (passwords are hashed
+                                         here, never sent to Temporal); without FILE the current desired state
+                                         is applied; members that are down get it when they return
+  start config-sync TIER [--approval-ttl 15m] [--watch]
+                                         diff every member and repair drift; with --approval-ttl it waits for an
+                                         approval of removals of users only one member has
+  schedule drift-check TIER [--every 60s] [--paused]
+                                         create or update the tier's DriftCheck schedule (runs config-sync)
+  status TIER [apply-change CATEGORY | config-sync | drift-check] [--watch]
+                                         progress of the tier's topology workflow (the last one if none runs),
+                                         or of that config workflow (drift-check: the schedule and its last run)
+  approve TIER [config-sync] --confirm TEXT --by NAME
+                                         approve what the workflow waits for (status shows the text)
 The topology workflows of a tier share the workflow ID tier/<TIER>/topology: one at a time.
+Config workflows have their own IDs: tier/<TIER>/apply-change/<CATEGORY>, tier/<TIER>/config-sync.
 Temporal: --temporal-address, else $TANDEM_TEMPORAL, else 127.0.0.1:7233.`
 
 // WorkflowState is a tier's topology workflow as `ctl workflow status`
@@ -45,10 +62,11 @@ type WorkflowState struct {
 func (s WorkflowState) Closed() bool { return s.Status != "" && s.Status != "Running" }
 
 // StartWorkflow starts kind ("mirror-setup", "planned-failover",
-// "promote-async") on the tier's topology workflow ID; a second start while
-// one runs is refused with what runs.
+// "promote-async" on the tier's topology workflow ID; "apply-change",
+// "config-sync" on their own); a second start while one runs under the
+// same ID is refused with what runs.
 func StartWorkflow(ctx context.Context, c client.Client, kind string, input any) (runID string, err error) {
-	var name, tier string
+	var name, tier, id string
 	switch in := input.(type) {
 	case mirrorsetup.Input:
 		name, tier = mirrorsetup.Name, in.Tier
@@ -56,10 +74,19 @@ func StartWorkflow(ctx context.Context, c client.Client, kind string, input any)
 		name, tier = plannedfailover.Name, in.Tier
 	case promoteasync.Input:
 		name, tier = promoteasync.Name, in.Tier
+	case applychange.Input:
+		name, tier, id = applychange.Name, in.Tier, applychange.WorkflowID(in.Tier, in.Category)
+	case configsyncflow.Input:
+		name, tier, id = configsyncflow.Name, in.Tier, configsyncflow.WorkflowID(in.Tier)
 	default:
 		return "", fmt.Errorf("unknown workflow %q", kind)
 	}
-	id := workflows.TopologyWorkflowID(tier)
+	what := "one topology workflow per tier at a time"
+	if id == "" {
+		id = workflows.TopologyWorkflowID(tier)
+	} else {
+		what = "one at a time under this ID"
+	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                workflows.TaskQueue,
@@ -69,11 +96,11 @@ func StartWorkflow(ctx context.Context, c client.Client, kind string, input any)
 	}, name, input)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
-		running := "a topology workflow"
+		running := "a workflow"
 		if d, derr := c.DescribeWorkflowExecution(ctx, id, ""); derr == nil {
 			running = d.WorkflowExecutionInfo.GetType().GetName() + " (run " + d.WorkflowExecutionInfo.GetExecution().GetRunId() + ")"
 		}
-		return "", fmt.Errorf("tier %s already runs %s under %s: one topology workflow per tier at a time; see `tandem ctl workflow status %s`", tier, running, id, tier)
+		return "", fmt.Errorf("tier %s already runs %s under %s: %s; see `tandem ctl workflow status %s`", tier, running, id, what, tier)
 	}
 	if err != nil {
 		return "", fmt.Errorf("start %s on tier %s: %w", name, tier, err)
@@ -84,12 +111,17 @@ func StartWorkflow(ctx context.Context, c client.Client, kind string, input any)
 // GetWorkflowState reads the tier's topology workflow (the running one, or
 // the last one) and its progress.
 func GetWorkflowState(ctx context.Context, c client.Client, tier string) (WorkflowState, error) {
-	id := workflows.TopologyWorkflowID(tier)
+	return GetWorkflowStateByID(ctx, c, workflows.TopologyWorkflowID(tier), "")
+}
+
+// GetWorkflowStateByID reads the workflow id (run runID, or the latest when
+// empty) and its progress.
+func GetWorkflowStateByID(ctx context.Context, c client.Client, id, runID string) (WorkflowState, error) {
 	st := WorkflowState{WorkflowID: id}
-	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	d, err := c.DescribeWorkflowExecution(ctx, id, runID)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return st, fmt.Errorf("no topology workflow has run on tier %s (or its history expired)", tier)
+		return st, fmt.Errorf("no workflow %s has run (or its history expired)", id)
 	}
 	if err != nil {
 		return st, err
@@ -116,8 +148,13 @@ func GetWorkflowState(ctx context.Context, c client.Client, tier string) (Workfl
 // ApproveWorkflow sends the approve update; the workflow's validator
 // refuses a wrong, anonymous or late approval.
 func ApproveWorkflow(ctx context.Context, c client.Client, tier string, a workflows.Approval) (string, error) {
+	return ApproveWorkflowID(ctx, c, workflows.TopologyWorkflowID(tier), a)
+}
+
+// ApproveWorkflowID sends the approve update to workflow id.
+func ApproveWorkflowID(ctx context.Context, c client.Client, id string, a workflows.Approval) (string, error) {
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   workflows.TopologyWorkflowID(tier),
+		WorkflowID:   id,
 		UpdateName:   workflows.UpdateApprove,
 		Args:         []any{a},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -147,7 +184,11 @@ func PrintWorkflowState(w io.Writer, st WorkflowState) {
 	}
 	if a := p.Approval; a != nil {
 		fmt.Fprintf(w, "  waiting for approval until %s: %s\n", a.ExpiresAt.Format(time.RFC3339), a.What)
-		fmt.Fprintf(w, "  approve with: tandem ctl workflow approve %s --confirm %q --by YOUR-NAME\n", p.Tier, a.Confirm)
+		flow := ""
+		if st.Type == configsyncflow.Name {
+			flow = " config-sync"
+		}
+		fmt.Fprintf(w, "  approve with: tandem ctl workflow approve %s%s --confirm %q --by YOUR-NAME\n", p.Tier, flow, a.Confirm)
 	}
 	if st.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", st.Error)
@@ -167,6 +208,10 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 	ttl := fs.Duration("approval-ttl", 0, "")
 	by := fs.String("by", os.Getenv("USER"), "")
 	confirm := fs.String("confirm", "", "")
+	ifVersion := fs.Int64("if-version", -1, "")
+	deadline := fs.Duration("deadline", 0, "")
+	every := fs.Duration("every", 0, "")
+	paused := fs.Bool("paused", false, "")
 	var pos []string
 	rest := args[1:]
 	for len(rest) > 0 {
@@ -189,9 +234,39 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 		return fmt.Errorf("temporal at %s does not answer (is `tandem temporal` running? --temporal-address): %w", *address, err)
 	}
 	defer c.Close()
-	follow := func(tier string) error {
+	// idOf names the workflow `status` and `approve` address: the topology
+	// workflow, or the config workflow named after the tier.
+	idOf := func(pos []string) (id, runID string, err error) {
+		tier := pos[0]
+		switch {
+		case len(pos) == 1:
+			return workflows.TopologyWorkflowID(tier), "", nil
+		case pos[1] == "config-sync" && len(pos) == 2:
+			return configsyncflow.WorkflowID(tier), "", nil
+		case pos[1] == "apply-change" && len(pos) == 3:
+			return applychange.WorkflowID(tier, pos[2]), "", nil
+		case pos[1] == "drift-check" && len(pos) == 2:
+			d, err := configsyncflow.DescribeDriftCheck(ctx, c, tier)
+			if err != nil {
+				return "", "", err
+			}
+			if !asJSON {
+				next := "none"
+				if !d.NextRun.IsZero() {
+					next = d.NextRun.Format(time.RFC3339)
+				}
+				fmt.Fprintf(stdout, "%s: every %s, paused %v, %d runs, next %s\n", d.ScheduleID, d.Every, d.Paused, d.Runs, next)
+			}
+			if d.LastWorkflowID == "" {
+				return "", "", fmt.Errorf("%s has not run yet", d.ScheduleID)
+			}
+			return d.LastWorkflowID, d.LastRunID, nil
+		}
+		return "", "", errors.New(workflowUsage)
+	}
+	follow := func(id, runID string) error {
 		for {
-			st, err := GetWorkflowState(ctx, c, tier)
+			st, err := GetWorkflowStateByID(ctx, c, id, runID)
 			if err != nil {
 				return err
 			}
@@ -235,6 +310,14 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 				return errors.New("usage: tandem ctl workflow start promote-async TIER MEMBER")
 			}
 			input = promoteasync.Input{Tier: tier, Member: pos[2], ApprovalTTL: *ttl}
+		case "apply-change":
+			in, err := applyChangeInput(pos, *by, *ifVersion, *deadline)
+			if err != nil {
+				return err
+			}
+			input = in
+		case "config-sync":
+			input = configsyncflow.Input{Tier: tier, ApprovalTTL: *ttl, By: *by}
 		default:
 			return fmt.Errorf("unknown workflow %q\n%s", kind, workflowUsage)
 		}
@@ -242,23 +325,52 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 		if err != nil {
 			return err
 		}
+		id := workflows.TopologyWorkflowID(tier)
+		switch in := input.(type) {
+		case applychange.Input:
+			id = applychange.WorkflowID(tier, in.Category)
+		case configsyncflow.Input:
+			id = configsyncflow.WorkflowID(tier)
+		}
 		if !asJSON {
-			fmt.Fprintf(stdout, "started %s on tier %s: workflow %s, run %s\n", kind, tier, workflows.TopologyWorkflowID(tier), runID)
+			fmt.Fprintf(stdout, "started %s on tier %s: workflow %s, run %s\n", kind, tier, id, runID)
 		}
 		if watch || asJSON {
-			return follow(tier)
+			return follow(id, runID)
 		}
 		return nil
 	case "status":
-		if len(pos) != 1 {
-			return errors.New("usage: tandem ctl workflow status TIER [--watch] [--json]")
+		if len(pos) == 0 {
+			return errors.New("usage: tandem ctl workflow status TIER [apply-change CATEGORY | config-sync | drift-check] [--watch] [--json]")
 		}
-		return follow(pos[0])
+		id, runID, err := idOf(pos)
+		if err != nil {
+			return err
+		}
+		return follow(id, runID)
+	case "schedule":
+		if len(pos) != 2 || pos[0] != "drift-check" {
+			return errors.New("usage: tandem ctl workflow schedule drift-check TIER [--every 60s] [--paused]")
+		}
+		created, err := configsyncflow.EnsureDriftCheck(ctx, c, configsyncflow.Schedule{Tier: pos[1], Every: *every, Paused: paused})
+		if err != nil {
+			return err
+		}
+		verb := "updated"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(stdout, "%s %s: ConfigSync every %s (paused %v)\n", verb, configsyncflow.ScheduleID(pos[1]), cmp.Or(*every, configsyncflow.DefaultEvery), *paused)
+		return nil
 	case "approve":
-		if len(pos) != 1 || *confirm == "" {
-			return errors.New("usage: tandem ctl workflow approve TIER --confirm TEXT --by NAME (tandem ctl workflow status TIER shows the text)")
+		if len(pos) == 0 || *confirm == "" {
+			return errors.New("usage: tandem ctl workflow approve TIER [config-sync] --confirm TEXT --by NAME (tandem ctl workflow status TIER shows the text)")
 		}
-		out, err := ApproveWorkflow(ctx, c, pos[0], workflows.Approval{Confirm: *confirm, By: *by})
+		id, _, err := idOf(pos)
+		if err != nil {
+			return err
+		}
+		out, err := ApproveWorkflowID(ctx, c, id, workflows.Approval{Confirm: *confirm, By: *by})
 		if err != nil {
 			return err
 		}
@@ -266,6 +378,33 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 		return nil
 	}
 	return fmt.Errorf("unknown workflow command %q\n%s", sub, workflowUsage)
+}
+
+// applyChangeInput reads `start apply-change TIER CATEGORY [FILE]`: the
+// document is prepared here (passwords and secrets bcrypt-hashed), so no
+// clear text reaches Temporal's history.
+func applyChangeInput(pos []string, by string, ifVersion int64, deadline time.Duration) (applychange.Input, error) {
+	if len(pos) < 3 || len(pos) > 4 {
+		return applychange.Input{}, errors.New("usage: tandem ctl workflow start apply-change TIER CATEGORY [FILE] [--if-version N] [--deadline 30m]")
+	}
+	in := applychange.Input{Tier: pos[1], Category: pos[2], By: by, Deadline: deadline}
+	if !configsync.KnownCategory(in.Category) {
+		return in, configsync.ErrUnknownCategory
+	}
+	if len(pos) == 4 {
+		raw, err := os.ReadFile(pos[3])
+		if err != nil {
+			return in, err
+		}
+		if in.Doc, err = configsync.Prepare(in.Category, raw); err != nil {
+			return in, err
+		}
+	}
+	if ifVersion >= 0 {
+		v := uint64(ifVersion)
+		in.IfVersion = &v
+	}
+	return in, nil
 }
 
 // quietLogger drops the SDK's own log lines: ctl prints what matters.

@@ -567,10 +567,19 @@ func (n *Node) configSyncRoutes(mux *http.ServeMux, admin func(http.HandlerFunc)
 	mux.HandleFunc("POST /admin/config/apply", admin(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Versions map[string]uint64 `json:"versions"`
+			// Categories restricts the apply to these categories (all when
+			// empty); the others are reported "skipped".
+			Categories []string `json:"categories"`
 		}
 		if b, _ := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16)); len(b) > 0 {
 			if err := json.Unmarshal(b, &req); err != nil {
-				fail(w, http.StatusBadRequest, errors.New(`body must be empty or {"versions": {"users": N, ...}}`))
+				fail(w, http.StatusBadRequest, errors.New(`body must be empty or {"versions": {"users": N, ...}, "categories": ["users", ...]}`))
+				return
+			}
+		}
+		for _, c := range req.Categories {
+			if !configsync.KnownCategory(c) {
+				fail(w, http.StatusBadRequest, configsync.ErrUnknownCategory)
 				return
 			}
 		}
@@ -601,13 +610,13 @@ func (n *Node) configSyncRoutes(mux *http.ServeMux, admin func(http.HandlerFunc)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		res, err := n.cs.local.Apply(desired, n.cs.host)
+		res, err := n.cs.local.ApplyOnly(desired, n.cs.host, req.Categories)
 		if err != nil {
 			fail(w, http.StatusInternalServerError, err)
 			return
 		}
 		for _, x := range res {
-			if x.Result != "unchanged" {
+			if x.Result != "unchanged" && x.Result != "skipped" {
 				n.log.Info("config apply", "category", x.Category, "result", x.Result, "version", x.Version, "err", x.Error)
 			}
 		}

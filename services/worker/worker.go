@@ -10,6 +10,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/workflows"
+	"github.com/tandemhealth/tandem/workflows/applychange"
+	"github.com/tandemhealth/tandem/workflows/configsyncflow"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
@@ -42,11 +45,18 @@ type Options struct {
 	// DialFor bounds how long the worker waits for Temporal to answer at
 	// start (it may be starting beside it); 60s when 0.
 	DialFor time.Duration
+	// DriftCheck is the interval of every tier's DriftCheck schedule, which
+	// the worker sets at start (keeping a paused one paused). 0: the worker
+	// creates a missing schedule (configsyncflow.DefaultEvery) and leaves an
+	// existing one as it is; negative: it leaves the schedules alone.
+	DriftCheck time.Duration
 }
 
 // RegisterWorkflows registers every workflow of the administrators.
 func RegisterWorkflows(w sdkworker.WorkflowRegistry) {
 	mirrorsetup.Register(w)
+	applychange.Register(w)
+	configsyncflow.Register(w)
 	plannedfailover.Register(w)
 	promoteasync.Register(w)
 }
@@ -102,6 +112,20 @@ func Run(ctx context.Context, o Options) error {
 	w.RegisterActivity(admin)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: %w", err)
+	}
+	if o.DriftCheck >= 0 {
+		for _, t := range o.Cluster.Tiers {
+			created, err := configsyncflow.EnsureDriftCheck(ctx, c, configsyncflow.Schedule{Tier: t.Name, Every: o.DriftCheck, CreateOnly: o.DriftCheck == 0})
+			if err != nil {
+				w.Stop()
+				return fmt.Errorf("worker: drift check of tier %s: %w", t.Name, err)
+			}
+			if o.DriftCheck == 0 && !created {
+				o.Log.Info("drift check schedule exists: left as it is", "tier", t.Name, "schedule", configsyncflow.ScheduleID(t.Name))
+				continue
+			}
+			o.Log.Info("drift check scheduled", "tier", t.Name, "schedule", configsyncflow.ScheduleID(t.Name), "every", cmp.Or(o.DriftCheck, configsyncflow.DefaultEvery).String(), "created", created)
+		}
 	}
 	o.Log.Info("worker polling", "task_queue", workflows.TaskQueue, "address", o.Address, "namespace", o.Namespace)
 	<-ctx.Done()
