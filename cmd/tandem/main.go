@@ -24,6 +24,7 @@ import (
 	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/dev"
 	"github.com/tandemhealth/tandem/services/gateway"
+	"github.com/tandemhealth/tandem/services/monitor"
 	"github.com/tandemhealth/tandem/services/node"
 )
 
@@ -39,7 +40,8 @@ Usage:
   tandem agent --cluster FILE --member NAME
                                 run the agent beside a failover member (liveness, fencing, journal hand-over)
   tandem gateway --cluster FILE [--listen ADDR] [--redis URL]
-                                one HTTPS address for FHIR clients: routes /fhir to each tier's primary
+                                one HTTPS address for FHIR clients: routes /fhir to each tier's primary;
+                                the Mirror Monitor at /monitor/ (admin tokens)
   tandem ctl COMMAND --cluster FILE
                                 the administrator's CLI (tandem ctl help)
   tandem backup --cluster FILE --member NAME --to DIR [--once] [--snapshot]
@@ -279,7 +281,16 @@ func runGateway(ctx context.Context, args []string) error {
 	if verifier == nil {
 		return errors.New("the cluster file names no access keys (field access.keys): the gateway serves clinical data only to bearer tokens")
 	}
-	cfg.Authenticator = gateway.Tokens{Verifier: verifier}
+	tokens := gateway.Tokens{Verifier: verifier}
+	cfg.Authenticator = tokens
+	// The Mirror Monitor reads every member's /mirror/status with the
+	// operator's certificate (the status endpoint needs a cluster
+	// certificate); the page itself is for admin tokens only.
+	src, err := ctl.NewClient(f)
+	if err != nil {
+		return fmt.Errorf("the Mirror Monitor needs the operator credentials of the cluster file: %w", err)
+	}
+	cfg.Monitor = monitor.New(src, tokens.Admin)
 	g, err := gateway.New(cfg)
 	if err != nil {
 		cfg.Log.Error("gateway failed to start", "err", err)

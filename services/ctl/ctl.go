@@ -17,6 +17,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -58,21 +59,30 @@ type MemberStatus struct {
 	Error  string         `json:"error,omitempty"`
 }
 
-// Statuses asks every member of every tier for its status.
+// Statuses asks every member of every tier for its status, all at once
+// (a member that hangs delays the answer, not the other members' reads),
+// in cluster-file order.
 func (c *Client) Statuses(ctx context.Context) []MemberStatus {
 	var out []MemberStatus
 	for _, t := range c.File.Tiers {
 		for _, m := range t.Members {
-			ms := MemberStatus{Tier: t.Name, Member: m.Name, URL: "https://" + m.HTTP}
+			out = append(out, MemberStatus{Tier: t.Name, Member: m.Name, URL: "https://" + m.HTTP})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func(ms *MemberStatus) {
+			defer wg.Done()
 			var st map[string]any
 			if err := c.getJSON(ctx, ms.URL+"/mirror/status", &st); err != nil {
 				ms.Error = err.Error()
 			} else {
 				ms.Status = st
 			}
-			out = append(out, ms)
-		}
+		}(&out[i])
 	}
+	wg.Wait()
 	return out
 }
 
