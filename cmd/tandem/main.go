@@ -54,7 +54,8 @@ Usage:
                                 run the embedded Temporal server (SQLite under DIR, frontend on 127.0.0.1:N)
   tandem worker --cluster FILE [--temporal-address HOST:PORT] [--namespace NS]
                                 run the administrators' workflows (mirror setup, planned failover, DR promotion)
-  tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
+  tandem dev [--dir DIR] [--port N] [--load-sample [--sample-dir DIR]]
+                                run the whole platform on this machine (what make dev runs)
   tandem token --cluster FILE --role clinician|patient-app|admin [--patient ID] [--ttl 1h]
                                 mint a bearer token for /fhir and the admin API
                                 (--config FILE for a standalone node's keys)
@@ -303,6 +304,8 @@ func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	dir := fs.String("dir", ".tandem/dev", "directory for data, configs, logs and endpoints.json")
 	port := fs.Int("port", 7401, "first loopback port to use")
+	loadSample := fs.Bool("load-sample", false, "load the Synthea bundles through the gateway once up (from --sample-dir)")
+	sampleDir := fs.String("sample-dir", "", "directory of FHIR transaction bundles for --load-sample (default: ../shared/testdata/synthea or testdata/synthea)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -310,7 +313,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return dev.Run(ctx, dev.Options{Dir: *dir, Binary: self, BasePort: *port, Out: os.Stdout,
+	return dev.Run(ctx, dev.Options{Dir: *dir, Binary: self, BasePort: *port, Out: os.Stdout, LoadSample: *loadSample, SampleDir: *sampleDir,
 		Log: newLogger(os.Stderr, "info").With("service", "dev")})
 }
 
