@@ -56,12 +56,17 @@ type TierState struct {
 	Members   []ctl.MemberStatus `json:"members"`
 	History   []Sample           `json:"history"`
 	Failovers []Failover         `json:"failovers"`
+
+	lastPrimary string // the last primary seen, kept while the tier has none
 }
 
 // State is the whole page's data.
 type State struct {
-	SampledAt time.Time   `json:"sampled_at"`
-	Tiers     []TierState `json:"tiers"`
+	SampledAt time.Time `json:"sampled_at"`
+	// ServedAt is when the gateway answered: the page measures the age of
+	// the sample against it, not against the browser's clock.
+	ServedAt time.Time   `json:"served_at"`
+	Tiers    []TierState `json:"tiers"`
 }
 
 // Monitor samples a Source and serves the page.
@@ -132,9 +137,9 @@ func (m *Monitor) Sample(ctx context.Context) {
 		}
 		if primary != "" {
 			if epoch > ts.Epoch && ts.Epoch != 0 {
-				ts.Failovers = append(ts.Failovers, Failover{At: now, Epoch: epoch, Primary: primary, Before: ts.Primary})
+				ts.Failovers = append(ts.Failovers, Failover{At: now, Epoch: epoch, Primary: primary, Before: ts.lastPrimary})
 			}
-			ts.Primary, ts.Epoch = primary, epoch
+			ts.Primary, ts.Epoch, ts.lastPrimary = primary, epoch, primary
 			smp := Sample{At: now, Lag: map[string]uint64{}}
 			for _, s := range members {
 				if s.Error != "" {
@@ -251,7 +256,9 @@ func (m *Monitor) Handler(prefix string) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		json.NewEncoder(w).Encode(m.State())
+		st := m.State()
+		st.ServedAt = time.Now().UTC()
+		json.NewEncoder(w).Encode(st)
 	})
 	return mux
 }
