@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandemhealth/tandem/services/ctl"
 )
@@ -19,6 +20,10 @@ func TestCtlStatusJSONMatchesMembers(t *testing.T) {
 		t.Skip("real processes")
 	}
 	tr := startTier(t, true)
+	tr.waitFor("c async with its link up", 30*time.Second, func() bool {
+		st := tr.memberStatus("c")
+		return st != nil && st["status"] == "async" && st["links"] != nil
+	})
 	out, err := exec.Command(binary, "ctl", "status", "--json", "--cluster", tr.cluster).Output()
 	if err != nil {
 		t.Fatalf("ctl status --json: %v", err)
