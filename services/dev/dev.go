@@ -7,7 +7,11 @@
 // failover pair of data nodes with an agent beside each, and a DR async;
 // then the embedded Temporal server and a workflow worker, an embedded
 // Redis-protocol server (in this process, on loopback) and a gateway in
-// front of the tier, and runs the MirrorSetup workflow on the tier. It must never
+// front of the tier (serving the Mirror Monitor at /monitor/), and runs the
+// MirrorSetup workflow on the tier; it prints the FHIR base URL, a monitor
+// link that signs in with the dev admin token, and curl lines with the dev
+// clinician token, and with --load-sample loads the Synthea bundles through
+// the gateway (sample.go). It must never
 // leave a child running after it returns, and never reports a process as
 // up before that process answered its health endpoint.
 package dev

@@ -7,6 +7,13 @@
 // member's /mirror/status (sampled every second); a member that does not
 // answer is shown as unreachable with the error, never with its last
 // known state dressed up as current.
+//
+// Access: the auth check decides (the gateway passes bearer tokens with
+// the admin scope). Browsers sign in with the login form or a link whose
+// URL fragment carries the token (see loginPage); the token then lives in
+// an HttpOnly, SameSite=Strict cookie scoped to the page's prefix. It must
+// never accept a token from a query string, nor serve state to a request
+// the auth check refused.
 package monitor
 
 import (
