@@ -284,12 +284,13 @@ func runGateway(ctx context.Context, args []string) error {
 	}
 	tokens := gateway.Tokens{Verifier: verifier}
 	cfg.Authenticator = tokens
-	// The Mirror Monitor reads every member's /mirror/status with the
-	// operator's certificate (the status endpoint needs a cluster
-	// certificate); the page itself is for admin tokens only.
-	src, err := ctl.NewClient(f)
+	// The Mirror Monitor reads every member's /mirror/status (open to any
+	// TLS client that trusts the cluster CA) with the gateway's own
+	// certificate: no operator credentials on the gateway's host. The page
+	// itself is for admin tokens only.
+	src, err := ctl.NewClientAs(f, gateway.Identity)
 	if err != nil {
-		return fmt.Errorf("the Mirror Monitor needs the operator credentials of the cluster file: %w", err)
+		return err
 	}
 	cfg.Monitor = monitor.New(src, tokens.Admin)
 	g, err := gateway.New(cfg)

@@ -33,9 +33,15 @@ type Client struct {
 
 // NewClient builds an operator client from the cluster file.
 func NewClient(f *cluster.File) (*Client, error) {
-	creds, err := f.Credentials("operator")
+	return NewClientAs(f, "operator")
+}
+
+// NewClientAs builds a client with another identity's certificate (the
+// gateway's, for the Mirror Monitor: /mirror/status needs no privilege).
+func NewClientAs(f *cluster.File, identity string) (*Client, error) {
+	creds, err := f.Credentials(identity)
 	if err != nil {
-		return nil, fmt.Errorf("operator credentials: %w", err)
+		return nil, fmt.Errorf("%s credentials: %w", identity, err)
 	}
 	tc := creds.ClientConfig("")
 	return &Client{File: f, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}}, nil

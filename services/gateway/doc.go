@@ -66,8 +66,8 @@
 //
 // With Config.Monitor set (`tandem gateway` always sets it), the gateway
 // serves the Mirror Monitor page at /monitor/ and runs its sampler (every
-// member's /mirror/status once a second, with the operator's certificate
-// from the cluster file) for as long as it serves. Only bearer tokens that
+// member's /mirror/status once a second, with the gateway's own
+// certificate: no operator credentials) for as long as it serves. Only bearer tokens that
 // grant system/tandem.admin see it (header, or the page's HttpOnly login
 // cookie).
 //
