@@ -24,6 +24,7 @@ import (
 	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/dev"
 	"github.com/tandemhealth/tandem/services/gateway"
+	"github.com/tandemhealth/tandem/services/monitor"
 	"github.com/tandemhealth/tandem/services/node"
 )
 
@@ -39,7 +40,8 @@ Usage:
   tandem agent --cluster FILE --member NAME
                                 run the agent beside a failover member (liveness, fencing, journal hand-over)
   tandem gateway --cluster FILE [--listen ADDR] [--redis URL]
-                                one HTTPS address for FHIR clients: routes /fhir to each tier's primary
+                                one HTTPS address for FHIR clients: routes /fhir to each tier's primary;
+                                the Mirror Monitor at /monitor/ (admin tokens)
   tandem ctl COMMAND --cluster FILE
                                 the administrator's CLI (tandem ctl help)
   tandem backup --cluster FILE --member NAME --to DIR [--once] [--snapshot]
@@ -52,7 +54,8 @@ Usage:
                                 run the embedded Temporal server (SQLite under DIR, frontend on 127.0.0.1:N)
   tandem worker --cluster FILE [--temporal-address HOST:PORT] [--namespace NS]
                                 run the administrators' workflows (mirror setup, planned failover, DR promotion)
-  tandem dev [--dir DIR]        run the whole platform on this machine (what make dev runs)
+  tandem dev [--dir DIR] [--port N] [--load-sample [--sample-dir DIR]]
+                                run the whole platform on this machine (what make dev runs)
   tandem token --cluster FILE --role clinician|patient-app|admin [--patient ID] [--ttl 1h]
                                 mint a bearer token for /fhir and the admin API
                                 (--config FILE for a standalone node's keys)
@@ -279,7 +282,17 @@ func runGateway(ctx context.Context, args []string) error {
 	if verifier == nil {
 		return errors.New("the cluster file names no access keys (field access.keys): the gateway serves clinical data only to bearer tokens")
 	}
-	cfg.Authenticator = gateway.Tokens{Verifier: verifier}
+	tokens := gateway.Tokens{Verifier: verifier}
+	cfg.Authenticator = tokens
+	// The Mirror Monitor reads every member's /mirror/status (open to any
+	// TLS client that trusts the cluster CA) with the gateway's own
+	// certificate: no operator credentials on the gateway's host. The page
+	// itself is for admin tokens only.
+	src, err := ctl.NewClientAs(f, gateway.Identity)
+	if err != nil {
+		return err
+	}
+	cfg.Monitor = monitor.New(src, tokens.Admin)
 	g, err := gateway.New(cfg)
 	if err != nil {
 		cfg.Log.Error("gateway failed to start", "err", err)
@@ -292,6 +305,8 @@ func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	dir := fs.String("dir", ".tandem/dev", "directory for data, configs, logs and endpoints.json")
 	port := fs.Int("port", 7401, "first loopback port to use")
+	loadSample := fs.Bool("load-sample", false, "load the Synthea bundles through the gateway once up (from --sample-dir)")
+	sampleDir := fs.String("sample-dir", "", "directory of FHIR transaction bundles for --load-sample (default: ../shared/testdata/synthea or testdata/synthea)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -299,7 +314,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return dev.Run(ctx, dev.Options{Dir: *dir, Binary: self, BasePort: *port, Out: os.Stdout,
+	return dev.Run(ctx, dev.Options{Dir: *dir, Binary: self, BasePort: *port, Out: os.Stdout, LoadSample: *loadSample, SampleDir: *sampleDir,
 		Log: newLogger(os.Stderr, "info").With("service", "dev")})
 }
 

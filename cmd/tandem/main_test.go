@@ -200,8 +200,15 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	needTemporal(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	var out bytes.Buffer
-	cmd := exec.Command(binary, "dev", "--dir", dir, "--port", fmt.Sprint(port))
+	// A one-bundle sample for --load-sample (the Synthea set takes longer).
+	sample := t.TempDir()
+	if err := os.WriteFile(filepath.Join(sample, "one.json"), []byte(`{"resourceType":"Bundle","type":"transaction","entry":[
+		{"fullUrl":"urn:uuid:6f1c1d2e-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	t0 := time.Now()
+	cmd := exec.Command(binary, "dev", "--dir", dir, "--port", fmt.Sprint(port), "--load-sample", "--sample-dir", sample)
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
@@ -211,6 +218,7 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	var ep struct {
 		CA        string
 		FHIR      string
+		Monitor   string
 		Processes []struct {
 			Name, Kind, URL string
 			PID             int
@@ -286,6 +294,53 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create through the dev gateway: HTTP %d", resp.StatusCode)
 	}
+	// The Mirror Monitor on the gateway: admin tokens only; it shows the
+	// tier with its primary.
+	if ep.Monitor == "" || !strings.Contains(out.String(), ep.Monitor+"#token=") {
+		t.Fatalf("dev did not print the monitor link %q:\n%s", ep.Monitor, out.String())
+	}
+	for _, role := range []string{"clinician", "admin"} {
+		var st struct {
+			Tiers []struct{ Name, Primary string }
+		}
+		for i := 0; ; i++ {
+			req, _ := http.NewRequest("GET", ep.Monitor+"api/state", nil)
+			req.Header.Set("Authorization", "Bearer "+ep.Tokens[role])
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if role == "clinician" {
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("monitor with a clinician token: HTTP %d", resp.StatusCode)
+				}
+				break
+			}
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("monitor with the admin token: HTTP %d", resp.StatusCode)
+			}
+			if len(st.Tiers) == 1 && st.Tiers[0].Primary != "" || i > 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if role == "admin" && (len(st.Tiers) != 1 || st.Tiers[0].Name != "records" || st.Tiers[0].Primary == "") {
+			t.Fatalf("monitor state %+v", st)
+		}
+	}
+	// The sample was loaded through the gateway with a progress bar.
+	for !strings.Contains(out.String(), "Ready.") {
+		if time.Since(t0) > 4*time.Minute {
+			t.Fatalf("dev never said Ready:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("dev: command to Ready in %s (cold, including MirrorSetup and the sample)", time.Since(t0).Round(100*time.Millisecond))
+	if !strings.Contains(out.String(), "Loaded 1 bundles (1 resources)") || !strings.Contains(out.String(), "] 100%") {
+		t.Fatalf("sample not loaded:\n%s", out.String())
+	}
 
 	cmd.Process.Signal(os.Interrupt)
 	if err := waitExit(t, cmd, 30*time.Second); err != nil {
@@ -346,4 +401,22 @@ func checkDevTokens(t *testing.T, client *http.Client, base string, tokens map[s
 	do("GET", "/admin/hash/fhir", "clinician", "", http.StatusForbidden)
 	do("GET", "/fhir/AuditEvent?agent=dev-clinician", "admin", "", http.StatusOK)
 	do("GET", "/fhir/AuditEvent", "clinician", "", http.StatusForbidden)
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

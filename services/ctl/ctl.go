@@ -17,6 +17,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -32,9 +33,15 @@ type Client struct {
 
 // NewClient builds an operator client from the cluster file.
 func NewClient(f *cluster.File) (*Client, error) {
-	creds, err := f.Credentials("operator")
+	return NewClientAs(f, "operator")
+}
+
+// NewClientAs builds a client with another identity's certificate (the
+// gateway's, for the Mirror Monitor: /mirror/status needs no privilege).
+func NewClientAs(f *cluster.File, identity string) (*Client, error) {
+	creds, err := f.Credentials(identity)
 	if err != nil {
-		return nil, fmt.Errorf("operator credentials: %w", err)
+		return nil, fmt.Errorf("%s credentials: %w", identity, err)
 	}
 	tc := creds.ClientConfig("")
 	return &Client{File: f, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}}, nil
@@ -58,19 +65,69 @@ type MemberStatus struct {
 	Error  string         `json:"error,omitempty"`
 }
 
-// Statuses asks every member of every tier for its status.
+// Statuses asks every member of every tier for its status, all at once
+// (a member that hangs delays the answer, not the other members' reads),
+// in cluster-file order.
 func (c *Client) Statuses(ctx context.Context) []MemberStatus {
 	var out []MemberStatus
 	for _, t := range c.File.Tiers {
 		for _, m := range t.Members {
-			ms := MemberStatus{Tier: t.Name, Member: m.Name, URL: "https://" + m.HTTP}
+			out = append(out, MemberStatus{Tier: t.Name, Member: m.Name, URL: "https://" + m.HTTP})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func(ms *MemberStatus) {
+			defer wg.Done()
 			var st map[string]any
 			if err := c.getJSON(ctx, ms.URL+"/mirror/status", &st); err != nil {
 				ms.Error = err.Error()
 			} else {
 				ms.Status = st
 			}
-			out = append(out, ms)
+		}(&out[i])
+	}
+	wg.Wait()
+	return out
+}
+
+// Failover is a failover the tier's primary recorded in its gate log: the
+// newest allowed decision that made a member primary.
+type Failover struct {
+	At        time.Time `json:"at"`
+	Operation string    `json:"operation"` // planned_failover, automatic_failover, promote_async
+	Target    string    `json:"target"`
+}
+
+// LastFailovers reads the gate log of each tier's primary (as sts reports
+// it) and returns, per "tier/member", the newest allowed failover to that
+// member. A tier whose primary does not answer is left out.
+func (c *Client) LastFailovers(ctx context.Context, sts []MemberStatus) map[string]Failover {
+	out := map[string]Failover{}
+	for _, s := range sts {
+		if s.Error != "" || s.Status["status"] != "primary" {
+			continue
+		}
+		var log struct {
+			Decisions []struct {
+				Failover
+				Allowed bool `json:"allowed"`
+			} `json:"decisions"`
+		}
+		if err := c.getJSON(ctx, s.URL+"/admin/gate/log?limit=200", &log); err != nil {
+			continue
+		}
+		for _, d := range log.Decisions {
+			switch d.Operation {
+			case "planned_failover", "automatic_failover", "promote_async":
+			default:
+				continue
+			}
+			k := s.Tier + "/" + d.Target
+			if d.Allowed && d.At.After(out[k].At) {
+				out[k] = d.Failover
+			}
 		}
 	}
 	return out
@@ -78,7 +135,22 @@ func (c *Client) Statuses(ctx context.Context) []MemberStatus {
 
 // PrintStatus writes a table per tier.
 func PrintStatus(w io.Writer, sts []MemberStatus) {
+	PrintStatusTable(w, sts, nil, time.Now())
+}
+
+// PrintStatusTable writes a table per tier: member, role, status, epoch,
+// transfer, lag (records behind the tier primary's commit LSN), commit
+// LSN, alignment (the member's last gate verdict), last failover to the
+// member (from last, at now), mode and links.
+func PrintStatusTable(w io.Writer, sts []MemberStatus, last map[string]Failover, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	primaryCommit := map[string]float64{}
+	for _, s := range sts {
+		if s.Error == "" && s.Status["status"] == "primary" {
+			j, _ := s.Status["journal"].(map[string]any)
+			primaryCommit[s.Tier], _ = j["commit_lsn"].(float64)
+		}
+	}
 	tier := ""
 	for _, s := range sts {
 		if s.Tier != tier {
@@ -86,10 +158,10 @@ func PrintStatus(w io.Writer, sts []MemberStatus) {
 				fmt.Fprintln(tw)
 			}
 			tier = s.Tier
-			fmt.Fprintf(tw, "TIER %s\nMEMBER\tROLE\tSTATUS\tEPOCH\tTRANSFER\tLAST LSN\tCOMMIT LSN\tMODE\tLINKS\n", tier)
+			fmt.Fprintf(tw, "TIER %s\nMEMBER\tROLE\tSTATUS\tEPOCH\tTRANSFER\tLAG\tCOMMIT LSN\tALIGNMENT\tLAST FAILOVER\tMODE\tLINKS\n", tier)
 		}
 		if s.Error != "" {
-			fmt.Fprintf(tw, "%s\t-\tdown\t-\t-\t-\t-\t-\t%s\n", s.Member, shorten(s.Error, 60))
+			fmt.Fprintf(tw, "%s\t-\tdown\t-\t-\t-\t-\t-\t-\t-\t%s\n", s.Member, shorten(s.Error, 60))
 			continue
 		}
 		j, _ := s.Status["journal"].(map[string]any)
@@ -115,10 +187,42 @@ func PrintStatus(w io.Writer, sts []MemberStatus) {
 				transfer += ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%s\t%v\t%v\t%v\t%s\n", s.Member, s.Status["role"], s.Status["status"], s.Status["epoch"],
-			transfer, j["last_lsn"], j["commit_lsn"], s.Status["mode"], strings.Join(links, " "))
+		lag := "-"
+		if pc, ok := primaryCommit[s.Tier]; ok {
+			c, _ := j["commit_lsn"].(float64)
+			lag = fmt.Sprint(uint64(max(pc-c, 0)))
+		}
+		mode := "-"
+		if m, ok := s.Status["mode"].(string); ok && m != "" {
+			mode = m
+		}
+		fo := "-"
+		if f, ok := last[s.Tier+"/"+s.Member]; ok {
+			fo = fmt.Sprintf("%s, %s ago", f.Operation, now.Sub(f.At).Round(time.Second))
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%v\t%v\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", s.Member, s.Status["role"], s.Status["status"], s.Status["epoch"],
+			transfer, lag, j["commit_lsn"], alignment(s.Status), fo, mode, strings.Join(links, " "))
 	}
 	tw.Flush()
+}
+
+// alignment summarizes the member's last gate verdict (the gate object of
+// /mirror/status): aligned, DRIFT with the first reason, or a policy error.
+func alignment(st map[string]any) string {
+	g, ok := st["gate"].(map[string]any)
+	if !ok {
+		return "-"
+	}
+	if e, _ := g["policy_error"].(string); e != "" {
+		return "policy error: " + shorten(e, 40)
+	}
+	if g["aligned"] == true {
+		return "aligned"
+	}
+	if d, _ := g["deny"].([]any); len(d) > 0 {
+		return "DRIFT: " + shorten(fmt.Sprint(d[0]), 40)
+	}
+	return "DRIFT"
 }
 
 func shorten(s string, n int) string {
@@ -269,7 +373,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 					fmt.Fprint(stdout, "\033[H\033[2J") // clear the terminal
 					fmt.Fprintf(stdout, "%s  (every second; Ctrl-C to stop)\n\n", time.Now().Format(time.TimeOnly))
 				}
-				PrintStatus(stdout, sts)
+				PrintStatusTable(stdout, sts, c.LastFailovers(ctx, sts), time.Now())
 			}
 			if !watch {
 				return nil

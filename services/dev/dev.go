@@ -7,7 +7,11 @@
 // failover pair of data nodes with an agent beside each, and a DR async;
 // then the embedded Temporal server and a workflow worker, an embedded
 // Redis-protocol server (in this process, on loopback) and a gateway in
-// front of the tier, and runs the MirrorSetup workflow on the tier. It must never
+// front of the tier (serving the Mirror Monitor at /monitor/), and runs the
+// MirrorSetup workflow on the tier; it prints the FHIR base URL, a monitor
+// link that signs in with the dev admin token, and curl lines with the dev
+// clinician token, and with --load-sample loads the Synthea bundles through
+// the gateway (sample.go). It must never
 // leave a child running after it returns, and never reports a process as
 // up before that process answered its health endpoint.
 package dev
@@ -16,6 +20,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -51,6 +56,10 @@ type Options struct {
 	BasePort int       // first loopback port
 	Out      io.Writer // where the human-readable summary goes
 	Log      *slog.Logger
+	// LoadSample loads the Synthea bundles of SampleDir (FindSampleDir)
+	// through the gateway once the platform is up.
+	LoadSample bool
+	SampleDir  string
 }
 
 // Process is one child as listed in endpoints.json.
@@ -67,6 +76,7 @@ type Process struct {
 type Endpoints struct {
 	StartedAt time.Time `json:"started_at"`
 	FHIR      string    `json:"fhir"`     // the gateway's FHIR base URL: what apps use
+	Monitor   string    `json:"monitor"`  // the Mirror Monitor page (admin token)
 	Cluster   string    `json:"cluster"`  // the cluster file every process started from
 	Temporal  string    `json:"temporal"` // the embedded Temporal server's frontend (host:port)
 	CA        string    `json:"ca"`       // the development CA's certificate
@@ -101,6 +111,12 @@ func Run(ctx context.Context, o Options) error {
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return err
+	}
+	sampleDir := ""
+	if o.LoadSample { // before starting anything: a missing sample is a usage error
+		if sampleDir, err = FindSampleDir(o.SampleDir); err != nil {
+			return err
+		}
 	}
 	for _, d := range []string{dir, filepath.Join(dir, "logs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -196,7 +212,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens}
+	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Monitor: gwURL + gateway.MonitorPrefix, Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens}
 	ep.Processes = append(ep.Processes, Process{Name: "redis", Kind: "redis", URL: rds.URL(), PID: os.Getpid()})
 	for _, c := range children {
 		ep.Processes = append(ep.Processes, c.Process)
@@ -207,6 +223,13 @@ func Run(ctx context.Context, o Options) error {
 
 	printSummary(o.Out, dir, ep)
 	runMirrorSetup(ctx, o.Out, temporalAddr, t.Name)
+	if o.LoadSample {
+		apps := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: creds.Roots, MinVersion: tls.VersionTLS12}}}
+		if err := LoadSample(ctx, o.Out, apps, ep.FHIR, tokens["clinician"], sampleDir); err != nil {
+			fmt.Fprintf(o.Out, "%v\nThe platform stays up.\n", err)
+		}
+	}
+	fmt.Fprintf(o.Out, "\nReady. Press Ctrl-C to stop everything.\n")
 
 	exited := make(chan *child, len(children))
 	for _, c := range children {
@@ -440,14 +463,18 @@ func printSummary(w io.Writer, dir string, ep Endpoints) {
 		}
 	}
 	fmt.Fprintf(w, "\nFHIR base URL (the gateway; apps use this): %s\n", ep.FHIR)
-	fmt.Fprintf(w, "\nTry:\n")
-	fmt.Fprintf(w, "  curl --cacert %s %s/metadata\n", ep.CA, ep.FHIR)
+	fmt.Fprintf(w, "\nMirror Monitor (this link signs you in as admin; the certificate is from the dev CA %s):\n  %s#token=%s\n", ep.CA, ep.Monitor, ep.Tokens["admin"])
+	fmt.Fprintf(w, "\nTry (a clinician's token; every token is in %s):\n", filepath.Join(dir, "endpoints.json"))
+	fmt.Fprintf(w, "  export TANDEM_CA=%s TOKEN=%s\n", ep.CA, ep.Tokens["clinician"])
+	fmt.Fprintf(w, "  curl --cacert $TANDEM_CA -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/fhir+json' -X PUT %s/Patient/tour-1 \\\n", ep.FHIR)
+	fmt.Fprintf(w, "       -d '{\"resourceType\":\"Patient\",\"id\":\"tour-1\",\"name\":[{\"family\":\"Tour\",\"given\":[\"Ada\"]}]}'\n")
+	fmt.Fprintf(w, "  curl --cacert $TANDEM_CA -H \"Authorization: Bearer $TOKEN\" %s/Patient/tour-1\n", ep.FHIR)
+	fmt.Fprintf(w, "  curl --cacert $TANDEM_CA %s/metadata\n", ep.FHIR)
 	fmt.Fprintf(w, "  ./bin/tandem ctl status --cluster %s\n", ep.Cluster)
-	fmt.Fprintf(w, "  ./bin/tandem ctl put records fhir Patient/1 hello --cluster %s\n", ep.Cluster)
-	fmt.Fprintf(w, "  curl --cacert %s %s/mirror/status\n", ep.CA, node)
+	fmt.Fprintf(w, "  curl --cacert $TANDEM_CA %s/mirror/status\n", node)
 	fmt.Fprintf(w, "  ./bin/tandem ctl workflow status records --temporal-address %s\n", ep.Temporal)
 	fmt.Fprintf(w, "\nTemporal (embedded): %s, namespace default\n", ep.Temporal)
-	fmt.Fprintf(w, "\nEvery process, pid and address: %s\nPress Ctrl-C to stop everything.\n", filepath.Join(dir, "endpoints.json"))
+	fmt.Fprintf(w, "\nEvery process, pid and address: %s\n", filepath.Join(dir, "endpoints.json"))
 }
 
 // TemporalPortOffset places the embedded Temporal frontend at base+90.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,20 @@ const Identity = "gateway"
 // The members check the token again.
 type Authenticator interface {
 	Authenticate(r *http.Request) (clientID string, err error)
+}
+
+// MonitorPrefix is where the gateway serves the Mirror Monitor.
+const MonitorPrefix = "/monitor/"
+
+// MonitorInterval is how often the monitor samples every member.
+const MonitorInterval = time.Second
+
+// Monitor is a page the gateway serves and a sampling loop it runs while
+// it serves (*monitor.Monitor). The page checks its own access
+// (administrators only).
+type Monitor interface {
+	Handler(prefix string) http.Handler
+	Run(ctx context.Context, interval time.Duration)
 }
 
 // Config configures a Gateway.
@@ -59,6 +74,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Authenticator checks bearer tokens; nil forwards without checking.
 	Authenticator Authenticator
+	// Monitor is the Mirror Monitor page, served at MonitorPrefix and
+	// sampled for the gateway's lifetime; nil: not served.
+	Monitor Monitor
 	// ID names this gateway in events and logs.
 	ID string
 	// Log receives the gateway's log lines (never PHI, never tokens).

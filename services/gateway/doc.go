@@ -62,6 +62,15 @@
 // was written. Otherwise its outcome is unknown and the client gets 502
 // saying so.
 //
+// # Mirror Monitor
+//
+// With Config.Monitor set (`tandem gateway` always sets it), the gateway
+// serves the Mirror Monitor page at /monitor/ and runs its sampler (every
+// member's /mirror/status once a second, with the gateway's own
+// certificate: no operator credentials) for as long as it serves. Only bearer tokens that
+// grant system/tandem.admin see it (header, or the page's HttpOnly login
+// cookie).
+//
 // # Redis
 //
 // Redis (go-redis universal client: single, Sentinel or Cluster) holds the

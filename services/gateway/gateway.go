@@ -133,6 +133,10 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	g.refresh(ctx) // know the topology before the first request
 	wg.Add(1)
 	go func() { defer wg.Done(); g.pollLoop(ctx) }()
+	if g.cfg.Monitor != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.cfg.Monitor.Run(ctx, MonitorInterval) }()
+	}
 	if g.rdb != nil && !g.cfg.NoPubSub {
 		wg.Add(1)
 		go func() { defer wg.Done(); g.subscribe(ctx) }()

@@ -19,7 +19,8 @@ import (
 	"time"
 )
 
-// Handler serves /fhir, /healthz, /readyz and /gateway/topology.
+// Handler serves /fhir, /healthz, /readyz, /gateway/topology and, when
+// configured, the Mirror Monitor at MonitorPrefix.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -38,6 +39,9 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /gateway/topology", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, g.snapshot())
 	})
+	if g.cfg.Monitor != nil {
+		mux.Handle(MonitorPrefix, g.cfg.Monitor.Handler(MonitorPrefix))
+	}
 	mux.HandleFunc("/fhir", g.serveFHIR)
 	mux.HandleFunc("/fhir/", g.serveFHIR)
 	return mux

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/tandemhealth/tandem/fhir/access"
@@ -21,4 +22,20 @@ func (t Tokens) Authenticate(r *http.Request) (string, error) {
 		return p.ClientID, nil
 	}
 	return p.Subject, nil
+}
+
+// ErrNotAdmin: a valid token without the admin scope.
+var ErrNotAdmin = errors.New("gateway: the token does not grant " + access.AdminScope)
+
+// Admin is the Mirror Monitor's access check: a valid bearer token that
+// grants access.AdminScope.
+func (t Tokens) Admin(r *http.Request) error {
+	p, err := t.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	if !p.Admin {
+		return ErrNotAdmin
+	}
+	return nil
 }

@@ -7,6 +7,13 @@
 // member's /mirror/status (sampled every second); a member that does not
 // answer is shown as unreachable with the error, never with its last
 // known state dressed up as current.
+//
+// Access: the auth check decides (the gateway passes bearer tokens with
+// the admin scope). Browsers sign in with the login form or a link whose
+// URL fragment carries the token (see loginPage); the token then lives in
+// an HttpOnly, SameSite=Strict cookie scoped to the page's prefix. It must
+// never accept a token from a query string, nor serve state to a request
+// the auth check refused.
 package monitor
 
 import (
@@ -56,12 +63,17 @@ type TierState struct {
 	Members   []ctl.MemberStatus `json:"members"`
 	History   []Sample           `json:"history"`
 	Failovers []Failover         `json:"failovers"`
+
+	lastPrimary string // the last primary seen, kept while the tier has none
 }
 
 // State is the whole page's data.
 type State struct {
-	SampledAt time.Time   `json:"sampled_at"`
-	Tiers     []TierState `json:"tiers"`
+	SampledAt time.Time `json:"sampled_at"`
+	// ServedAt is when the gateway answered: the page measures the age of
+	// the sample against it, not against the browser's clock.
+	ServedAt time.Time   `json:"served_at"`
+	Tiers    []TierState `json:"tiers"`
 }
 
 // Monitor samples a Source and serves the page.
@@ -132,9 +144,9 @@ func (m *Monitor) Sample(ctx context.Context) {
 		}
 		if primary != "" {
 			if epoch > ts.Epoch && ts.Epoch != 0 {
-				ts.Failovers = append(ts.Failovers, Failover{At: now, Epoch: epoch, Primary: primary, Before: ts.Primary})
+				ts.Failovers = append(ts.Failovers, Failover{At: now, Epoch: epoch, Primary: primary, Before: ts.lastPrimary})
 			}
-			ts.Primary, ts.Epoch = primary, epoch
+			ts.Primary, ts.Epoch, ts.lastPrimary = primary, epoch, primary
 			smp := Sample{At: now, Lag: map[string]uint64{}}
 			for _, s := range members {
 				if s.Error != "" {
@@ -185,13 +197,31 @@ func (m *Monitor) authorized(r *http.Request) error {
 	return m.auth(r)
 }
 
+// loginPage is the sign-in form. It also signs in from a link: a token in
+// the URL fragment (prefix + "#token=..."; an unauthenticated request for
+// the page is redirected here and browsers keep the fragment across the
+// redirect) is read by the page's script, removed from the address bar and
+// history, and POSTed to the login endpoint like the form does. A fragment
+// is never sent to a server, so the token does not reach access logs or
+// proxies; the token is accepted only in a POST body or a header, never
+// in a query string.
 const loginPage = `<!doctype html><html><head><meta charset="utf-8"><title>Tandem · sign in</title>
 <style>body{font:15px system-ui,sans-serif;background:#f5f6f8;display:grid;place-items:center;height:100vh;margin:0}
 form{background:#fff;border:1px solid #e3e6ec;border-radius:10px;padding:24px 28px;width:420px}
-textarea{width:100%;height:90px;font:12px monospace}button{margin-top:10px;padding:6px 16px}</style></head>
+textarea{width:100%;height:90px;font:12px monospace}button{margin-top:10px;padding:6px 16px}#msg{color:#d33c3c}</style></head>
 <body><form method="post" action="login"><h2>Mirror Monitor</h2><p>Paste an administrator token
 (<code>tandem token --role admin</code>, or <code>.tandem/dev/endpoints.json</code> in development).</p>
-<textarea name="token" required></textarea><br><button type="submit">Sign in</button></form></body></html>`
+<textarea name="token" required></textarea><br><button type="submit">Sign in</button><p id="msg"></p></form>
+<script>
+(async () => {
+  const m = /^#token=([A-Za-z0-9._~+\/=-]+)$/.exec(location.hash);
+  if (!m) return;
+  history.replaceState(null, "", location.pathname);
+  const r = await fetch("login", {method: "POST", credentials: "same-origin",
+    headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: new URLSearchParams({token: m[1]})});
+  if (r.ok) location.replace("./"); else document.getElementById("msg").textContent = "That token was refused: " + (await r.text());
+})();
+</script></body></html>`
 
 // Handler serves the page at prefix (e.g. "/monitor/"), its data at
 // prefix+"api/state" and a login form at prefix+"login".
@@ -199,10 +229,13 @@ func (m *Monitor) Handler(prefix string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+prefix+"login", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		w.Header().Set("Referrer-Policy", "no-referrer")
 		w.Write([]byte(loginPage))
 	})
 	mux.HandleFunc("POST "+prefix+"login", func(w http.ResponseWriter, r *http.Request) {
-		tok := strings.TrimSpace(r.FormValue("token"))
+		tok := strings.TrimSpace(r.PostFormValue("token")) // never from the query string
 		check := r.Clone(r.Context())
 		check.Header.Set("Authorization", "Bearer "+tok)
 		if err := m.auth(check); err != nil {
@@ -230,7 +263,9 @@ func (m *Monitor) Handler(prefix string) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		json.NewEncoder(w).Encode(m.State())
+		st := m.State()
+		st.ServedAt = time.Now().UTC()
+		json.NewEncoder(w).Encode(st)
 	})
 	return mux
 }

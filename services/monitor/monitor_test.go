@@ -35,7 +35,10 @@ func TestSamplesLagFailoversAndUnreachableMembers(t *testing.T) {
 	if lag := st.Tiers[0].History[0].Lag; lag["b"] != 3 || lag["a"] != 0 || len(lag) != 2 {
 		t.Fatalf("lag %v", lag)
 	}
-	// b takes over in epoch 2: one failover recorded, a's old state is not shown as current.
+	// a dies; for a sample no member is primary; then b takes over in epoch
+	// 2: one failover recorded, from a, and a's old state is not shown as current.
+	src.sts = []ctl.MemberStatus{{Tier: "records", Member: "a", Error: "connection refused"}, member("b", "backup", 1, 100)}
+	m.Sample(context.Background())
 	src.sts = []ctl.MemberStatus{{Tier: "records", Member: "a", Error: "connection refused"}, member("b", "primary", 2, 120)}
 	m.Sample(context.Background())
 	m.Sample(context.Background())
