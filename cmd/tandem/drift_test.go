@@ -90,6 +90,7 @@ func TestConfigWorkflowsOnARealTier(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes and the embedded Temporal server")
 	}
+	needFull(t)
 	needTemporal(t)
 	tt := startTemporalTier(t)
 	ctx := context.Background()

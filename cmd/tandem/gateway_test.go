@@ -487,6 +487,7 @@ func TestTwoGatewaysSeeFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
+	needFull(t)
 	for _, tc := range []struct {
 		name  string
 		extra []string
@@ -612,6 +613,7 @@ func TestGatewayStaleReadsOnAsync(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
+	needFull(t)
 	tr := startTier(t, true)
 	tr.waitFor("c async", 20*time.Second, func() bool { return tr.status("c") == "async" })
 	base := tr.startGateway("gateway", startRedis(t), "--poll", "200ms")
@@ -659,6 +661,7 @@ func TestGatewaySIGSTOPOfPrimary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
+	needFull(t)
 	tr := startTier(t)
 	base := tr.startGateway("gateway", startRedis(t))
 	load := tr.gatewayWriters(base, 8)
