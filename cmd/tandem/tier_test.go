@@ -39,6 +39,8 @@ type tier struct {
 	client  *ctl.Client
 	procs   map[string]*exec.Cmd
 	proxies map[string]*proxy // "a->b", "a->arbiter", ...
+
+	readDeadline time.Time // readRetry's budget for the whole test
 }
 
 const testQoS = time.Second
