@@ -638,7 +638,7 @@ func TestFHIRSurvivesFailover(t *testing.T) {
 	tr.waitFor("b primary", 20*time.Second, func() bool { return tr.status("b") == "primary" })
 	for loc, w := range want {
 		var b []byte
-		if err := tr.client.Do(context.Background(), "GET", "b", "/fhir/"+loc, nil, &b); err != nil {
+		if err := tr.readRetry("b", "/fhir/"+loc, &b); err != nil {
 			t.Fatalf("read %s on the new primary: %v", loc, err)
 		}
 		if string(b) != string(w) {
