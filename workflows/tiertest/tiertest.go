@@ -1,5 +1,6 @@
-// Package tiertest builds member statuses for workflow tests: a tier in a
-// given shape, as the TierStatus activity would report it. Test code only.
+// Package tiertest holds what workflow tests share: member statuses for a
+// tier in a given shape (as the TierStatus activity reports them) and the
+// replay of recorded histories. Test code only.
 package tiertest
 
 import (
