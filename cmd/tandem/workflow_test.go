@@ -281,7 +281,9 @@ func TestTemporalRestartsOnItsFile(t *testing.T) {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Process.Kill() })
+		// Killed and reaped before the data directory is removed: a server
+		// still dying can create files under it while RemoveAll runs.
+		t.Cleanup(func() { c.Process.Kill(); c.Wait(); logf.Close() })
 		return c
 	}
 	t0 := time.Now()

@@ -43,6 +43,10 @@ func TestMonitorIsServedAndSampledForTheGatewaysLifetime(t *testing.T) {
 	if resp.StatusCode != 200 || body != "monitor:/monitor/api/state" || m.prefix.Load() != MonitorPrefix {
 		t.Fatalf("%d %q (the page checks its own access, not the FHIR authenticator)", resp.StatusCode, body)
 	}
+	// The sampler is started on its own goroutine: give it a moment.
+	for deadline := time.Now().Add(5 * time.Second); m.running.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if m.running.Load() != 1 || m.stopped.Load() != 0 {
 		t.Fatalf("sampler running %d, stopped %d while serving", m.running.Load(), m.stopped.Load())
 	}
