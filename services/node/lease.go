@@ -22,6 +22,17 @@ var ErrCannotProvePrimary = errors.New("this member cannot prove it is still the
 // which takes at least the QoS without hearing from it (the agent kills the
 // primary first). A stall (SIGSTOP, a frozen VM) longer than QoS/4 voids the lease: messages
 // queued while this process could not run prove nothing about now.
+//
+// In agent-controlled mode no confirmation is needed: the backup has
+// durably promised to take over only through this member's agent, which
+// kills this process (and waits for it to die) before it hands the journal
+// over, and the arbiter cannot grant a takeover the backup will not ask
+// for. So while this process runs in agent-controlled mode, it is the
+// primary of its epoch (an operator's forced promotion aside, which is
+// declared data loss anyway). Without this rule a primary that took over
+// through fence + tail, alone with its partner dead, could never prove
+// anything: the arbiter's record still names the partner, and the partner
+// sends nothing.
 type lease struct {
 	qos time.Duration
 
@@ -69,11 +80,17 @@ func (l *lease) watch(ctx context.Context) {
 	}
 }
 
-// valid reports whether the lease proves primacy in epoch now.
-func (l *lease) valid(epoch uint64) bool {
+// valid reports whether the lease proves primacy in epoch now, for a
+// primary in the given failover mode. Agent-controlled mode needs no
+// confirmation (see lease); a recent stall still voids the lease for
+// stallLimit, the conservative choice while the agent may be mid-fence.
+func (l *lease) valid(epoch uint64, mode failover.Mode) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
+	if mode == failover.ModeAgent {
+		return l.resumed.IsZero() || now.Sub(l.resumed) > l.stallLimit()
+	}
 	return l.epoch == epoch && now.Sub(l.confirmed) < l.qos/2 &&
 		(l.resumed.IsZero() || l.confirmed.Sub(l.resumed) > l.stallLimit())
 }
@@ -88,7 +105,7 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 		return n.applier.WaitApplied(ctx, n.journal.LastLSN())
 	}
 	snap := n.mirror.snapshot()
-	if snap.Status != failover.StatusPrimary || !n.mirror.lease.valid(snap.Epoch) {
+	if snap.Status != failover.StatusPrimary || !n.mirror.lease.valid(snap.Epoch, snap.mode) {
 		return ErrCannotProvePrimary
 	}
 	wctx, cancel := context.WithTimeout(ctx, n.mirror.lease.qos)
@@ -96,7 +113,7 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	if err := n.applier.WaitApplied(wctx, n.journal.LastLSN()); err != nil {
 		return fmt.Errorf("%w (its last records are not committed yet: %v)", ErrCannotProvePrimary, err)
 	}
-	if now := n.mirror.snapshot(); now.Status != failover.StatusPrimary || now.Epoch != snap.Epoch || !n.mirror.lease.valid(snap.Epoch) {
+	if now := n.mirror.snapshot(); now.Status != failover.StatusPrimary || now.Epoch != snap.Epoch || !n.mirror.lease.valid(now.Epoch, now.mode) {
 		return ErrCannotProvePrimary
 	}
 	return nil

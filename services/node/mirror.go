@@ -98,6 +98,7 @@ type memberSnapshot struct {
 	KnownEpoch    uint64          // epoch of the last arbiter record this member saw
 	BehindSeconds float64         // since the transfer was last caught up (0 when it is)
 	Peers         map[string]bool // link connected?
+	mode          failover.Mode   // Mode, for the read lease
 }
 
 // Propose implements sequencer.Log: it assigns the next LSN without
@@ -571,7 +572,7 @@ func (m *mirror) failWaiting(err error) {
 func (m *mirror) publish() {
 	hs := m.core.HardState()
 	s := memberSnapshot{Status: m.core.Status(), Epoch: uint64(m.core.Epoch()), Role: hs.Role.String(),
-		Commit: uint64(m.core.Commit()), LastLSN: uint64(m.core.LastLSN()), Mode: hs.Mode.String(),
+		Commit: uint64(m.core.Commit()), LastLSN: uint64(m.core.LastLSN()), Mode: hs.Mode.String(), mode: hs.Mode,
 		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Transfer: m.core.Transfer(), Peers: map[string]bool{},
 		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch)}
 	for id, l := range m.links {
