@@ -32,9 +32,6 @@ lint: ## gofmt and go vet
 test: lint build ## everything CI runs (budget: 25 minutes on 2 cores); artifacts (screenshots) in .tandem/test-artifacts
 	TANDEM_TEST_ARTIFACTS=$(CURDIR)/.tandem/test-artifacts $(GO) test -count=1 -timeout 20m ./...
 
-test-full: lint build ## make test plus the extended real-process tests (config workflows end to end, two gateways, stale reads, SIGSTOP through the gateway)
-	TANDEM_FULL=1 TANDEM_TEST_ARTIFACTS=$(CURDIR)/.tandem/test-artifacts $(GO) test -count=1 -timeout 40m ./...
-
 bench: ## benchmarks: all, or one with BENCH=name (e.g. BENCH=journal)
 	$(GO) test -run '^$$' -bench '(?i)$(BENCH)' -benchtime 1x -timeout 30m ./...
 

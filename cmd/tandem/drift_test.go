@@ -90,7 +90,6 @@ func TestConfigWorkflowsOnARealTier(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes and the embedded Temporal server")
 	}
-	needFull(t)
 	needTemporal(t)
 	tt := startTemporalTier(t)
 	ctx := context.Background()

@@ -60,16 +60,6 @@ func needTemporal(t testing.TB) {
 	}
 }
 
-// needFull skips a long real-process test unless TANDEM_FULL=1 (make
-// test-full): make test keeps to its 25-minute budget on 2 cores with the
-// core set, and these run before a release.
-func needFull(t *testing.T) {
-	t.Helper()
-	if os.Getenv("TANDEM_FULL") != "1" {
-		t.Skip("extended suite: run with TANDEM_FULL=1 (make test-full)")
-	}
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

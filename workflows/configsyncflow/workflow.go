@@ -86,6 +86,43 @@ const (
 // Steps, in order.
 var Steps = []string{"diff", "repair", "approval", "record"}
 
+// A member whose desired state is behind the newest one is read again
+// desiredCatchUpReads times, desiredCatchUpPause apart, before it is judged.
+const (
+	desiredCatchUpReads = 10
+	desiredCatchUpPause = 500 * time.Millisecond
+)
+
+// newestDesired is the newest desired version any member holds, per
+// category: a member still behind waits for it rather than applying an
+// older state.
+func newestDesired(mcs []workflows.MemberConfig) map[string]uint64 {
+	versions := map[string]uint64{}
+	for _, m := range mcs {
+		for _, c := range m.Categories {
+			versions[c.Category] = max(versions[c.Category], c.DesiredVersion)
+		}
+	}
+	return versions
+}
+
+// behind lists "member category" for every answering member whose desired
+// state of a category is older than the newest.
+func behind(mcs []workflows.MemberConfig, versions map[string]uint64) []string {
+	var out []string
+	for _, m := range mcs {
+		if m.Error != "" {
+			continue
+		}
+		for _, c := range m.Categories {
+			if c.DesiredVersion < versions[c.Category] {
+				out = append(out, m.Member+" "+c.Category)
+			}
+		}
+	}
+	return out
+}
+
 // Workflow runs one check-and-repair round.
 func Workflow(ctx workflow.Context, in Input) (Result, error) {
 	f, err := workflows.NewFlow(ctx, Name, in.Tier, Steps)
@@ -98,16 +135,27 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 
 	// 1. Every member's diff.
 	f.Step(ctx, 0, "reading every member's desired and effective state")
+	// Each member judges itself against the desired state its own journal
+	// has applied. A backup a moment behind the primary would call itself
+	// aligned with a desired state that is already replaced (and its
+	// removals would go unseen), so the diff is read again until every
+	// member that answers holds the newest desired version; a member still
+	// behind after that is reported, not repaired: its own diff is against
+	// a replaced state, and applying the newest one could remove a user
+	// without the approval a removal needs. The next round checks it again.
 	var mcs []workflows.MemberConfig
-	if err := workflow.ExecuteActivity(actx, act.ConfigStates, in.Tier).Get(ctx, &mcs); err != nil {
-		return res, f.Fail(ctx, workflows.ErrNotReady, "config states: "+err.Error())
-	}
-	// The newest desired version any member holds, per category: a member
-	// still behind waits for it rather than applying an older state.
-	versions := map[string]uint64{}
-	for _, m := range mcs {
-		for _, c := range m.Categories {
-			versions[c.Category] = max(versions[c.Category], c.DesiredVersion)
+	var versions map[string]uint64
+	for attempt := 1; ; attempt++ {
+		mcs = nil
+		if err := workflow.ExecuteActivity(actx, act.ConfigStates, in.Tier).Get(ctx, &mcs); err != nil {
+			return res, f.Fail(ctx, workflows.ErrNotReady, "config states: "+err.Error())
+		}
+		versions = newestDesired(mcs)
+		if len(behind(mcs, versions)) == 0 || attempt == desiredCatchUpReads {
+			break
+		}
+		if err := workflow.Sleep(ctx, desiredCatchUpPause); err != nil {
+			return res, err
 		}
 	}
 	held := HeldRemovals(mcs)
@@ -121,7 +169,12 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 		var cats []string
 		for _, c := range m.Categories {
 			cr := CategoryReport{Category: c.Category, Drifted: !c.Aligned, Changes: c.Changes, Outcome: OutcomeAligned}
-			if !c.Aligned {
+			if m.Error == "" && c.DesiredVersion < versions[c.Category] {
+				res.Drifted++
+				cr.Drifted, cr.Outcome = true, OutcomeFailed
+				cr.Error = fmt.Sprintf("desired state v%d here, v%d on another member: its journal has not applied it yet; the next round checks it again", c.DesiredVersion, versions[c.Category])
+				f.Check(fmt.Sprintf("%s: %s %s", m.Member, c.Category, cr.Error))
+			} else if !c.Aligned {
 				res.Drifted++
 				if c.Category == configsync.Users && len(held[m.Member]) > 0 {
 					cr.Outcome = OutcomeAwaiting

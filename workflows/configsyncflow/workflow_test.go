@@ -223,3 +223,52 @@ func TestConfigSyncActivityFailure(t *testing.T) {
 		t.Fatalf("error %v", env.GetWorkflowError())
 	}
 }
+
+// behindOn is m with the users category's desired state one version older
+// than the tier's newest (its journal has not applied it yet), judged by
+// its own replaced state: aligned, no removals seen.
+func behindOn(m workflows.MemberConfig) workflows.MemberConfig {
+	m.Categories[0].DesiredVersion--
+	return m
+}
+
+func TestConfigSyncWaitsForAMemberBehindTheNewestDesiredState(t *testing.T) {
+	t.Run("a catches up on the third read: its removal is seen and waits for approval", func(t *testing.T) {
+		env := tiertest.NewEnv()
+		Register(env)
+		(&tiertest.Records{}).Mock(env, "records")
+		reads := 0
+		env.OnActivity(act.ConfigStates, mock.Anything, "records").Return(
+			func(context.Context, string) ([]workflows.MemberConfig, error) {
+				reads++
+				if reads < 3 {
+					return []workflows.MemberConfig{behindOn(member("a", []string{"dave", "eve"}, nil)), member("b", []string{"dave"}, nil)}, nil
+				}
+				return []workflows.MemberConfig{member("a", []string{"dave", "eve"}, []string{"eve"}, "users"), member("b", []string{"dave"}, nil)}, nil
+			})
+		a := &applies{}
+		a.mock(env)
+		env.ExecuteWorkflow(Name, Input{Tier: "records"})
+		var res Result
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		env.GetWorkflowResult(&res)
+		if reads != 3 || !reflect.DeepEqual(res.AwaitingApproval, []string{"a: user eve"}) || len(a.got) != 0 {
+			t.Fatalf("reads %d applies %v result %+v", reads, a.got, res)
+		}
+	})
+	t.Run("a member still behind after every read is reported, never repaired", func(t *testing.T) {
+		env, _, a := newEnv(behindOn(member("a", []string{"dave", "eve"}, nil)), member("b", []string{"dave"}, nil))
+		env.ExecuteWorkflow(Name, Input{Tier: "records"})
+		var res Result
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		env.GetWorkflowResult(&res)
+		c := res.Members[0].Categories[0]
+		if len(a.got) != 0 || res.Drifted != 1 || c.Outcome != OutcomeFailed || !strings.Contains(c.Error, "desired state v2 here, v3 on another member") {
+			t.Fatalf("applies %v result %+v", a.got, res)
+		}
+	})
+}
