@@ -218,7 +218,10 @@ func TestWorkflowsOnARealTier(t *testing.T) {
 		t.Fatalf("after PlannedFailover: a %s/%d, b %s/%d", tt.status("a"), tt.epoch("a"), tt.status("b"), tt.epoch("b"))
 	}
 	tt.saveHistory("plannedfailover", "handover", run)
-	if rec, err := tt.systemRecord("a", workflows.RecordKey(plannedfailover.Name, "records", run, "done")); err != nil || rec.Result != "handed over" {
+	// Written on the new primary b; a, now its backup, applies it a moment later.
+	doneKey := workflows.RecordKey(plannedfailover.Name, "records", run, "done")
+	tt.waitFor("the PlannedFailover record mirrored to a", 10*time.Second, func() bool { _, err := tt.systemRecord("a", doneKey); return err == nil })
+	if rec, err := tt.systemRecord("a", doneKey); err != nil || rec.Result != "handed over" {
 		t.Fatalf("PlannedFailover record on a: %+v %v", rec, err)
 	}
 	if v, err := tt.get("b", "Patient/1"); err != nil || !strings.Contains(v, "Patient") {
