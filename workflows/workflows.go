@@ -200,6 +200,24 @@ func Pair(statuses []MemberStatus) (primary, backup MemberStatus, ok bool) {
 	return p[0], b[0], true
 }
 
+// DescribeStatuses says what each failover member reports, for an error
+// message: "a primary (epoch 2), b catching-up (epoch 2)", or the error of a
+// member that did not answer.
+func DescribeStatuses(statuses []MemberStatus) string {
+	var parts []string
+	for _, s := range statuses {
+		if s.Role != RoleFailover {
+			continue
+		}
+		if s.Error != "" {
+			parts = append(parts, s.Member+": "+s.Error)
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (epoch %d)", s.Member, s.Status, s.Epoch))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // EndpointCheck is one connectivity and TLS check.
 type EndpointCheck struct {
 	Name    string `json:"name"` // "a (admin API)", "arbiter"

@@ -47,6 +47,13 @@ type Result struct {
 // Steps, in order.
 var Steps = []string{"status", "gate", "switch", "verify", "record"}
 
+// The members' statuses are read pairReads times, pairPause apart, until
+// they show one primary and one backup.
+const (
+	pairReads = 5
+	pairPause = time.Second
+)
+
 // Workflow runs the planned failover.
 func Workflow(ctx workflow.Context, in Input) (Result, error) {
 	if in.Wait <= 0 {
@@ -64,13 +71,25 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 
 	// 1. Both failover members: one primary, one backup.
 	f.Step(ctx, 0, "reading both failover members' status")
+	// A member that has just rejoined (or a status read that timed out on
+	// a busy host) is read again a few times before the request fails.
 	var sts []workflows.MemberStatus
-	if err := workflow.ExecuteActivity(workflows.ActivityContext(ctx), act.TierStatus, in.Tier).Get(ctx, &sts); err != nil {
-		return res, f.Fail(ctx, workflows.ErrNotReady, "status: "+err.Error())
-	}
-	p, b, ok := workflows.Pair(sts)
-	if !ok {
-		return res, f.Fail(ctx, workflows.ErrNotReady, "the tier has no primary/backup pair now: see `tandem ctl status`")
+	var p, b workflows.MemberStatus
+	for attempt := 1; ; attempt++ {
+		sts = nil
+		if err := workflow.ExecuteActivity(workflows.ActivityContext(ctx), act.TierStatus, in.Tier).Get(ctx, &sts); err != nil {
+			return res, f.Fail(ctx, workflows.ErrNotReady, "status: "+err.Error())
+		}
+		var ok bool
+		if p, b, ok = workflows.Pair(sts); ok {
+			break
+		}
+		if attempt == pairReads {
+			return res, f.Fail(ctx, workflows.ErrNotReady, "the tier has no primary/backup pair now ("+workflows.DescribeStatuses(sts)+"): see `tandem ctl status`")
+		}
+		if err := workflow.Sleep(ctx, pairPause); err != nil {
+			return res, err
+		}
 	}
 	res.OldPrimary, res.NewPrimary, res.OldEpoch = p.Member, b.Member, p.Epoch
 	f.Check(fmt.Sprintf("%s primary, %s backup, epoch %d", p.Member, b.Member, p.Epoch))

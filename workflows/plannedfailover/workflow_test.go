@@ -103,8 +103,35 @@ func TestPlannedFailover(t *testing.T) {
 		env.OnActivity(act.TierStatus, mock.Anything, "records").Return(
 			[]workflows.MemberStatus{tiertest.Member("a", "primary", 1, "disconnected"), tiertest.Member("b", "", 0, "")}, nil)
 		env.ExecuteWorkflow(Name, Input{Tier: "records"})
-		if tiertest.ErrType(env.GetWorkflowError()) != workflows.ErrNotReady || recs.Events() != "" {
-			t.Fatalf("error %v, records %s", env.GetWorkflowError(), recs.Events())
+		err := env.GetWorkflowError()
+		if tiertest.ErrType(err) != workflows.ErrNotReady || recs.Events() != "" || !strings.Contains(err.Error(), "a primary (epoch 1)") {
+			t.Fatalf("error %v, records %s", err, recs.Events())
+		}
+	})
+	t.Run("a backup that has just rejoined is read again, then handed over to", func(t *testing.T) {
+		env, _ := newEnv()
+		reads := 0
+		requested := false
+		env.OnActivity(act.TierStatus, mock.Anything, "records").Return(func(context.Context, string) ([]workflows.MemberStatus, error) {
+			reads++
+			if reads < 3 {
+				return []workflows.MemberStatus{tiertest.Member("a", "primary", 1, "disconnected"), tiertest.Member("b", "", 0, "")}, nil
+			}
+			if !requested {
+				return tiertest.Healthy(1), nil
+			}
+			return tiertest.Switched(2), nil
+		})
+		env.OnActivity(act.ContentHashes, mock.Anything, "records", []string{"b", "a"}, mock.Anything).Return(tiertest.Hashes("b", "a"), nil)
+		env.OnActivity(act.RequestPlannedFailover, mock.Anything, "records", "a", uint64(1)).Return(func(context.Context, string, string, uint64) error {
+			requested = true
+			return nil
+		})
+		env.ExecuteWorkflow(Name, Input{Tier: "records"})
+		var res Result
+		env.GetWorkflowResult(&res)
+		if !requested || res.OldPrimary != "a" || res.NewPrimary != "b" {
+			t.Fatalf("reads %d requested %v result %+v err %v", reads, requested, res, env.GetWorkflowError())
 		}
 	})
 	t.Run("a switch that never completes times out and the timeout is recorded", func(t *testing.T) {
