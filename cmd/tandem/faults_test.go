@@ -313,8 +313,11 @@ func (f *faultRun) inject(kind string) {
 // equal content; it returns what it could not reach.
 func (f *faultRun) settle() (primary string, problem string) {
 	tr := f.tr
-	f.restartDead()
 	if !until(60*time.Second, func() bool {
+		// As a supervisor would (systemd Restart=on-abnormal): a member its
+		// returning agent fenced after the fault was repaired comes back,
+		// and rejoins as backup.
+		f.restartDead()
 		p, b := f.roles()
 		primary = p
 		return p != "" && b != ""

@@ -165,12 +165,22 @@ func (s *Server) handle(ctx context.Context, rd failover.Ready) error {
 }
 
 // fence kills the member, marks its data directory, and reads its journal
-// and epoch from disk for the partner.
+// and epoch from disk for the partner. The journal's lock is taken before
+// the mark is written and held until the journal is read: a node starting
+// meanwhile cannot open its journal, so it can neither miss the mark nor
+// clear it before the tail is handed over. A starting node that holds the
+// lock before it has written its pid file makes this attempt fail; the
+// core asks again, and the next attempt kills it.
 func (s *Server) fence() (failover.Message, error) {
 	killed, err := node.KillMember(s.member.DataDir, s.member.Name, 10*time.Second)
 	if err != nil {
 		return failover.Message{}, err
 	}
+	j, err := journal.Open(filepath.Join(s.member.DataDir, "journal"), journal.Options{})
+	if err != nil {
+		return failover.Message{}, fmt.Errorf("member journal (a member process may be starting; the next attempt kills it): %w", err)
+	}
+	defer j.Close()
 	var hs failover.HardState
 	if err := statefile.Load(filepath.Join(s.member.DataDir, "hardstate.json"), &hs); err != nil {
 		return failover.Message{}, fmt.Errorf("member hard state: %w", err)
@@ -178,7 +188,7 @@ func (s *Server) fence() (failover.Message, error) {
 	if err := node.WriteFenceMark(s.member.DataDir, node.FenceMark{At: time.Now().UTC(), Epoch: uint64(hs.Epoch), By: string(s.id)}); err != nil {
 		return failover.Message{}, err
 	}
-	entries, err := readJournal(filepath.Join(s.member.DataDir, "journal"))
+	entries, err := wire.ReadEntries(j)
 	if err != nil {
 		return failover.Message{}, fmt.Errorf("member journal: %w", err)
 	}
@@ -186,13 +196,3 @@ func (s *Server) fence() (failover.Message, error) {
 	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: hs.Epoch, Entries: entries}, nil
 }
 
-// readJournal opens the fenced member's journal (its lock is free: the
-// process is dead) and returns every record as core entries.
-func readJournal(dir string) ([]failover.Entry, error) {
-	j, err := journal.Open(dir, journal.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
-	return wire.ReadEntries(j)
-}
