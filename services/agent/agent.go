@@ -195,4 +195,3 @@ func (s *Server) fence() (failover.Message, error) {
 	s.log.Warn("member fenced", "member", s.member.Name, "killed_running_process", killed, "epoch", hs.Epoch, "journal_last_lsn", len(entries))
 	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: hs.Epoch, Entries: entries}, nil
 }
-
