@@ -165,11 +165,16 @@ var kvModel = porcupine.Model{
 var faultKinds = []string{"kill-primary", "kill-backup", "pause-primary", "cut-pair", "cut-pair-one-way", "cut-primary-arbiter", "cut-backup-arbiter", "cut-all", "kill-arbiter", "planned-failover", "kill-primary-and-arbiter"}
 
 // Not drawn at random yet: "cut-pair+kill-primary-host" (the primary's node
-// and agent lost while cut off from the backup). It exposes an open
-// liveness bug: after `TANDEM_FAULTS=cut-pair,cut-pair+kill-primary-host`
-// the returning agent fences the old primary for the backup, the backup's
-// takeover request is abandoned when the arbiter record moves, and neither
-// member becomes primary. TestFaultSuiteCatchesMutations uses it.
+// and agent lost while cut off from the backup). With
+// `TANDEM_FAULTS=cut-pair,cut-pair+kill-primary-host` it once left no
+// primary (a member its returning agent fenced was never restarted: the
+// settle loop now restarts members as a supervisor would) and once left the
+// members' content different after healing, with an agent log showing its
+// fence racing a starting node for the journal (the fence now holds the
+// journal lock before it marks the directory). 16 schedules passed after
+// both changes but one; the mismatch did not reproduce since, so it stays
+// out of the random set until many more schedules pass.
+// TestFaultSuiteCatchesMutations uses it.
 
 func (f *faultRun) roles() (primary, backup string) {
 	for _, m := range []string{"a", "b"} {
