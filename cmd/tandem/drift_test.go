@@ -83,8 +83,8 @@ func (tt *temporalTier) driftCheck() configsyncflow.DriftCheckState {
 //     reported (ctl config diff) and the failover gate refuses a
 //     PlannedFailover → DriftCheck (3 s) repairs it within one interval →
 //     PlannedFailover succeeds → the user is in the new primary's
-//     effective state. (Users cannot log in with a password yet: there is
-//     no login; the test stops at the effective state.)
+//     effective state, logs in with the password through a gateway (the
+//     token comes from b) and reads FHIR within the role's scopes.
 //  4. A user only one member enforces is removed only after an approval.
 func TestConfigWorkflowsOnARealTier(t *testing.T) {
 	if testing.Short() {
@@ -207,6 +207,19 @@ func TestConfigWorkflowsOnARealTier(t *testing.T) {
 		t.Fatalf("dave is not an enabled user on the new primary b: %v", us)
 	}
 	t.Log("dave is enabled in the new primary b's effective state")
+	gw := tt.startGateway("gateway", startRedis(t))
+	tt.waitFor("the gateway routes to b", 10*time.Second, func() bool { p, _ := tt.gatewayView(gw); return p == "b" })
+	lg := tt.login(gw, "dave", "correct-horse-battery")
+	if lg.Status != 200 || lg.Member != "records/b" || lg.Scope != "patient/*.rs user/Observation.cruds" {
+		t.Fatalf("dave's login through the gateway: %d from %q, scope %q, %s %s", lg.Status, lg.Member, lg.Scope, lg.Error, lg.Description)
+	}
+	if code, body := tt.fhirGet(gw, "/fhir/Observation", lg.AccessToken); code != 200 {
+		t.Fatalf("dave (nurse) searching Observations: %d %.300s", code, body)
+	}
+	if code, _ := tt.fhirGet(gw, "/fhir/Patient", lg.AccessToken); code != 403 {
+		t.Fatalf("dave (nurse: no Patient scope) searching Patients: %d, want 403", code)
+	}
+	t.Log("dave logged in through the gateway (token from b) and read /fhir/Observation; /fhir/Patient is outside his role")
 
 	// 4. A user only one member enforces: removed only on approval. (For
 	// 3 s after a takeover the new primary aligns itself with every newer

@@ -4,16 +4,24 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/cluster"
@@ -24,6 +32,7 @@ import (
 	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/dev"
 	"github.com/tandemhealth/tandem/services/gateway"
+	"github.com/tandemhealth/tandem/services/login"
 	"github.com/tandemhealth/tandem/services/monitor"
 	"github.com/tandemhealth/tandem/services/node"
 )
@@ -59,6 +68,9 @@ Usage:
   tandem token --cluster FILE --role clinician|patient-app|admin [--patient ID] [--ttl 1h]
                                 mint a bearer token for /fhir and the admin API
                                 (--config FILE for a standalone node's keys)
+  tandem login --gateway URL --user NAME [--tier T] [--cacert FILE] [--json]
+                                log in with a config-sync user's password (read from the terminal or stdin)
+                                and print the bearer token
   tandem help                   this text
 
 Run 'tandem COMMAND -h' for a command's flags.
@@ -99,6 +111,8 @@ func main() {
 		err = runGateway(ctx, os.Args[2:])
 	case "token":
 		err = runToken(os.Args[2:], os.Stdout)
+	case "login":
+		err = runLogin(ctx, os.Args[2:], os.Stdin, os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -376,5 +390,62 @@ func runToken(args []string, out io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintln(out, tok)
+	return err
+}
+
+// runLogin logs a user in at a gateway's (or a member's) token endpoint
+// and prints the token, or the whole answer with --json. The password is
+// read from the terminal without echo, or from the first line of stdin.
+func runLogin(ctx context.Context, args []string, in *os.File, out io.Writer) error {
+	fs := flag.NewFlagSet("login", flag.ContinueOnError)
+	base := fs.String("gateway", "", "the gateway's (or a member's) base URL, e.g. https://127.0.0.1:7481")
+	tier := fs.String("tier", "", "the tier to log in to (default: the gateway's default tier)")
+	user := fs.String("user", "", "the user name")
+	cacert := fs.String("cacert", os.Getenv("TANDEM_CA"), "PEM CA certificate to trust (default $TANDEM_CA, else the system's)")
+	asJSON := fs.Bool("json", false, "print the whole token answer as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *base == "" || *user == "" {
+		return errors.New("--gateway URL and --user NAME are required")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if *cacert != "" {
+		pem, err := os.ReadFile(*cacert)
+		if err != nil {
+			return fmt.Errorf("--cacert: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--cacert: %s holds no PEM certificate", *cacert)
+		}
+	}
+	var password []byte
+	if term.IsTerminal(int(in.Fd())) {
+		fmt.Fprintf(os.Stderr, "password for %s: ", *user)
+		p, err := term.ReadPassword(int(in.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return err
+		}
+		password = p
+	} else {
+		line, err := bufio.NewReader(in).ReadString('\n')
+		if err != nil && line == "" {
+			return errors.New("no password on stdin")
+		}
+		password = []byte(strings.TrimRight(line, "\r\n"))
+	}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	tok, err := login.PasswordLogin(ctx, c, *base, *tier, *user, string(password))
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(tok)
+	}
+	_, err = fmt.Fprintln(out, tok.AccessToken)
 	return err
 }

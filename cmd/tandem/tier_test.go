@@ -99,7 +99,8 @@ func startTier(t testing.TB, withAsync ...bool) *tier {
 	if err := os.WriteFile(keyPath, []byte("tier-test-secret-"+fmt.Sprint(time.Now().UnixNano())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	y += fmt.Sprintf("access:\n  keys:\n    - {kid: test-1, alg: HS256, path: %s}\n", keyPath)
+	// Members sign login tokens (POST /auth/token) with it too.
+	y += fmt.Sprintf("access:\n  keys:\n    - {kid: test-1, alg: HS256, path: %s}\n  signing_key: test-1\n", keyPath)
 	if err := os.WriteFile(tr.cluster, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}

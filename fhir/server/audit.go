@@ -81,6 +81,53 @@ type auditRec struct {
 	status      int
 	seen        []auditEntity
 	written     bool // a write's AuditEvent is already in the journal
+
+	// A login attempt's record (AuditLogin): the client's network address
+	// and what the token endpoint answered (an OAuth error code).
+	address, detail string
+}
+
+// loginInteraction marks a login attempt's record (AuditLogin): its
+// AuditEvent is a DICOM "User Authentication" / "Login" event, not a
+// RESTful interaction.
+const loginInteraction = "login"
+
+// Login is one attempt to get a token at a member's token endpoint
+// (services/login), for its AuditEvent. It never holds a password, a
+// secret or a hash.
+type Login struct {
+	// User is the user name tried (password grant) or the user owning the
+	// API client (client credentials); it may name no user.
+	User string
+	// ClientID is the API client tried (client credentials).
+	ClientID string
+	// Address is the client's network address.
+	Address string
+	// Status is the HTTP status answered; Detail the OAuth error code or
+	// the reason of a refusal (e.g. "invalid_grant: locked out").
+	Status int
+	Detail string
+	At     time.Time
+}
+
+// AuditLogin records a login attempt, success or failure, as an
+// AuditEvent (type DICOM 110114 User Authentication, subtype 110122
+// Login; agent the user, altId the client, network the address; outcome
+// as for requests, outcomeDesc the status and Detail), group-committed
+// like a read's within AuditWindow. Without Options.Audit it does nothing.
+// Like every buffered AuditEvent it is stored only by a member that can
+// write (the primary); elsewhere the failed commit is logged.
+func (s *Server) AuditLogin(l Login) {
+	if s.audit == nil {
+		return
+	}
+	at := l.At
+	if at.IsZero() {
+		at = s.now()
+	}
+	rec := &auditRec{p: &access.Principal{Subject: l.User, ClientID: l.ClientID}, interaction: loginInteraction,
+		at: at.UTC().Truncate(time.Millisecond), status: l.Status, address: l.Address, detail: l.Detail}
+	s.audit.add(rec)
 }
 
 type auditKey struct{}
@@ -390,6 +437,11 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 		outcome = "4"
 	}
 	action := "R"
+	typ := `{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":`
+	login := rec.interaction == loginInteraction
+	if login {
+		typ = `{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110114","display":"User Authentication"},"subtype":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110122","display":`
+	}
 	switch rec.interaction {
 	case "create":
 		action = "C"
@@ -397,30 +449,47 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 		action = "U"
 	case "delete":
 		action = "D"
-	case "transaction", "batch", "operation", "batch/transaction":
+	case "transaction", "batch", "operation", "batch/transaction", loginInteraction:
 		action = "E"
 	}
 	b := make([]byte, 0, 512+48*len(ents))
 	b = append(b, `{"resourceType":"AuditEvent","id":"`...)
 	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":`...)
-	b = appendString(b, rec.interaction)
+	b = append(b, `","type":`...)
+	b = append(b, typ...)
+	if login {
+		b = append(b, `"Login"`...)
+	} else {
+		b = appendString(b, rec.interaction)
+	}
 	b = append(b, `}],"action":"`...)
 	b = append(b, action...)
 	b = append(b, `","recorded":"`...)
 	b = append(b, fhir.FormatInstant(at)...)
 	b = append(b, `","outcome":"`...)
 	b = append(b, outcome...)
-	b = append(b, `","outcomeDesc":"`...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, `","agent":[{"who":{"identifier":{"system":"`+auditSubjectSystem+`","value":`...)
+	b = append(b, `","outcomeDesc":`...)
+	if rec.detail != "" {
+		b = appendString(b, strconv.Itoa(status)+" "+rec.detail)
+	} else {
+		b = append(b, '"')
+		b = strconv.AppendInt(b, int64(status), 10)
+		b = append(b, '"')
+	}
+	b = append(b, `,"agent":[{"who":{"identifier":{"system":"`+auditSubjectSystem+`","value":`...)
 	b = appendString(b, subjectOf(rec.p))
 	b = append(b, `}}`...)
 	if rec.p != nil && rec.p.ClientID != "" {
 		b = append(b, `,"altId":`...)
 		b = appendString(b, rec.p.ClientID)
 	}
-	b = append(b, `,"requestor":true}],"source":{"observer":{"display":"tandem"}}`...)
+	b = append(b, `,"requestor":true`...)
+	if rec.address != "" {
+		b = append(b, `,"network":{"address":`...)
+		b = appendString(b, rec.address)
+		b = append(b, `,"type":"2"}`...)
+	}
+	b = append(b, `}],"source":{"observer":{"display":"tandem"}}`...)
 	ps := make([]string, 0, len(patients))
 	for p := range patients {
 		ps = append(ps, p)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandemhealth/tandem/fhir"
 	"github.com/tandemhealth/tandem/fhir/access"
+	"github.com/tandemhealth/tandem/fhir/server"
 	"github.com/tandemhealth/tandem/mirror/journal"
 )
 
@@ -306,5 +307,52 @@ func TestAuditEveryReadAndWrite(t *testing.T) {
 	}
 	if err := n.h.Close(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAuditLogin: a login attempt is an AuditEvent of its own kind (DICOM
+// User Authentication / Login), searchable by agent like any other, with
+// the client's address and the answer, and nothing else.
+func TestAuditLogin(t *testing.T) {
+	n := accessNode(t)
+	at := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+	n.h.AuditLogin(server.Login{User: "dave", Address: "10.0.0.7", Status: http.StatusOK, At: at})
+	n.h.AuditLogin(server.Login{User: "dave", ClientID: "lab-robot", Address: "10.0.0.8", Status: http.StatusBadRequest, Detail: "invalid_grant: wrong password", At: at})
+	if err := n.h.FlushAudit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, raws := allAuditRaw(t, n)
+	if len(raws) != 2 {
+		t.Fatalf("%d AuditEvents, want 2", len(raws))
+	}
+	var ev struct {
+		Type        struct{ Code string }
+		Subtype     []struct{ Code, Display string }
+		Action      string
+		Outcome     string
+		OutcomeDesc string
+		Agent       []struct {
+			Who     struct{ Identifier struct{ Value string } }
+			AltID   string
+			Network struct{ Address string }
+		}
+		Entity []any
+	}
+	if err := json.Unmarshal(raws[1], &ev); err != nil {
+		t.Fatalf("%v\n%s", err, raws[1])
+	}
+	if ev.Type.Code != "110114" || ev.Subtype[0].Code != "110122" || ev.Action != "E" || ev.Outcome != "4" ||
+		ev.OutcomeDesc != "400 invalid_grant: wrong password" || ev.Agent[0].Who.Identifier.Value != "dave" ||
+		ev.Agent[0].AltID != "lab-robot" || ev.Agent[0].Network.Address != "10.0.0.8" || len(ev.Entity) != 0 {
+		t.Fatalf("login AuditEvent:\n%s", raws[1])
+	}
+	if err := json.Unmarshal(raws[0], &ev); err != nil || ev.Outcome != "0" || ev.OutcomeDesc != "200" {
+		t.Fatalf("successful login AuditEvent:\n%s", raws[0])
+	}
+	admin := token(t, "admin", access.AdminScope, "")
+	rec := n.do(t, "GET", "/AuditEvent?agent=dave", nil, "Authorization", admin)
+	wantStatus(t, rec, http.StatusOK)
+	if c := strings.Count(rec.Body.String(), `"110122"`); c != 2 {
+		t.Fatalf("search by agent finds %d login events:\n%s", c, rec.Body.String())
 	}
 }

@@ -14,7 +14,8 @@
 // (visible.go), and every write is checked against the token's patient
 // compartment inside its sequencer Write. With Options.Audit every access
 // to clinical data gets an AuditEvent (audit.go): a write's in its own
-// journal record, the rest group-committed within AuditWindow.
+// journal record, the rest group-committed within AuditWindow; so does
+// every login attempt a member's token endpoint hands to AuditLogin.
 //
 // The handler must never write outside the sequencer, never store anything
 // for a request that fails (but its AuditEvent), never re-marshal a stored

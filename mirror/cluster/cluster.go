@@ -63,7 +63,27 @@ type Access struct {
 	Leeway Duration `yaml:"leeway"`
 	// Keys are every trusted signing key; several during a rotation.
 	Keys []AccessKey `yaml:"keys"`
+	// SigningKey is the kid of the key members sign login tokens with
+	// (POST /auth/token): an HS256 secret or an RS256/ES256 private key.
+	// Empty: members answer /auth/token with 501.
+	SigningKey string `yaml:"signing_key"`
+	// TokenTTL is the lifetime of a login token; 15m when empty, at most
+	// 24h (and never more than the effective security settings' session
+	// lifetime).
+	TokenTTL Duration `yaml:"token_ttl"`
+	// LockoutAfter failed logins of one user name (or API client) within
+	// LockoutFor refuse that name for LockoutFor, on each member; 5 and
+	// 15m when empty.
+	LockoutAfter int      `yaml:"lockout_after"`
+	LockoutFor   Duration `yaml:"lockout_for"`
 }
+
+// Login defaults (Access).
+const (
+	DefaultTokenTTL     = 15 * time.Minute
+	DefaultLockoutAfter = 5
+	DefaultLockoutFor   = 15 * time.Minute
+)
 
 // AccessKey is one signing key file: for HS256 the secret, for RS256 and
 // ES256 a PEM key (a private key also lets "tandem token" sign).
@@ -98,6 +118,18 @@ func (a Access) Validate(prefix string) error {
 	}
 	if l := time.Duration(a.Leeway); l < 0 || l > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("field %s.leeway: %s must be between 0 and 5m", prefix, l))
+	}
+	if a.SigningKey != "" && !kids[a.SigningKey] {
+		errs = append(errs, fmt.Errorf("field %s.signing_key: %q is not the kid of a key in %s.keys", prefix, a.SigningKey, prefix))
+	}
+	if d := time.Duration(a.TokenTTL); d != 0 && (d < time.Minute || d > 24*time.Hour) {
+		errs = append(errs, fmt.Errorf("field %s.token_ttl: %s must be between 1m and 24h", prefix, d))
+	}
+	if a.LockoutAfter < 0 || a.LockoutAfter > 1000 {
+		errs = append(errs, fmt.Errorf("field %s.lockout_after: %d must be between 1 and 1000 (0: the default, %d)", prefix, a.LockoutAfter, DefaultLockoutAfter))
+	}
+	if d := time.Duration(a.LockoutFor); d != 0 && (d < time.Second || d > 24*time.Hour) {
+		errs = append(errs, fmt.Errorf("field %s.lockout_for: %s must be between 1s and 24h", prefix, d))
 	}
 	return errors.Join(errs...)
 }

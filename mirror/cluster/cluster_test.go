@@ -42,11 +42,12 @@ func TestParseDefaultsAndLinks(t *testing.T) {
 }
 
 func TestAccessSection(t *testing.T) {
-	f, err := Parse([]byte(strings.Replace(good, "tls:", "access:\n  issuer: tandem\n  leeway: 10s\n  keys:\n    - {kid: k1, alg: HS256, path: /k1}\n    - {kid: k2, alg: ES256, path: /k2.pem}\ntls:", 1)))
+	f, err := Parse([]byte(strings.Replace(good, "tls:", "access:\n  issuer: tandem\n  leeway: 10s\n  keys:\n    - {kid: k1, alg: HS256, path: /k1}\n    - {kid: k2, alg: ES256, path: /k2.pem}\n  signing_key: k2\n  token_ttl: 10m\ntls:", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.Access.Keys) != 2 || f.Access.Keys[1].Alg != "ES256" || time.Duration(f.Access.Leeway) != 10*time.Second || f.Access.Issuer != "tandem" {
+	if len(f.Access.Keys) != 2 || f.Access.Keys[1].Alg != "ES256" || time.Duration(f.Access.Leeway) != 10*time.Second || f.Access.Issuer != "tandem" ||
+		f.Access.SigningKey != "k2" || time.Duration(f.Access.TokenTTL) != 10*time.Minute {
 		t.Fatalf("access %+v", f.Access)
 	}
 }
@@ -84,6 +85,10 @@ func TestBadFilesNameTheField(t *testing.T) {
 		{"access kid", "tls:", "access: {keys: [{alg: HS256, path: /k}]}\ntls:", "field access.keys[0].kid"},
 		{"access path", "tls:", "access: {keys: [{kid: k1, alg: HS256}]}\ntls:", "field access.keys[0].path"},
 		{"access kid twice", "tls:", "access: {keys: [{kid: k1, alg: HS256, path: /a}, {kid: k1, alg: ES256, path: /b}]}\ntls:", "field access.keys[1].kid"},
+		{"signing key unknown", "tls:", "access: {keys: [{kid: k1, alg: HS256, path: /a}], signing_key: k2}\ntls:", "field access.signing_key"},
+		{"token ttl too long", "tls:", "access: {keys: [{kid: k1, alg: HS256, path: /a}], signing_key: k1, token_ttl: 48h}\ntls:", "field access.token_ttl"},
+		{"lockout after negative", "tls:", "access: {lockout_after: -1}\ntls:", "field access.lockout_after"},
+		{"lockout for too long", "tls:", "access: {lockout_for: 100h}\ntls:", "field access.lockout_for"},
 		{"access unknown key", "tls:", "access:\n  keys:\n    - {kid: k1, alg: HS256, file: /k}\ntls:", "field access.keys[0]"},
 		{"member in two tiers", "    links:", `  - name: labs
     members:

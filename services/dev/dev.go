@@ -277,6 +277,7 @@ tiers:
 access:
   keys:
     - {kid: %[12]s, alg: HS256, path: %[1]s/keys/%[12]s.key}
+  signing_key: %[12]s
 `, dir, addr(99), addr(0), addr(10), addr(20), addr(1), addr(11), addr(21), addr(2), addr(12), addr(22), devKeyID)
 	return os.WriteFile(path, []byte(y), 0o600)
 }
@@ -308,7 +309,7 @@ func ensureAccess(clusterPath, dir string) error {
 	if f, err := cluster.Parse(data); err != nil || len(f.Access.Keys) > 0 {
 		return nil // a bad file is reported by the load that follows
 	}
-	data = append(data, fmt.Sprintf("access:\n  keys:\n    - {kid: %s, alg: HS256, path: %s}\n", devKeyID, keyPath)...)
+	data = append(data, fmt.Sprintf("access:\n  keys:\n    - {kid: %s, alg: HS256, path: %s}\n  signing_key: %s\n", devKeyID, keyPath, devKeyID)...)
 	return os.WriteFile(clusterPath, data, 0o600)
 }
 

@@ -1,13 +1,16 @@
 // Package gateway is `tandem gateway`: one stable HTTPS address for
 // clinician apps and FHIR clients in front of every tier of a cluster. It
-// forwards /fhir requests to the tier's current primary, holds and retries
-// the requests that are safe to retry while a tier fails over, and lets
-// reads that accept staleness go to an async member.
+// forwards /fhir requests and logins (/auth/token) to the tier's current
+// primary, holds and retries the requests that are safe to retry while a
+// tier fails over, and lets reads that accept staleness go to an async
+// member.
 //
 // # Routing
 //
 //	/fhir/{tier}/...   the named tier (a tier of the cluster file)
 //	/fhir/...          the default tier: --default-tier, or the only tier
+//	POST /auth/token          the default tier's token endpoint (login.go)
+//	POST /auth/{tier}/token   the named tier's
 //
 // A first path segment that names a tier selects it; anything else (a
 // resource type, "metadata", "_history") goes to the default tier. The
@@ -61,6 +64,17 @@
 // reached a member: no connection was established, so not one byte of it
 // was written. Otherwise its outcome is unknown and the client gets 502
 // saying so.
+//
+// # Logins
+//
+// POST /auth/token is forwarded, body unchanged, to the tier's primary's
+// token endpoint (services/login): apps log in at the address they read
+// FHIR from. It needs no bearer token; a login is safe to retry (another
+// token for the same credentials changes nothing), so it is held and
+// retried across a failover like a read. The gateway's own refusals there
+// (no primary within the hold, rate limit, unknown tier) are OAuth error
+// objects, not OperationOutcomes. With --rate-limit, token requests count
+// against the client address's budget.
 //
 // # Mirror Monitor
 //

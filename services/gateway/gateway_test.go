@@ -41,6 +41,10 @@ type fakeMember struct {
 	seen     []*http.Request
 	// onFHIR, when set, handles /fhir instead of the default answer.
 	onFHIR func(w http.ResponseWriter, r *http.Request)
+	// logins counts the token requests that reached it; onLogin, when set,
+	// answers them instead of the default token.
+	logins  int
+	onLogin func(w http.ResponseWriter, r *http.Request) bool
 }
 
 func (m *fakeMember) set(status string, epoch uint64) {
@@ -84,6 +88,19 @@ func (m *fakeMember) serve(creds transport.Credentials) {
 		w.Header().Set("X-Seen-Authorization", r.Header.Get("Authorization"))
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"resourceType":"Patient","id":"1","meta":{"source":%q}}`, m.name)
+	})
+	mux.HandleFunc("POST /auth/token", func(w http.ResponseWriter, r *http.Request) {
+		m.mu.Lock()
+		m.logins++
+		h := m.onLogin
+		m.mu.Unlock()
+		if h != nil && h(w, r) {
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":"from-%s","token_type":"Bearer","expires_in":900,"scope":"","seen":{"form":%q,"type":%q,"xff":%q}}`,
+			m.name, b, r.Header.Get("Content-Type"), r.Header.Get("X-Forwarded-For"))
 	})
 	sc := creds.ServerConfig()
 	sc.ClientAuth = tls.VerifyClientCertIfGiven

@@ -19,8 +19,9 @@ import (
 	"time"
 )
 
-// Handler serves /fhir, /healthz, /readyz, /gateway/topology and, when
-// configured, the Mirror Monitor at MonitorPrefix.
+// Handler serves /fhir, the token endpoint /auth/token (login.go),
+// /healthz, /readyz, /gateway/topology and, when configured, the Mirror
+// Monitor at MonitorPrefix.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -44,6 +45,8 @@ func (g *Gateway) Handler() http.Handler {
 	}
 	mux.HandleFunc("/fhir", g.serveFHIR)
 	mux.HandleFunc("/fhir/", g.serveFHIR)
+	mux.HandleFunc("POST "+loginPath, g.serveLogin)
+	mux.HandleFunc("POST /auth/{tier}/token", g.serveLogin)
 	return mux
 }
 
@@ -191,14 +194,38 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	class := classify(r.Method, nodePath, r.Header)
+	g.forward(w, r, forwarding{tier: tier, nodePath: nodePath, prefixed: prefixed, body: body, id: id,
+		class: classify(r.Method, nodePath, r.Header), stale: isRead(r.Method) && maxLag > 0, maxLag: maxLag,
+		cacheKey: cacheKey, fp: fp, fail: g.fail})
+}
+
+// forwarding is one client request on its way to a member.
+type forwarding struct {
+	tier, nodePath string
+	prefixed       bool
+	body           []byte
+	id             string
+	class          retryClass
+	stale          bool // may go to an async within maxLag
+	maxLag         time.Duration
+	cacheKey, fp   string // Idempotency-Key result cache
+	// fail answers the gateway's own errors (OperationOutcome on /fhir,
+	// an OAuth error on /auth).
+	fail func(w http.ResponseWriter, code int, issue, msg string)
+}
+
+// forward sends f to the tier's primary (or an async), holding and
+// retrying it across a failover as its retry class allows, and copies the
+// answer to the client.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) {
+	tier, nodePath, prefixed, body, id, class := f.tier, f.nodePath, f.prefixed, f.body, f.id, f.class
 	// hold bounds the waiting for a primary, not an attempt: a member
 	// may take as long as it needs to answer.
 	hold, cancel := context.WithTimeout(r.Context(), g.cfg.HoldTimeout)
 	defer cancel()
 	var last string
 	for attempt := 1; ; attempt++ {
-		tg, ok := g.pick(tier, isRead(r.Method) && maxLag > 0, maxLag)
+		tg, ok := g.pick(tier, f.stale, f.maxLag)
 		if !ok {
 			v, _ := g.View(tier)
 			last = v.Reason
@@ -228,7 +255,7 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			g.cfg.Log.Warn("request outcome unknown", "request_id", id, "tier", tier, "member", tg.member, "method", r.Method)
-			g.fail(w, http.StatusBadGateway, "transient", "the member failed while handling this request; its outcome is unknown. Send writes with an Idempotency-Key so they can be retried safely")
+			f.fail(w, http.StatusBadGateway, "transient", "the member failed while handling this request; its outcome is unknown. Send writes with an Idempotency-Key so they can be retried safely")
 			return
 		}
 		if resp.StatusCode == http.StatusServiceUnavailable && class == retrySafe && tg.primary {
@@ -254,7 +281,7 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		}
-		g.reply(w, r, resp, tg, tier, attempt, prefixed, cacheKey, fp)
+		g.reply(w, r, resp, tg, tier, attempt, prefixed, f.cacheKey, f.fp)
 		acancel()
 		return
 	}
@@ -262,7 +289,7 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Retry-After", "1")
-	g.fail(w, http.StatusServiceUnavailable, "transient", fmt.Sprintf("no primary of tier %s answered within %s (%s)", tier, g.cfg.HoldTimeout, last))
+	f.fail(w, http.StatusServiceUnavailable, "transient", fmt.Sprintf("no primary of tier %s answered within %s (%s)", tier, g.cfg.HoldTimeout, last))
 }
 
 // pick chooses where a request goes now.

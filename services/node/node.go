@@ -1,6 +1,8 @@
 // Package node runs a Tandem data node: it opens the journal and the store,
 // recovers the store from the journal, sequences writes, and serves the
-// node's status, health, metrics and admin endpoints over HTTP.
+// node's status, health, metrics and admin endpoints over HTTP; a mirror
+// member also serves /fhir and the token endpoint /auth/token (package
+// login) on its effective config-sync users.
 //
 // A node runs standalone (tandem node --config node.yaml: one node, its
 // writes committed once durable in its own journal) or as a member of a
@@ -38,6 +40,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
 	"github.com/tandemhealth/tandem/mirror/store"
+	"github.com/tandemhealth/tandem/services/login"
 )
 
 // Node is one running data node.
@@ -55,6 +58,7 @@ type Node struct {
 
 	verifier *access.Verifier // nil: no bearer tokens accepted
 	fhirH    fhirHandler
+	login    *login.Handler // POST /auth/token on a mirror member (login.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -159,9 +163,14 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 		n.Close()
 		return nil, err
 	}
-	if n.verifier, _, err = LoadAccess(f.Access); err != nil {
+	var keys []access.Key
+	if n.verifier, keys, err = LoadAccess(f.Access); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node: field access: %w", err)
+	}
+	if err := n.openLogin(f.Access, keys); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	if err := writePIDFile(cfg.DataDir); err != nil {
 		n.Close()
@@ -347,6 +356,9 @@ func (n *Node) Handler() http.Handler {
 	}
 	if n.mirror != nil {
 		n.adminRoutes(mux)
+		// Logins with this member's effective users: any member answers,
+		// so a failover target lets people log in (login.go).
+		mux.Handle(login.Path, n.login)
 	} else if n.verifier != nil {
 		// Standalone: /fhir with bearer tokens only (plain HTTP: keep the
 		// listen address on loopback or behind a TLS-terminating proxy).
