@@ -246,17 +246,31 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	s.send(w, &response{Status: fe.Status, Body: fe.Outcome()})
 }
 
-// ServeHTTP routes a FHIR REST request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
+// segments splits a request path below the base path.
+func (s *Server) segments(path string) []string {
 	if s.opts.BasePath != "" && (path == s.opts.BasePath || strings.HasPrefix(path, s.opts.BasePath+"/")) {
 		path = path[len(s.opts.BasePath):]
 	}
 	path = strings.Trim(path, "/")
-	var seg []string
-	if path != "" {
-		seg = strings.Split(path, "/")
+	if path == "" {
+		return nil
 	}
+	return strings.Split(path, "/")
+}
+
+// Interaction names the FHIR interaction r asks for, as its AuditEvent
+// does ("read", "vread", "update", "search-type", "history-instance",
+// "batch/transaction", "capabilities", "operation", ...). It is derived
+// from the method and the shape of the path alone, never from an id or
+// the query, so it is safe as a metrics label.
+func (s *Server) Interaction(r *http.Request) string {
+	name, _, _ := interaction(r.Method, s.segments(r.URL.Path))
+	return name
+}
+
+// ServeHTTP routes a FHIR REST request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	seg := s.segments(r.URL.Path)
 	name, ityp, letter := interaction(r.Method, seg)
 	if len(seg) > 0 && seg[0] == "AuditEvent" && s.audit != nil {
 		if s.opts.Access != nil {

@@ -85,6 +85,14 @@
 // grant system/tandem.admin see it (header, or the page's HttpOnly login
 // cookie).
 //
+// # Metrics
+//
+// GET /metrics serves Prometheus text without authentication, as a node
+// does: requests by status class and method, their latency, retries by
+// reason, topology changes and whether each tier has a primary, rate-limit
+// refusals and idempotency-cache replays (metrics.go). Labels never hold a
+// path, an id, a client or a key.
+//
 // # Redis
 //
 // Redis (go-redis universal client: single, Sentinel or Cluster) holds the

@@ -32,6 +32,7 @@ type Gateway struct {
 	serverTLS *tls.Config
 	rdb       redis.UniversalClient
 	limiter   *limiter // nil: no rate limit
+	metrics   *metrics
 
 	mu      sync.Mutex
 	views   map[string]TierView
@@ -108,6 +109,7 @@ func New(cfg Config) (*Gateway, error) {
 	for _, t := range g.tiers {
 		g.views[t.Name] = TierView{Tier: t.Name, Reason: "not read yet"}
 	}
+	g.metrics = newMetrics(g)
 	return g, nil
 }
 
@@ -262,6 +264,9 @@ func (g *Gateway) refresh(ctx context.Context) {
 		}
 		if v.Primary != old.Primary || v.Epoch != old.Epoch {
 			g.cfg.Log.Info("topology changed", "tier", t.Name, "primary", v.Primary, "epoch", v.Epoch, "was_primary", old.Primary, "was_epoch", old.Epoch, "reason", v.Reason)
+			if old.Reason != "not read yet" {
+				g.metrics.topology.WithLabelValues(t.Name).Inc()
+			}
 			if v.Primary != "" && old.Reason != "not read yet" {
 				events = append(events, event{Kind: "changed", Tier: t.Name, Epoch: v.Epoch, Primary: v.Primary, From: g.cfg.ID})
 			}

@@ -20,8 +20,9 @@ import (
 )
 
 // Handler serves /fhir, the token endpoint /auth/token (login.go),
-// /healthz, /readyz, /gateway/topology and, when configured, the Mirror
-// Monitor at MonitorPrefix.
+// /healthz, /readyz, /gateway/topology, /metrics (Prometheus,
+// unauthenticated like a node's: no PHI in it) and, when configured, the
+// Mirror Monitor at MonitorPrefix.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -40,13 +41,16 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /gateway/topology", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, g.snapshot())
 	})
+	mux.Handle("GET /metrics", g.metrics.handler())
 	if g.cfg.Monitor != nil {
 		mux.Handle(MonitorPrefix, g.cfg.Monitor.Handler(MonitorPrefix))
 	}
-	mux.HandleFunc("/fhir", g.serveFHIR)
-	mux.HandleFunc("/fhir/", g.serveFHIR)
-	mux.HandleFunc("POST "+loginPath, g.serveLogin)
-	mux.HandleFunc("POST /auth/{tier}/token", g.serveLogin)
+	fhir := g.metrics.instrument(g.serveFHIR)
+	mux.HandleFunc("/fhir", fhir)
+	mux.HandleFunc("/fhir/", fhir)
+	login := g.metrics.instrument(g.serveLogin)
+	mux.HandleFunc("POST "+loginPath, login)
+	mux.HandleFunc("POST /auth/{tier}/token", login)
 	return mux
 }
 
@@ -164,6 +168,7 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 			g.cfg.Log.Debug("rate limit not checked: Redis", "err", err)
 		}
 		if !ok {
+			g.metrics.rateLimited.Inc()
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			g.fail(w, http.StatusTooManyRequests, "throttled", fmt.Sprintf("more than %d requests per second from this client", g.cfg.RateLimit))
 			return
@@ -189,6 +194,7 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 				w.Header()[k] = vs
 			}
 			w.Header().Set("X-Tandem-Idempotent-Replay", "gateway-cache")
+			g.metrics.replays.Inc()
 			w.WriteHeader(c.Status)
 			w.Write(c.Body)
 			return
@@ -224,6 +230,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) 
 	hold, cancel := context.WithTimeout(r.Context(), g.cfg.HoldTimeout)
 	defer cancel()
 	var last string
+	retry := "" // why the last attempt failed, until the next one is made
 	for attempt := 1; ; attempt++ {
 		tg, ok := g.pick(tier, f.stale, f.maxLag)
 		if !ok {
@@ -233,6 +240,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) 
 				break
 			}
 			continue
+		}
+		if retry != "" {
+			g.metrics.retries.WithLabelValues(retry).Inc()
+			retry = ""
 		}
 		actx, acancel := context.WithCancel(r.Context())
 		if class == retrySafe && tg.primary {
@@ -249,6 +260,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) 
 			g.noteFailure(hold, tier, tg)
 			last = fmt.Sprintf("member %s: %v", tg.member, errors.Unwrap(err))
 			if class == retrySafe || !sent {
+				retry = retryConnError
 				if !g.wait(hold, 20*time.Millisecond) {
 					break
 				}
@@ -265,6 +277,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) 
 			resp.Body.Close()
 			acancel()
 			last = fmt.Sprintf("member %s answered 503", tg.member)
+			retry = retryPrimary503
 			if !g.wait(hold, 50*time.Millisecond) {
 				break
 			}
@@ -276,6 +289,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) 
 			resp.Body.Close()
 			acancel()
 			last = fmt.Sprintf("member %s answered %d and is no longer primary", tg.member, resp.StatusCode)
+			retry = retryPrimaryMove
 			if hold.Err() != nil {
 				break
 			}

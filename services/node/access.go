@@ -102,8 +102,9 @@ func (n *Node) mountFHIR(mux *http.ServeMux) {
 		n.log.Error("FHIR server not mounted", "err", err)
 		return
 	}
-	mux.Handle("/fhir/", n.serveFHIR(srv))
-	mux.Handle("/fhir", n.serveFHIR(srv))
+	h := n.metrics.instrumentFHIR(srv, n.serveFHIR(srv))
+	mux.Handle("/fhir/", h)
+	mux.Handle("/fhir", h)
 }
 
 // fhirReadBarrier makes FHIR reads on the primary linearizable (see

@@ -104,14 +104,23 @@ func BenchmarkMirror(b *testing.B) {
 // active.
 func startBenchTier(b *testing.B, dir string, log *slog.Logger) (*node.Node, func()) {
 	b.Helper()
-	f := benchCluster(b, dir)
+	_, members, stop := startTier(b, dir, log)
+	return members[0], stop
+}
+
+// startTier runs the arbiter and members a and b of tier "records" in this
+// process, over real sockets with mutual TLS, and returns once a is
+// primary and its backup b is active.
+func startTier(tb testing.TB, dir string, log *slog.Logger) (*cluster.File, []*node.Node, func()) {
+	tb.Helper()
+	f := benchCluster(tb, dir)
 	if err := arbiter.Seed(f.Arbiter.DataDir, "records", "a", "b"); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	arb, err := arbiter.New(f, log)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -120,7 +129,7 @@ func startBenchTier(b *testing.B, dir string, log *slog.Logger) (*node.Node, fun
 	for _, m := range []string{"a", "b"} {
 		n, err := node.OpenMember(f, "records", m, log)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		members = append(members, n)
 		wg.Add(1)
@@ -129,11 +138,11 @@ func startBenchTier(b *testing.B, dir string, log *slog.Logger) (*node.Node, fun
 	deadline := time.Now().Add(20 * time.Second)
 	for members[0].Status().Status != "primary" || members[1].Status().Transfer == nil || members[1].Status().Transfer.Status != "active" {
 		if time.Now().After(deadline) {
-			b.Fatalf("tier not ready: %s / %s", members[0].Status().Status, members[1].Status().Status)
+			tb.Fatalf("tier not ready: %s / %s", members[0].Status().Status, members[1].Status().Status)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return members[0], func() { cancel(); wg.Wait() }
+	return f, members, func() { cancel(); wg.Wait() }
 }
 
 // BenchmarkFHIRIngestMirrored loads Synthea bundles as transactions on the
@@ -201,7 +210,7 @@ func BenchmarkFHIRIngestMirrored(b *testing.B) {
 	}
 }
 
-func benchCluster(b *testing.B, dir string) *cluster.File {
+func benchCluster(b testing.TB, dir string) *cluster.File {
 	b.Helper()
 	port := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -310,6 +310,7 @@ func (n *Node) gatePlannedFailover(w http.ResponseWriter, r *http.Request) bool 
 		d.Allowed = false
 		d.Deny = append(d.Deny, fmt.Sprintf("target %s: could not be asked for its state: %v", peer, peerErr))
 	}
+	n.metrics.countDecision(d)
 	if err := n.recordDecision(ctx, d); err != nil {
 		n.log.Warn("gate decision not recorded", "err", err)
 	}
@@ -405,6 +406,7 @@ func (n *Node) selfAlign(logMsg string) {
 // Verdicts taken while the primary is silent are decisions: logged and
 // recorded.
 func (n *Node) setVerdict(ctx context.Context, d gate.Decision, decisive bool) {
+	n.metrics.countDecision(d)
 	a := failover.Alignment{Aligned: d.Allowed, Reasons: d.Deny}
 	n.cs.mu.Lock()
 	changed := n.cs.sent == nil || n.cs.sent.Aligned != a.Aligned || !slices.Equal(n.cs.sent.Reasons, a.Reasons)

@@ -41,6 +41,7 @@ type mirror struct {
 	st      *store.Store
 	applier *store.Applier
 	seq     *sequencer.Sequencer
+	metrics *metrics
 
 	core      *failover.Member
 	savedHS   failover.HardState
@@ -69,6 +70,7 @@ type proposal struct {
 	lsn      uint64
 	database string
 	payload  []byte
+	at       time.Time // proposed: the start of its commit latency
 	done     chan error
 }
 
@@ -112,7 +114,7 @@ func (m *mirror) Propose(db string, payload []byte) (sequencer.Proposal, error) 
 	if m.nextLSN == 0 {
 		return nil, ErrNotPrimary
 	}
-	p := &proposal{lsn: m.nextLSN, database: db, payload: payload, done: make(chan error, 1)}
+	p := &proposal{lsn: m.nextLSN, database: db, payload: payload, at: time.Now(), done: make(chan error, 1)}
 	m.nextLSN++
 	m.proposals <- p // FIFO: the loop sees proposals in LSN order
 	return p, nil
@@ -133,7 +135,7 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 		return nil, err
 	}
 	m := &mirror{log: n.log, file: f, tier: t, me: me, creds: creds, hsPath: filepath.Join(n.cfg.DataDir, "hardstate.json"),
-		j: n.journal, st: n.store, applier: n.applier, start: time.Now(),
+		j: n.journal, st: n.store, applier: n.applier, metrics: n.metrics, start: time.Now(),
 		inbox: make(chan failover.Message, 4096), proposals: make(chan *proposal, 1<<16), links: map[failover.ID]*link{},
 		lease: &lease{qos: time.Duration(f.QoSTicks()) * cluster.TickInterval}}
 
@@ -315,14 +317,14 @@ func (m *mirror) stepProposal(p *proposal) failover.Ready {
 	// The record travels as a journal frame with its CRC (see wire).
 	data, err := journal.EncodeShipped(journal.Record{Type: journal.TypeData, Epoch: uint64(m.core.Epoch()), LSN: p.lsn, Database: p.database, Payload: p.payload})
 	if err != nil {
-		p.done <- err
+		m.settle(p, err)
 		return failover.Ready{Actions: []failover.Action{{Kind: failover.ActRejectWrite}}}
 	}
 	rd := m.core.Step(failover.Message{Type: failover.MsgPropose, From: m.core.ID(), To: m.core.ID(), Epoch: m.core.Epoch(), Data: data})
 	if uint64(m.core.LastLSN()) == p.lsn {
 		m.waiting = append(m.waiting, p)
 	} else {
-		p.done <- ErrNotPrimary // rejected (ActRejectWrite); the actions below stop the sequencer
+		m.settle(p, ErrNotPrimary) // rejected (ActRejectWrite); the actions below stop the sequencer
 	}
 	return rd
 }
@@ -521,11 +523,12 @@ func (m *mirror) act(a failover.Action) {
 		upTo := uint64(a.UpTo)
 		i := 0
 		for ; i < len(m.waiting) && m.waiting[i].lsn <= upTo; i++ {
-			m.waiting[i].done <- nil
+			m.settle(m.waiting[i], nil)
 		}
 		m.waiting = m.waiting[i:]
 	case failover.ActPromote:
 		m.log.Warn("promoted to primary", "epoch", a.Epoch, "reason", a.Reason.String(), "previous_epoch_ends", a.UpTo)
+		m.metrics.failovers.WithLabelValues(a.Reason.String()).Inc()
 		base := uint64(m.core.LastLSN()) // the epoch marker: writes wait until it is applied
 		m.seq.Restart(base)
 		m.propMu.Lock()
@@ -555,7 +558,7 @@ func (m *mirror) stopWrites() {
 	for {
 		select {
 		case p := <-m.proposals:
-			p.done <- ErrNotPrimary
+			m.settle(p, ErrNotPrimary)
 		default:
 			return
 		}
@@ -564,9 +567,16 @@ func (m *mirror) stopWrites() {
 
 func (m *mirror) failWaiting(err error) {
 	for _, p := range m.waiting {
-		p.done <- err
+		m.settle(p, err)
 	}
 	m.waiting = nil
+}
+
+// settle ends a proposal: acknowledged (nil) or failed. Its commit latency
+// is observed first, so a client that saw the answer finds it in /metrics.
+func (m *mirror) settle(p *proposal, err error) {
+	m.metrics.observeCommit(p.at, err)
+	p.done <- err
 }
 
 func (m *mirror) publish() {

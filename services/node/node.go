@@ -59,6 +59,7 @@ type Node struct {
 	verifier *access.Verifier // nil: no bearer tokens accepted
 	fhirH    fhirHandler
 	login    *login.Handler // POST /auth/token on a mirror member (login.go)
+	metrics  *metrics       // counted events, served at /metrics with the collector
 
 	closeOnce sync.Once
 	closeErr  error
@@ -112,7 +113,7 @@ func openStorage(cfg Config, log *slog.Logger, commitDelay time.Duration, recove
 		}
 		log.Info("store recovered", "replayed_records", n, "applied_lsn", st.AppliedLSN(), "duration_ms", time.Since(t0).Milliseconds())
 	}
-	n := &Node{cfg: cfg, log: log, journal: j, store: st, started: time.Now()}
+	n := &Node{cfg: cfg, log: log, journal: j, store: st, started: time.Now(), metrics: newMetrics(cfg.Tier, cfg.Member)}
 	n.applier = store.NewApplier(st, j)
 	return n, nil
 }
@@ -125,7 +126,8 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.epoch = n.store.Epoch()
-	n.seq = sequencer.New(sequencer.JournalLog{J: n.journal, Epoch: n.epoch, Applier: n.applier}, n.store, n.applier)
+	jl := sequencer.JournalLog{J: n.journal, Epoch: n.epoch, Applier: n.applier}
+	n.seq = sequencer.New(timedLog{Log: jl, m: n.metrics}, n.store, n.applier)
 	if n.verifier, _, err = LoadAccess(cfg.Access); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node: field access: %w", err)
@@ -342,6 +344,7 @@ func (n *Node) Handler() http.Handler {
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.metrics.register(reg)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// Health checks for load balancers: 200 only in that state, 503
 	// otherwise (DESIGN §6).

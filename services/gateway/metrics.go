@@ -1,0 +1,134 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Retry reasons of tandem_gateway_retries_total: why the attempt before
+// the retried one failed.
+const (
+	retryConnError   = "connection-error" // no answer: refused, reset, timed out, abandoned
+	retryPrimary503  = "primary-503"      // the primary refused before doing anything
+	retryPrimaryMove = "primary-moved"    // a 5xx from a member that is no longer primary
+)
+
+// metrics are the gateway's counters, served at GET /metrics like a
+// node's: unauthenticated, and so labelled only with tier names, methods,
+// status classes and reasons — never a path, an id, a client or a key.
+type metrics struct {
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec   // code_class, method
+	latency     *prometheus.HistogramVec // method
+	retries     *prometheus.CounterVec   // reason
+	topology    *prometheus.CounterVec   // tier
+	rateLimited prometheus.Counter
+	replays     prometheus.Counter
+}
+
+func newMetrics(g *Gateway) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_gateway_requests_total",
+			Help: "FHIR requests answered by the gateway, by HTTP status class (\"canceled\": the client went away unanswered) and method."},
+			[]string{"code_class", "method"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tandem_gateway_request_seconds",
+			Help: "Time to answer a FHIR request, holds and retries across a failover included."}, []string{"method"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_gateway_retries_total",
+			Help: "Forwarding attempts after the first, by why the previous attempt failed."}, []string{"reason"}),
+		topology: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tandem_gateway_topology_changes_total",
+			Help: "Changes of a tier's routed primary or epoch after the gateway's first read (losing the primary counts, as does finding the next)."},
+			[]string{"tier"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_gateway_rate_limited_total",
+			Help: "Requests refused with 429 by the per-client rate limit."}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_gateway_idempotent_replays_total",
+			Help: "Requests answered from the Redis cache of Idempotency-Key results without reaching a member."}),
+	}
+	for _, r := range []string{retryConnError, retryPrimary503, retryPrimaryMove} {
+		m.retries.WithLabelValues(r)
+	}
+	for _, t := range g.tiers {
+		m.topology.WithLabelValues(t.Name)
+	}
+	primary := prometheus.NewDesc("tandem_gateway_primary_known", "1 when the gateway knows a primary of the tier to route writes to, 0 while it holds them.", []string{"tier"}, nil)
+	m.reg.MustRegister(m.requests, m.latency, m.retries, m.topology, m.rateLimited, m.replays,
+		primaryCollector{g: g, desc: primary},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// instrument counts and times the FHIR requests h answers.
+func (m *metrics) instrument(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t0 := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r)
+		class := "canceled"
+		switch {
+		case sw.status != 0:
+			class = strconv.Itoa(sw.status/100) + "xx"
+		case r.Context().Err() == nil:
+			class = "2xx" // wrote nothing: net/http answers 200
+		}
+		method := methodLabel(r.Method)
+		m.requests.WithLabelValues(class, method).Inc()
+		m.latency.WithLabelValues(method).Observe(time.Since(t0).Seconds())
+	}
+}
+
+// methodLabel keeps the method label bounded.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return method
+	}
+	return "other"
+}
+
+// primaryCollector reads the topology at scrape time.
+type primaryCollector struct {
+	g    *Gateway
+	desc *prometheus.Desc
+}
+
+func (c primaryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c primaryCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, v := range c.g.snapshot() {
+		known := 0.0
+		if v.Primary != "" {
+			known = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, known, v.Tier)
+	}
+}
+
+// statusWriter notes the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
