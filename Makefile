@@ -50,8 +50,8 @@ faults: ## real-process fault schedules with linearizability checks: make faults
 fuzz: ## run the journal decoder fuzzer for FUZZTIME (default 60s)
 	$(GO) test ./mirror/journal -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
-dev: build ## start the whole platform on this machine
-	./bin/tandem dev
+dev: build ## start the whole platform on this machine (TIERS=N for N tiers behind one gateway)
+	./bin/tandem dev $(if $(TIERS),--tiers $(TIERS))
 
 clean: ## remove build output (keeps .tandem/ data)
 	rm -rf bin

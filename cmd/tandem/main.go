@@ -321,6 +321,7 @@ func runDev(ctx context.Context, args []string) error {
 	port := fs.Int("port", 7401, "first loopback port to use")
 	loadSample := fs.Bool("load-sample", false, "load the Synthea bundles through the gateway once up (from --sample-dir)")
 	sampleDir := fs.String("sample-dir", "", "directory of FHIR transaction bundles for --load-sample (default: ../shared/testdata/synthea or testdata/synthea)")
+	tiers := fs.Int("tiers", 0, fmt.Sprintf("tiers to start behind the one gateway on the first start, 1 to %d (records, records2, …; default 1)", dev.MaxTiers))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -328,7 +329,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return dev.Run(ctx, dev.Options{Dir: *dir, Binary: self, BasePort: *port, Out: os.Stdout, LoadSample: *loadSample, SampleDir: *sampleDir,
+	return dev.Run(ctx, dev.Options{Dir: *dir, Binary: self, BasePort: *port, Out: os.Stdout, LoadSample: *loadSample, SampleDir: *sampleDir, Tiers: *tiers,
 		Log: newLogger(os.Stderr, "info").With("service", "dev")})
 }
 

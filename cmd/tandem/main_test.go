@@ -420,3 +420,100 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestDevStartsSeveralTiers: `tandem dev --tiers 2` starts both tiers
+// behind the one gateway; a Patient written through /fhir/records2 is read
+// back there and is not in the first tier; the monitor shows both tiers
+// with a primary; a second start asking for another count is refused.
+func TestDevStartsSeveralTiers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	needTemporal(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	var out syncBuffer
+	cmd := exec.Command(binary, "dev", "--dir", dir, "--port", fmt.Sprint(port), "--tiers", "2")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var ep struct {
+		CA, FHIR, Monitor string
+		TierFHIR          map[string]string `json:"tier_fhir"`
+		Processes         []struct{ Kind string }
+		Tokens            map[string]string
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(out.String(), "Ready.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 90s; output:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "endpoints.json"))
+	if err != nil || json.Unmarshal(data, &ep) != nil {
+		t.Fatalf("endpoints.json: %v", err)
+	}
+	kinds := map[string]int{}
+	for _, p := range ep.Processes {
+		kinds[p.Kind]++
+	}
+	if kinds["node"] != 6 || kinds["agent"] != 4 || kinds["arbiter"] != 1 || kinds["gateway"] != 1 {
+		t.Fatalf("processes %v, want six nodes and four agents for two tiers, one arbiter and one gateway", kinds)
+	}
+	if ep.TierFHIR["records2"] == "" || !strings.Contains(out.String(), ep.TierFHIR["records2"]) {
+		t.Fatalf("the second tier's base URL is not printed: %v\n%s", ep.TierFHIR, out.String())
+	}
+	caPEM, _ := os.ReadFile(ep.CA)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	do := func(method, url, body string) int {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Authorization", "Bearer "+ep.Tokens["clinician"])
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := do("PUT", ep.TierFHIR["records2"]+"/Patient/tier-two", `{"resourceType":"Patient","id":"tier-two"}`); c != http.StatusCreated {
+		t.Fatalf("PUT through /fhir/records2: HTTP %d", c)
+	}
+	if c := do("GET", ep.TierFHIR["records2"]+"/Patient/tier-two", ""); c != http.StatusOK {
+		t.Fatalf("read back from records2: HTTP %d", c)
+	}
+	if c := do("GET", ep.FHIR+"/Patient/tier-two", ""); c != http.StatusNotFound {
+		t.Fatalf("the first tier (the default /fhir) answers %d for the second tier's Patient, want 404", c)
+	}
+	var st struct{ Tiers []struct{ Name, Primary string } }
+	for i := 0; ; i++ {
+		req, _ := http.NewRequest("GET", ep.Monitor+"api/state", nil)
+		req.Header.Set("Authorization", "Bearer "+ep.Tokens["admin"])
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if len(st.Tiers) == 2 && st.Tiers[0].Primary != "" && st.Tiers[1].Primary != "" || i > 50 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(st.Tiers) != 2 || st.Tiers[0].Primary == "" || st.Tiers[1].Primary == "" {
+		t.Fatalf("monitor state %+v", st)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := waitExit(t, cmd, 30*time.Second); err != nil {
+		t.Fatalf("dev did not stop cleanly: %v\n%s", err, out.String())
+	}
+	again, err := exec.Command(binary, "dev", "--dir", dir, "--port", fmt.Sprint(port), "--tiers", "3").CombinedOutput()
+	if err == nil || !strings.Contains(string(again), "has 2 tier(s), not the 3 asked for") {
+		t.Fatalf("a second start with another tier count: %v\n%s", err, again)
+	}
+}

@@ -27,11 +27,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -60,7 +62,15 @@ type Options struct {
 	// through the gateway once the platform is up.
 	LoadSample bool
 	SampleDir  string
+	// Tiers is how many tiers to start behind the one gateway (0 = 1):
+	// "records" (members a, b, c) and then "records2" (a2, b2, c2), ….
+	// It applies when the cluster file is first written; a second start
+	// with another count is refused rather than silently ignored.
+	Tiers int
 }
+
+// MaxTiers bounds --tiers: each tier takes its own block of 100 ports.
+const MaxTiers = 9
 
 // Process is one child as listed in endpoints.json.
 type Process struct {
@@ -75,12 +85,15 @@ type Process struct {
 // Endpoints is the content of endpoints.json, rewritten at every start.
 type Endpoints struct {
 	StartedAt time.Time `json:"started_at"`
-	FHIR      string    `json:"fhir"`     // the gateway's FHIR base URL: what apps use
-	Monitor   string    `json:"monitor"`  // the Mirror Monitor page (admin token)
-	Cluster   string    `json:"cluster"`  // the cluster file every process started from
-	Temporal  string    `json:"temporal"` // the embedded Temporal server's frontend (host:port)
-	CA        string    `json:"ca"`       // the development CA's certificate
-	Processes []Process `json:"processes"`
+	FHIR      string    `json:"fhir"` // the gateway's FHIR base URL: what apps use (the first tier)
+	// TierFHIR is each tier's FHIR base URL through the gateway
+	// (/fhir/{tier}); the first tier is also served at FHIR.
+	TierFHIR  map[string]string `json:"tier_fhir"`
+	Monitor   string            `json:"monitor"`  // the Mirror Monitor page (admin token)
+	Cluster   string            `json:"cluster"`  // the cluster file every process started from
+	Temporal  string            `json:"temporal"` // the embedded Temporal server's frontend (host:port)
+	CA        string            `json:"ca"`       // the development CA's certificate
+	Processes []Process         `json:"processes"`
 	// Tokens are bearer tokens for /fhir (and, for admin, the admin API),
 	// minted at every start with the dev signing key: clinician,
 	// patient-app (for Patient/DevPatient) and admin. They last DevTokenTTL.
@@ -123,8 +136,11 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("dev: %w", err)
 		}
 	}
+	if o.Tiers < 0 || o.Tiers > MaxTiers {
+		return fmt.Errorf("dev: --tiers %d: between 1 and %d", o.Tiers, MaxTiers)
+	}
 	clusterPath := filepath.Join(dir, "cluster.yaml")
-	if err := writeClusterFile(clusterPath, dir, o.BasePort); err != nil {
+	if err := writeClusterFile(clusterPath, dir, o.BasePort, max(o.Tiers, 1)); err != nil {
 		return err
 	}
 	if err := ensureAccess(clusterPath, dir); err != nil {
@@ -144,10 +160,14 @@ func Run(ctx context.Context, o Options) error {
 	if _, err := transport.EnsureDevCA(f.TLS.DevCADir); err != nil {
 		return err
 	}
-	t := f.Tiers[0]
-	if err := arbiter.Seed(f.Arbiter.DataDir, t.Name, failover.ID(t.Members[0].Name), failover.ID(t.Members[1].Name)); err != nil &&
-		!errors.Is(err, arbiter.ErrAlreadySeeded) {
-		return err
+	if o.Tiers > 0 && len(f.Tiers) != o.Tiers {
+		return fmt.Errorf("dev: %s has %d tier(s), not the %d asked for with --tiers: stop, then delete %s (and the data in it) or pick another --dir", clusterPath, len(f.Tiers), o.Tiers, dir)
+	}
+	for _, t := range f.Tiers {
+		if err := arbiter.Seed(f.Arbiter.DataDir, t.Name, failover.ID(t.Members[0].Name), failover.ID(t.Members[1].Name)); err != nil &&
+			!errors.Is(err, arbiter.ErrAlreadySeeded) {
+			return err
+		}
 	}
 	creds, err := f.Credentials("operator")
 	if err != nil {
@@ -169,7 +189,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := launch("arbiter", "arbiter", "tls://"+f.Arbiter.Address, tlsUp(f.Arbiter.Address, creds), "arbiter", "--cluster", clusterPath); err != nil {
 		return err
 	}
-	for _, m := range t.Members {
+	for _, m := range allMembers(f) {
 		url := "https://" + m.HTTP
 		if err := launch("node-"+m.Name, "node", url, httpUp(probe, url+"/healthz"), "node", "--cluster", clusterPath, "--member", m.Name); err != nil {
 			return err
@@ -208,11 +228,14 @@ func Run(ctx context.Context, o Options) error {
 	defer rds.Close()
 	gwURL := "https://" + gatewayAddr
 	if err := launch("gateway", "gateway", gwURL, httpUp(probe, gwURL+"/readyz"),
-		"gateway", "--cluster", clusterPath, "--listen", gatewayAddr, "--redis", rds.URL(), "--id", "gateway"); err != nil {
+		"gateway", "--cluster", clusterPath, "--listen", gatewayAddr, "--redis", rds.URL(), "--id", "gateway", "--default-tier", f.Tiers[0].Name); err != nil {
 		return err
 	}
 
-	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Monitor: gwURL + gateway.MonitorPrefix, Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens}
+	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Monitor: gwURL + gateway.MonitorPrefix, Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens, TierFHIR: map[string]string{}}
+	for _, t := range f.Tiers {
+		ep.TierFHIR[t.Name] = gwURL + "/fhir/" + t.Name
+	}
 	ep.Processes = append(ep.Processes, Process{Name: "redis", Kind: "redis", URL: rds.URL(), PID: os.Getpid()})
 	for _, c := range children {
 		ep.Processes = append(ep.Processes, c.Process)
@@ -222,7 +245,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	printSummary(o.Out, dir, ep)
-	runMirrorSetup(ctx, o.Out, temporalAddr, t.Name)
+	for _, t := range f.Tiers {
+		runMirrorSetup(ctx, o.Out, temporalAddr, t.Name)
+	}
 	if o.LoadSample {
 		apps := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: creds.Roots, MinVersion: tls.VersionTLS12}}}
 		if err := LoadSample(ctx, o.Out, apps, ep.FHIR, tokens["clinician"], sampleDir); err != nil {
@@ -253,15 +278,19 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // writeClusterFile writes the dev cluster file on first start (a second
-// start keeps it, and the data it points to): one tier, a failover pair,
-// the arbiter and an agent per failover member, and a DR async member, on
-// loopback ports from base.
-func writeClusterFile(path, dir string, base int) error {
+// start keeps it, and the data it points to): tiers tiers, each a failover
+// pair with an agent per member and a DR async member, and one arbiter, on
+// loopback ports from base. The first tier is "records" with members a, b,
+// c on base+0..22 (as before tiers); tier i (from 2) is "records<i>" with
+// members a<i>, b<i>, c<i> on base+100·(i−1)+0..22. Member names are
+// certificate identities, unique in the file.
+func writeClusterFile(path, dir string, base, tiers int) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
 	addr := func(off int) string { return fmt.Sprintf("127.0.0.1:%d", base+off) }
-	y := fmt.Sprintf(`# Written by tandem dev on first start; kept across restarts.
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by tandem dev on first start; kept across restarts.
 qos: 2s
 tls:
   dev_ca_dir: %[1]s/ca
@@ -269,17 +298,38 @@ arbiter:
   address: %[2]s
   data_dir: %[1]s/arbiter
 tiers:
-  - name: records
-    members:
-      - {name: a, role: failover, http: %[3]q, address: %[4]q, data_dir: %[1]s/a, agent: {address: %[5]q}}
-      - {name: b, role: failover, http: %[6]q, address: %[7]q, data_dir: %[1]s/b, agent: {address: %[8]q}}
-      - {name: c, role: dr, http: %[9]q, address: %[10]q, data_dir: %[1]s/c, agent: {address: %[11]q}}
-access:
+`, dir, addr(99))
+	for i := range tiers {
+		name, suffix, off := "records", "", 0
+		if i > 0 {
+			suffix = fmt.Sprint(i + 1)
+			name, off = name+suffix, 100*i
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    members:\n", name)
+		for k, m := range []string{"a", "b", "c"} {
+			role := "failover"
+			if m == "c" {
+				role = "dr"
+			}
+			fmt.Fprintf(&b, "      - {name: %s, role: %s, http: %q, address: %q, data_dir: %s/%s, agent: {address: %q}}\n",
+				m+suffix, role, addr(off+k), addr(off+10+k), dir, m+suffix, addr(off+20+k))
+		}
+	}
+	fmt.Fprintf(&b, `access:
   keys:
-    - {kid: %[12]s, alg: HS256, path: %[1]s/keys/%[12]s.key}
-  signing_key: %[12]s
-`, dir, addr(99), addr(0), addr(10), addr(20), addr(1), addr(11), addr(21), addr(2), addr(12), addr(22), devKeyID)
-	return os.WriteFile(path, []byte(y), 0o600)
+    - {kid: %[2]s, alg: HS256, path: %[1]s/keys/%[2]s.key}
+  signing_key: %[2]s
+`, dir, devKeyID)
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// allMembers lists every tier's members, tier by tier.
+func allMembers(f *cluster.File) []cluster.Member {
+	var out []cluster.Member
+	for _, t := range f.Tiers {
+		out = append(out, t.Members...)
+	}
+	return out
 }
 
 // devKeyID is the kid of the signing key tandem dev generates.
@@ -464,6 +514,12 @@ func printSummary(w io.Writer, dir string, ep Endpoints) {
 		}
 	}
 	fmt.Fprintf(w, "\nFHIR base URL (the gateway; apps use this): %s\n", ep.FHIR)
+	if len(ep.TierFHIR) > 1 {
+		fmt.Fprintf(w, "Each tier through the same gateway:\n")
+		for _, name := range slices.Sorted(maps.Keys(ep.TierFHIR)) {
+			fmt.Fprintf(w, "  %-10s %s\n", name, ep.TierFHIR[name])
+		}
+	}
 	fmt.Fprintf(w, "\nMirror Monitor (this link signs you in as admin; the certificate is from the dev CA %s):\n  %s#token=%s\n", ep.CA, ep.Monitor, ep.Tokens["admin"])
 	fmt.Fprintf(w, "\nTry (a clinician's token; every token is in %s):\n", filepath.Join(dir, "endpoints.json"))
 	fmt.Fprintf(w, "  export TANDEM_CA=%s TOKEN=%s\n", ep.CA, ep.Tokens["clinician"])
