@@ -490,7 +490,9 @@ func TestDevStartsSeveralTiers(t *testing.T) {
 	if c := do("GET", ep.FHIR+"/Patient/tier-two", ""); c != http.StatusNotFound {
 		t.Fatalf("the first tier (the default /fhir) answers %d for the second tier's Patient, want 404", c)
 	}
-	var st struct{ Tiers []struct{ Name, Primary string } }
+	var st struct {
+		Tiers []struct{ Name, Primary string }
+	}
 	for i := 0; ; i++ {
 		req, _ := http.NewRequest("GET", ep.Monitor+"api/state", nil)
 		req.Header.Set("Authorization", "Bearer "+ep.Tokens["admin"])
