@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"golang.org/x/term"
 
 	"github.com/tandemhealth/tandem/fhir/access"
@@ -35,6 +37,7 @@ import (
 	"github.com/tandemhealth/tandem/services/login"
 	"github.com/tandemhealth/tandem/services/monitor"
 	"github.com/tandemhealth/tandem/services/node"
+	"github.com/tandemhealth/tandem/services/worker"
 )
 
 const usage = `tandem — high-availability FHIR records on mirrored data nodes
@@ -275,6 +278,8 @@ func runGateway(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.HoldTimeout, "hold", gateway.DefaultHoldTimeout, "how long a request is held waiting for a primary during a failover")
 	fs.IntVar(&cfg.RateLimit, "rate-limit", 0, "requests per second per client, counted in Redis (0: no limit)")
 	fs.StringVar(&cfg.ID, "id", "", "this gateway's name in events and logs (default from --listen)")
+	fs.StringVar(&cfg.TemporalAddress, "temporal-address", "", "Temporal frontend host:port whose running workflows the Mirror Monitor lists (empty: not connected)")
+	fs.StringVar(&cfg.TemporalNamespace, "temporal-namespace", worker.DefaultNamespace, "Temporal namespace of --temporal-address")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -301,12 +306,25 @@ func runGateway(ctx context.Context, args []string) error {
 	// The Mirror Monitor reads every member's /mirror/status (open to any
 	// TLS client that trusts the cluster CA) with the gateway's own
 	// certificate: no operator credentials on the gateway's host. The page
-	// itself is for admin tokens only.
+	// itself is for admin tokens only; the gate log (admin API) is read
+	// with the requesting administrator's token over the same connection.
 	src, err := ctl.NewClientAs(f, gateway.Identity)
 	if err != nil {
 		return err
 	}
-	cfg.Monitor = monitor.New(src, tokens.Admin)
+	mopts := monitor.Options{AdminHTTP: src.HTTP}
+	if cfg.TemporalAddress != "" {
+		// Lazy: the gateway serves while Temporal is down; the page shows
+		// the error until it answers.
+		tc, err := client.NewLazyClient(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
+			Logger: sdklog.NewStructuredLogger(cfg.Log.With("component", "temporal-client"))})
+		if err != nil {
+			return fmt.Errorf("--temporal-address: %w", err)
+		}
+		defer tc.Close()
+		mopts.Workflows = monitor.TemporalWorkflows{Client: tc}
+	}
+	cfg.Monitor = monitor.NewWithOptions(src, tokens.Admin, mopts)
 	g, err := gateway.New(cfg)
 	if err != nil {
 		cfg.Log.Error("gateway failed to start", "err", err)

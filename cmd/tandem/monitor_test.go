@@ -217,6 +217,16 @@ func TestMonitorInChromium(t *testing.T) {
 	if !strings.Contains(dom, "epoch <b>2</b>: a → <b>b</b>") {
 		t.Fatalf("the failover history does not show the failover to epoch 2:\n%s", tailString(dom, 3000))
 	}
+	// The gate's decision, read from the new primary's /admin/gate/log
+	// with the administrator's token (the gateway's certificate has no
+	// admin right), and the workflows section of a gateway started
+	// without --temporal-address.
+	if !strings.Contains(dom, `data-gate-op="planned_failover" data-allowed="true"`) {
+		t.Fatalf("the gate's last decisions do not show the planned failover:\n%s", tailString(dom, 3000))
+	}
+	if !strings.Contains(dom, "workflows: not connected (start the gateway with --temporal-address)") {
+		t.Fatalf("the workflows section does not say it is not connected:\n%s", tailString(dom, 3000))
+	}
 
 	shot := filepath.Join(artifactDir(t), "monitor-after-planned-failover.png")
 	headless(t, chrome, page, "--screenshot="+shot, "--window-size=1280,900", "--hide-scrollbars")

@@ -10,10 +10,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	configsync "github.com/tandemhealth/tandem/config-sync"
@@ -54,6 +57,7 @@ type WorkflowState struct {
 	RunID      string             `json:"run_id"`
 	Type       string             `json:"type"`
 	Status     string             `json:"status"` // Temporal's: Running, Completed, Failed, ...
+	Started    time.Time          `json:"started"`
 	Progress   workflows.Progress `json:"progress"`
 	Error      string             `json:"error,omitempty"`
 }
@@ -128,6 +132,7 @@ func GetWorkflowStateByID(ctx context.Context, c client.Client, id, runID string
 	}
 	info := d.WorkflowExecutionInfo
 	st.RunID, st.Type = info.GetExecution().GetRunId(), info.GetType().GetName()
+	st.Started = info.GetStartTime().AsTime().UTC()
 	st.Status = strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")
 	st.Status = strings.ToUpper(st.Status[:1]) + strings.ToLower(st.Status[1:])
 	v, err := c.QueryWorkflow(ctx, id, st.RunID, workflows.QueryProgress)
@@ -143,6 +148,58 @@ func GetWorkflowStateByID(ctx context.Context, c client.Client, id, runID string
 		}
 	}
 	return st, nil
+}
+
+// OpenWorkflowsQuery selects the running workflows of Tandem's task queue.
+const OpenWorkflowsQuery = "ExecutionStatus = 'Running' AND TaskQueue = '" + workflows.TaskQueue + "'"
+
+// ListOpenWorkflows reads every running workflow of Tandem's task queue
+// (at most limit, newest first) and the progress of each, as
+// GetWorkflowStateByID reads it. A workflow whose progress query fails
+// (no worker answers) is listed with the error.
+func ListOpenWorkflows(ctx context.Context, c client.Client, limit int) ([]WorkflowState, error) {
+	var execs []*workflowpb.WorkflowExecutionInfo
+	var token []byte
+	for len(execs) < limit {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: OpenWorkflowsQuery, PageSize: int32(limit), NextPageToken: token})
+		if err != nil {
+			return nil, err
+		}
+		execs = append(execs, resp.GetExecutions()...)
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	execs = execs[:min(len(execs), limit)]
+	// The progress queries run at once: one that waits for a busy or
+	// absent worker does not delay the others.
+	out := make([]WorkflowState, len(execs))
+	var wg sync.WaitGroup
+	for i, e := range execs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := GetWorkflowStateByID(ctx, c, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId())
+			if err != nil {
+				st.Type, st.Status, st.Error = e.GetType().GetName(), "Running", err.Error()
+				st.RunID, st.Started = e.GetExecution().GetRunId(), e.GetStartTime().AsTime().UTC()
+			}
+			out[i] = st
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// WorkflowTier is the tier a workflow ID names (tier/<TIER>/...), or "".
+func WorkflowTier(id string) string {
+	rest, ok := strings.CutPrefix(id, "tier/")
+	if !ok {
+		return ""
+	}
+	tier, _, _ := strings.Cut(rest, "/")
+	return tier
 }
 
 // ApproveWorkflow sends the approve update; the workflow's validator

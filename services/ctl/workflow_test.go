@@ -30,3 +30,17 @@ func TestApplyChangeInputHashesPasswords(t *testing.T) {
 		t.Fatalf("without a file: %+v %v", in, err)
 	}
 }
+
+func TestWorkflowTier(t *testing.T) {
+	for id, want := range map[string]string{
+		"tier/records/topology":              "records",
+		"tier/records2/apply-change/users":   "records2",
+		"tier/records/config-sync":           "records",
+		"temporal-sys-tq-scanner-workflow-1": "",
+		"tier/":                              "",
+	} {
+		if got := WorkflowTier(id); got != want {
+			t.Errorf("WorkflowTier(%q) = %q, want %q", id, got, want)
+		}
+	}
+}

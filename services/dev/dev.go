@@ -228,7 +228,8 @@ func Run(ctx context.Context, o Options) error {
 	defer rds.Close()
 	gwURL := "https://" + gatewayAddr
 	if err := launch("gateway", "gateway", gwURL, httpUp(probe, gwURL+"/readyz"),
-		"gateway", "--cluster", clusterPath, "--listen", gatewayAddr, "--redis", rds.URL(), "--id", "gateway", "--default-tier", f.Tiers[0].Name); err != nil {
+		"gateway", "--cluster", clusterPath, "--listen", gatewayAddr, "--redis", rds.URL(), "--id", "gateway", "--default-tier", f.Tiers[0].Name,
+		"--temporal-address", temporalAddr); err != nil {
 		return err
 	}
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -77,6 +78,12 @@ type Config struct {
 	// Monitor is the Mirror Monitor page, served at MonitorPrefix and
 	// sampled for the gateway's lifetime; nil: not served.
 	Monitor Monitor
+	// TemporalAddress is the Temporal frontend (host:port) whose running
+	// workflows the Mirror Monitor lists, in TemporalNamespace; empty: the
+	// monitor is not connected to Temporal. The gateway only reads there
+	// (list, describe, the progress query); `tandem gateway` builds the
+	// monitor's client from these.
+	TemporalAddress, TemporalNamespace string
 	// ID names this gateway in events and logs.
 	ID string
 	// Log receives the gateway's log lines (never PHI, never tokens).
@@ -138,6 +145,11 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit > 0 && c.RedisURL == "" {
 		errs = append(errs, errors.New("--rate-limit needs --redis (limits are shared by every gateway through Redis)"))
+	}
+	if c.TemporalAddress != "" {
+		if _, _, err := net.SplitHostPort(c.TemporalAddress); err != nil {
+			errs = append(errs, fmt.Errorf("--temporal-address %q: want host:port: %v", c.TemporalAddress, err))
+		}
 	}
 	if c.RedisURL != "" {
 		if _, err := ParseRedisURL(c.RedisURL); err != nil {

@@ -83,7 +83,10 @@
 // member's /mirror/status once a second, with the gateway's own
 // certificate: no operator credentials) for as long as it serves. Only bearer tokens that
 // grant system/tandem.admin see it (header, or the page's HttpOnly login
-// cookie).
+// cookie). Its gate-log section reads each tier primary's /admin/gate/log
+// with the requesting administrator's token (the gateway's certificate has
+// no admin right and is not given one); with --temporal-address it lists
+// the running workflows.
 //
 // # Metrics
 //

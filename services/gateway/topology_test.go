@@ -156,6 +156,8 @@ func TestConfigValidate(t *testing.T) {
 		{"rate limit needs Redis", Config{Cluster: f, RateLimit: 10}, "--rate-limit needs --redis"},
 		{"bad Redis URL", Config{Cluster: f, RedisURL: "http://x"}, "--redis"},
 		{"Sentinel without master", Config{Cluster: f, RedisURL: "redis-sentinel://s:26379"}, "master_name"},
+		{"Temporal address", Config{Cluster: f, TemporalAddress: "127.0.0.1:7233"}, ""},
+		{"Temporal address without port", Config{Cluster: f, TemporalAddress: "temporal"}, "--temporal-address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.SetDefaults()
