@@ -58,8 +58,9 @@ Usage:
                                 the administrator's CLI (tandem ctl help)
   tandem backup --cluster FILE --member NAME --to DIR [--once] [--snapshot]
                                 snapshot a member's store and archive its committed journal continuously
-  tandem restore --from DIR --data NEWDIR [--to-lsn N | --to-time RFC3339]
-                                rebuild a data directory as it was at an archived LSN or time
+  tandem restore --from DIR --data NEWDIR [--to-lsn N | --to-time RFC3339] [--new-tier] [--json]
+                                rebuild a data directory as it was at an archived LSN or time;
+                                --new-tier: as the first history (LSN 1, epoch 1) of a new tier's first member
   tandem ctl backup list|verify|prune --from DIR
                                 what a backup holds; check every checksum; drop old snapshots
   tandem temporal --data DIR [--port N]

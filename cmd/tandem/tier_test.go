@@ -50,7 +50,20 @@ var tierQoS = testQoS
 
 func startTier(t testing.TB, withAsync ...bool) *tier {
 	t.Helper()
-	async := len(withAsync) > 0 && withAsync[0]
+	return startTierWith(t, tierOptions{async: len(withAsync) > 0 && withAsync[0]})
+}
+
+// tierOptions change what startTierWith builds.
+type tierOptions struct {
+	async bool
+	// seed maps a member to a directory copied to its data_dir before it
+	// first starts (a `tandem restore --new-tier` result).
+	seed map[string]string
+}
+
+func startTierWith(t testing.TB, opts tierOptions) *tier {
+	t.Helper()
+	async := opts.async
 	dir := t.TempDir()
 	used := map[string]bool{}
 	port := func() string { // a free loopback port, distinct from every other of this tier
@@ -113,6 +126,11 @@ func startTier(t testing.TB, withAsync ...bool) *tier {
 	}
 	if out, err := exec.Command(binary, "arbiter", "seed", "--cluster", tr.cluster, "--tier", "records", "--primary", "a", "--backup", "b").CombinedOutput(); err != nil {
 		t.Fatalf("seed: %v\n%s", err, out)
+	}
+	for m, src := range opts.seed {
+		if err := os.CopyFS(filepath.Join(dir, m), os.DirFS(src)); err != nil {
+			t.Fatalf("pre-seed %s: %v", m, err)
+		}
 	}
 	for _, p := range []string{"arbiter", "a", "b", "agent-a", "agent-b"} {
 		tr.start(p)

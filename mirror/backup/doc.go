@@ -24,6 +24,16 @@
 // newest point that is certainly not after T — and says so; its precision
 // is the archiving interval (default 1 s).
 //
+// # A new tier from a backup
+//
+// Restore keeps the old tier's LSNs (its journal continues after the
+// restored one). RestoreNewTier restores to the same point and then writes
+// the content as the first history of a new tier: the epoch-1 marker at
+// LSN 1, every database's keys and values as data records (encoded by
+// journal.EncodeOps), a store recovered from them, and NewTierSeedFile,
+// which lets the tier's genesis primary start over that journal. Content
+// hashes cover keys and values only, so they equal the plain restore's.
+//
 // # What it must never do
 //
 //   - Never produce a silently partial database: a missing, corrupt or

@@ -33,6 +33,10 @@ type RestoreReport struct {
 	// was archived (it was committed at or before then).
 	ArchivedBy time.Time     `json:"archived_by,omitzero"`
 	Took       time.Duration `json:"took_ns"`
+	// NewTier is set by RestoreNewTier: the new tier's journal. LSN, Epoch
+	// and ArchivedBy above then describe the source point restored, which
+	// the new tier's LSNs no longer refer to.
+	NewTier *NewTierReport `json:"new_tier,omitempty"`
 }
 
 // Restore builds a data directory at dest (which must not exist) from the

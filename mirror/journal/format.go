@@ -292,12 +292,9 @@ type Op struct {
 // It does not validate: DecodeOps rejects what it cannot accept, so callers
 // keep keys <= MaxKey and values <= MaxPayload.
 func EncodeOps(ops []Op) []byte {
-	n := 1 + 4
+	n := OpsHeaderSize
 	for _, op := range ops {
-		n += 1 + 4 + len(op.Key)
-		if op.Kind == OpSet {
-			n += 4 + len(op.Value)
-		}
+		n += EncodedOpSize(op)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, PayloadVersion)
@@ -312,6 +309,20 @@ func EncodeOps(ops []Op) []byte {
 		}
 	}
 	return b
+}
+
+// OpsHeaderSize is the size of an EncodeOps payload holding no op: version
+// (1) and count (4).
+const OpsHeaderSize = 1 + 4
+
+// EncodedOpSize is how many bytes op adds to an EncodeOps payload, so a
+// caller can bound a payload before encoding it.
+func EncodedOpSize(op Op) int {
+	n := 1 + 4 + len(op.Key)
+	if op.Kind == OpSet {
+		n += 4 + len(op.Value)
+	}
+	return n
 }
 
 // DecodeOps decodes an EncodeOps payload. It is strict: an unknown version,

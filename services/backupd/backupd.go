@@ -214,6 +214,7 @@ func Restore(ctx context.Context, args []string, stdout io.Writer) error {
 	toLSN := fs.Uint64("to-lsn", 0, "restore every record up to this LSN")
 	toTime := fs.String("to-time", "", "restore every record archived by this time (RFC 3339)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	newTier := fs.Bool("new-tier", false, "make the restored content the first history of a NEW tier: a journal from LSN 1 in epoch 1, to be the data dir of the new tier's first failover member (its partner starts empty and catches up)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -229,7 +230,11 @@ func Restore(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		target.Time = t
 	}
-	rep, err := backup.Restore(ctx, backup.Dir{Root: *from}, target, *dest)
+	restore := backup.Restore
+	if *newTier {
+		restore = backup.RestoreNewTier
+	}
+	rep, err := restore(ctx, backup.Dir{Root: *from}, target, *dest)
 	if err != nil {
 		return err
 	}
@@ -246,6 +251,12 @@ func Restore(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\n", db, h)
 	}
 	tw.Flush()
+	if nt := rep.NewTier; nt != nil {
+		fmt.Fprintf(stdout, "new tier: epoch %d, LSNs %d-%d (the epoch marker, then %d keys in %d records); the old tier's LSNs and epochs are not kept\n",
+			nt.Epoch, nt.FirstLSN, nt.LastLSN, nt.Keys, nt.DataRecords)
+		fmt.Fprintf(stdout, "start it: make %s the data_dir of the new tier's first failover member, `tandem arbiter seed` the tier with it as --primary, start its partner with an empty data_dir (it catches up)\n", *dest)
+		return nil
+	}
 	fmt.Fprintf(stdout, "start it: tandem node --config FILE with data_dir: %s\n", *dest)
 	return nil
 }

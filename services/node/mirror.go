@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/tandemhealth/tandem/mirror/backup"
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
@@ -177,7 +179,14 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 	switch err := statefile.Load(m.hsPath, &hs); {
 	case errors.Is(err, statefile.ErrNotExist):
 		if len(entries) != 1 || !entries[0].Marker {
-			return nil, fmt.Errorf("node: %s is missing but the journal holds %d records: this member's state is lost; rebuild it from its partner", m.hsPath, len(entries))
+			seeded, err := newTierSeed(n.cfg.DataDir, entries, me, failoverIDs)
+			if err != nil {
+				return nil, err
+			}
+			if !seeded {
+				return nil, fmt.Errorf("node: %s is missing but the journal holds %d records: this member's state is lost; rebuild it from its partner", m.hsPath, len(entries))
+			}
+			n.log.Info("starting a new tier from a restored backup (tandem restore --new-tier)", "last_lsn", len(entries))
 		}
 		// Genesis: the first failover member of the tier starts as primary,
 		// as `tandem arbiter seed` records it.
@@ -210,10 +219,41 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 	if err := clearFenceMark(n.cfg.DataDir); err != nil {
 		return nil, err
 	}
+	// The hard state is saved: a new-tier seed has done its work.
+	if err := os.Remove(filepath.Join(n.cfg.DataDir, backup.NewTierSeedFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 	m.savedHS = hs
 	m.core = failover.NewMember(cfg, hs, entries, 0)
 	m.publish()
 	return m, nil
+}
+
+// newTierSeed says whether the data directory was made by `tandem restore
+// --new-tier` for this member: its seed file is there and the journal is
+// one epoch-1 history from LSN 1, so the tier's genesis may start over it
+// although it holds more than the first marker. Only the genesis primary
+// (the tier's first failover member) may hold it: every other member
+// starts empty and catches up from it.
+func newTierSeed(dataDir string, entries []failover.Entry, me cluster.Member, failoverIDs []failover.ID) (bool, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, backup.NewTierSeedFile)); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if me.Role != cluster.RoleFailover || len(failoverIDs) == 0 || failover.ID(me.Name) != failoverIDs[0] {
+		first := "the first failover member"
+		if len(failoverIDs) > 0 {
+			first = string(failoverIDs[0])
+		}
+		return false, fmt.Errorf("node: %s holds a new-tier restore (%s) but %s is not the tier's genesis primary: restore into the data dir of %s and start %s with an empty data dir", dataDir, backup.NewTierSeedFile, me.Name, first, me.Name)
+	}
+	for i, e := range entries {
+		if e.Epoch != 1 || e.LSN != failover.LSN(i+1) || e.Marker != (i == 0) {
+			return false, fmt.Errorf("node: %s holds %s but its journal is not one epoch-1 history from LSN 1 (record %d: epoch %d LSN %d): it was not made by tandem restore --new-tier, or it was written since; restore again", dataDir, backup.NewTierSeedFile, i+1, e.Epoch, e.LSN)
+		}
+	}
+	return true, nil
 }
 
 // loadJournal reads every record into core entries and notes where each
