@@ -667,12 +667,14 @@ func (m *mirror) send(msg failover.Message) {
 		l = newLink(m, msg.To, addr)
 		m.links[msg.To] = l
 	}
-	tm, err := wire.Encode(m.tier.Name, msg)
+	tms, err := wire.EncodeSplit(m.tier.Name, msg) // a backlog of large records needs several frames
 	if err != nil {
 		m.log.Error("encode failed", "type", msg.Type.String(), "err", err)
 		return
 	}
-	l.enqueue(tm)
+	for _, tm := range tms {
+		l.enqueue(tm)
+	}
 }
 
 // link is the outbound connection to one process: it dials, redials with
