@@ -289,6 +289,10 @@ func (m *mirror) now() failover.Tick {
 
 // run is the loop. It owns the core, the links and the waiting proposals.
 func (m *mirror) run(ctx context.Context) error {
+	// The core's clock starts now, at tick 0 as it was built: the time the
+	// node took to start after building it (config-sync, access, a busy
+	// host) is not silence from the partner. (Only this loop reads m.start.)
+	m.start = time.Now()
 	var err error
 	m.ln, err = transport.Listen(m.me.Address, m.creds.ServerConfig())
 	if err != nil {
@@ -324,7 +328,10 @@ func (m *mirror) run(ctx context.Context) error {
 		case <-ticker.C:
 			batch = append(batch, m.core.Tick(m.now()))
 		case msg := <-m.inbox:
-			m.core.Tick(m.now())
+			// The clock moves first; what that tick produced (a request
+			// to persist, messages, actions) is part of the batch like any
+			// other Ready — dropping it lost hard-state changes and requests.
+			batch = append(batch, m.core.Tick(m.now()))
 			batch = append(batch, m.core.Step(msg))
 		case p := <-m.proposals:
 			batch = append(batch, m.stepProposal(p))
