@@ -314,10 +314,15 @@ func (f *faultRun) inject(kind string) {
 	}
 }
 
-// settle waits until the tier has a primary and a caught-up backup with
-// equal content; it returns what it could not reach.
-func (f *faultRun) settle() (primary string, problem string) {
+// settle waits until the tier has a primary and a backup (the clients
+// still running, so their histories include the recovery), then stops the
+// clients with stopClients and waits for equal content at quiescence; it
+// returns what it could not reach. (Comparing hashes while clients still
+// write only succeeds in a lucky quiet instant: that made seeds 3, 5 and 6
+// report "content still differs" with both members caught up.)
+func (f *faultRun) settle(stopClients func()) (primary string, problem string) {
 	tr := f.tr
+	defer stopClients() // idempotent: on every path the clients have stopped when settle returns
 	if !until(60*time.Second, func() bool {
 		// As a supervisor would (systemd Restart=on-abnormal): a member its
 		// returning agent fenced after the fault was repaired comes back,
@@ -329,6 +334,7 @@ func (f *faultRun) settle() (primary string, problem string) {
 	}) {
 		return primary, fmt.Sprintf("no primary and backup 60s after healing (a: %s, b: %s)", tr.status("a"), tr.status("b"))
 	}
+	stopClients()
 	hash := func(m string) string {
 		var h struct{ SHA256 string }
 		if err := tr.client.Do(context.Background(), "GET", m, "/admin/hash/fhir", nil, &h); err != nil {
@@ -337,7 +343,15 @@ func (f *faultRun) settle() (primary string, problem string) {
 		return h.SHA256
 	}
 	if !until(60*time.Second, func() bool { return hash("a") == hash("b") }) {
-		return primary, fmt.Sprintf("members' content still differs 60s after healing (a: %.40s, b: %.40s)", hash("a"), hash("b"))
+		// What each member measures, for whoever debugs the divergence:
+		// journal, commit and applied LSNs, databases, transfer.
+		state := func(m string) string {
+			st := tr.memberStatus(m)
+			out, _ := json.Marshal(map[string]any{"status": st["status"], "epoch": st["epoch"], "mode": st["mode"],
+				"journal": st["journal"], "databases": st["databases"], "transfer": st["transfer"]})
+			return string(out)
+		}
+		return primary, fmt.Sprintf("members' content still differs 60s after healing (a: %.40s, b: %.40s)\n  a: %s\n  b: %s", hash("a"), hash("b"), state("a"), state("b"))
 	}
 	return primary, ""
 }
@@ -413,10 +427,14 @@ func runSchedule(t *testing.T, seed uint64, faults []string) verdict {
 		f.inject(k)
 		time.Sleep(time.Duration(300+f.rng.IntN(700)) * time.Millisecond)
 	}
-	primary, problem := f.settle()
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	var once sync.Once
+	primary, problem := f.settle(func() {
+		once.Do(func() {
+			time.Sleep(300 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+		})
+	})
 
 	v := verdict{Seed: seed, Faults: f.faults, Ops: len(f.ops), EpochConflicts: map[int][]string{}, NotConverged: problem}
 	if primary == "" {
