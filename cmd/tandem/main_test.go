@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -68,6 +69,32 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// devBasePort finds a base port for `tandem dev --port`: dev listens on
+// base+0 … base+122, so the whole block must be free, and it is taken below
+// Linux's ephemeral range (32768+) so that other tests' outgoing
+// connections and listeners on :0 cannot land in it while dev starts.
+func devBasePort(t *testing.T) int {
+	t.Helper()
+	const span = 130
+	for try := 0; try < 200; try++ {
+		base := 20000 + rand.IntN(12000-span)
+		free := true
+		for p := base; p < base+span && free; p++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free block of ports for tandem dev")
+	return 0
 }
 
 func waitHTTP(t *testing.T, url string) *http.Response {
@@ -199,7 +226,7 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	}
 	needTemporal(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := devBasePort(t)
 	// A one-bundle sample for --load-sample (the Synthea set takes longer).
 	sample := t.TempDir()
 	if err := os.WriteFile(filepath.Join(sample, "one.json"), []byte(`{"resourceType":"Bundle","type":"transaction","entry":[
@@ -431,7 +458,7 @@ func TestDevStartsSeveralTiers(t *testing.T) {
 	}
 	needTemporal(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := devBasePort(t)
 	var out syncBuffer
 	cmd := exec.Command(binary, "dev", "--dir", dir, "--port", fmt.Sprint(port), "--tiers", "2")
 	cmd.Stdout, cmd.Stderr = &out, &out
