@@ -47,6 +47,7 @@ import (
 	"github.com/tandemhealth/tandem/fhir/search"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
+	"github.com/tandemhealth/tandem/services/httpstatus"
 )
 
 // ContentType is the media type of every response body.
@@ -284,12 +285,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.audit != nil && name != "capabilities" {
 		rec := &auditRec{p: access.FromContext(r.Context()), interaction: name, at: s.now()}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpstatus.Recorder{ResponseWriter: w}
 		w = sw
 		r = r.WithContext(context.WithValue(r.Context(), auditKey{}, rec))
 		defer func() {
 			rec.mu.Lock()
-			rec.status = sw.status
+			rec.status = sw.Status
 			pending := !rec.written || len(rec.seen) > 0
 			rec.mu.Unlock()
 			if pending {

@@ -2,12 +2,13 @@ package gateway
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tandemhealth/tandem/services/httpstatus"
 )
 
 // Retry reasons of tandem_gateway_retries_total: why the attempt before
@@ -68,14 +69,11 @@ func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 func (m *metrics) instrument(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t0 := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpstatus.Recorder{ResponseWriter: w}
 		h(sw, r)
-		class := "canceled"
-		switch {
-		case sw.status != 0:
-			class = strconv.Itoa(sw.status/100) + "xx"
-		case r.Context().Err() == nil:
-			class = "2xx" // wrote nothing: net/http answers 200
+		class := httpstatus.Class(sw.Status) // wrote nothing: net/http answers 200
+		if sw.Status == 0 && r.Context().Err() != nil {
+			class = "canceled"
 		}
 		method := methodLabel(r.Method)
 		m.requests.WithLabelValues(class, method).Inc()
@@ -109,26 +107,3 @@ func (c primaryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, known, v.Tier)
 	}
 }
-
-// statusWriter notes the status a handler answered.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -15,7 +15,6 @@ package node
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +23,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
 	"github.com/tandemhealth/tandem/services/gate"
+	"github.com/tandemhealth/tandem/services/httpstatus"
 )
 
 // mirrorStatuses are the values of tandem_mirror_status: every member
@@ -182,42 +182,11 @@ func (m *metrics) countDecision(d gate.Decision) {
 func (m *metrics) instrumentFHIR(srv *fhirserver.Server, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t0 := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpstatus.Recorder{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
-		m.fhir.WithLabelValues(srv.Interaction(r), statusClass(sw.status)).Observe(time.Since(t0).Seconds())
+		m.fhir.WithLabelValues(srv.Interaction(r), httpstatus.Class(sw.Status)).Observe(time.Since(t0).Seconds())
 	})
 }
-
-// statusClass is "2xx", "4xx", ...; a handler that wrote nothing answered 200.
-func statusClass(code int) string {
-	if code == 0 {
-		code = http.StatusOK
-	}
-	return strconv.Itoa(code/100) + "xx"
-}
-
-// statusWriter notes the status a handler answered.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // timedLog times a standalone node's writes from proposal to commit
 // (durable in its journal). A mirror member times them in its loop
