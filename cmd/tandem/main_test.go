@@ -306,6 +306,30 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	if primaries != 1 {
 		t.Fatalf("%d primaries", primaries)
 	}
+	// The arbiter's and the agents' operations endpoints (arbiter.http,
+	// agent.http) with the CA alone.
+	for _, ops := range []struct{ addr, series string }{
+		{fmt.Sprintf("127.0.0.1:%d", port+98), `tandem_arbiter_seeded{tier="records"} 1`},
+		{fmt.Sprintf("127.0.0.1:%d", port+3), `tandem_agent_member_up{member="a",tier="records"} 1`},
+		{fmt.Sprintf("127.0.0.1:%d", port+4), `tandem_agent_member_up{member="b",tier="records"} 1`},
+	} {
+		var body []byte
+		for i := 0; ; i++ {
+			resp, err := client.Get("https://" + ops.addr + "/metrics")
+			if err != nil {
+				t.Fatalf("operations endpoint %s: %v", ops.addr, err)
+			}
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), ops.series+"\n") || i > 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.Contains(string(body), ops.series+"\n") {
+			t.Fatalf("https://%s/metrics has no %q:\n%s", ops.addr, ops.series, body)
+		}
+	}
 	// FHIR through the gateway, at the base URL dev printed.
 	if !strings.Contains(out.String(), ep.FHIR) || ep.FHIR == "" {
 		t.Fatalf("dev did not print the gateway's FHIR base URL %q:\n%s", ep.FHIR, out.String())

@@ -148,6 +148,9 @@ type TLS struct {
 type Arbiter struct {
 	Address string `yaml:"address"`
 	DataDir string `yaml:"data_dir"`
+	// HTTP, when set, serves /healthz and /metrics (TLS with the arbiter's
+	// certificate, client certificates optional).
+	HTTP string `yaml:"http"`
 }
 
 // Tier is one mirror: exactly two failover members and up to 14 asyncs.
@@ -173,6 +176,9 @@ type Member struct {
 // Agent runs beside a member on its host.
 type Agent struct {
 	Address string `yaml:"address"`
+	// HTTP, when set, serves /healthz and /metrics (TLS with the agent's
+	// certificate, client certificates optional).
+	HTTP string `yaml:"http"`
 }
 
 // Duration is a time.Duration written as "2s", "500ms".
@@ -253,6 +259,7 @@ func (f *File) Validate() error {
 		bad("tls.cert_dir", "is required with tls.ca_file")
 	}
 	addr("arbiter.address", f.Arbiter.Address, true)
+	addr("arbiter.http", f.Arbiter.HTTP, false)
 	if f.Arbiter.DataDir == "" {
 		bad("arbiter.data_dir", "is required")
 	}
@@ -293,6 +300,7 @@ func (f *File) Validate() error {
 			addr(mp+".address", m.Address, true)
 			addr(mp+".http", m.HTTP, true)
 			addr(mp+".agent.address", m.Agent.Address, true)
+			addr(mp+".agent.http", m.Agent.HTTP, false)
 			if m.DataDir == "" {
 				bad(mp+".data_dir", "is required")
 			}

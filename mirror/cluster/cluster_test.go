@@ -77,6 +77,8 @@ func TestBadFilesNameTheField(t *testing.T) {
 		{"duplicate name", "{name: b,", "{name: a,", "field tiers[0].members[1].name"},
 		{"address reused", `"127.0.0.1:7412"`, `"127.0.0.1:7411"`, "field tiers[0].members[1].address"},
 		{"missing data dir", "data_dir: /tmp/b, ", "", "field tiers[0].members[1].data_dir"},
+		{"arbiter http", "data_dir: /tmp/arb}", `data_dir: /tmp/arb, http: "7501"}`, "field arbiter.http"},
+		{"agent http reused", `agent: {address: "127.0.0.1:7422"}`, `agent: {address: "127.0.0.1:7422", http: "127.0.0.1:7402"}`, "field tiers[0].members[1].agent.http"},
 		{"bad link", "a->b:", "a-b:", "links[\"a-b\"]"},
 		{"link to nobody", "a->b:", "a->z:", "unknown target"},
 		{"unknown key", "arbiter:", "arbitr:", "arbitr"},

@@ -282,7 +282,8 @@ func Run(ctx context.Context, o Options) error {
 // start keeps it, and the data it points to): tiers tiers, each a failover
 // pair with an agent per member and a DR async member, and one arbiter, on
 // loopback ports from base. The first tier is "records" with members a, b,
-// c on base+0..22 (as before tiers); tier i (from 2) is "records<i>" with
+// c on base+0..22 (as before tiers; their agents' /metrics on base+3..5,
+// the arbiter's on base+98); tier i (from 2) is "records<i>" with
 // members a<i>, b<i>, c<i> on base+100·(i−1)+0..22. Member names are
 // certificate identities, unique in the file.
 func writeClusterFile(path, dir string, base, tiers int) error {
@@ -297,9 +298,10 @@ tls:
   dev_ca_dir: %[1]s/ca
 arbiter:
   address: %[2]s
+  http: %[3]s
   data_dir: %[1]s/arbiter
 tiers:
-`, dir, addr(99))
+`, dir, addr(99), addr(98))
 	for i := range tiers {
 		name, suffix, off := "records", "", 0
 		if i > 0 {
@@ -312,8 +314,8 @@ tiers:
 			if m == "c" {
 				role = "dr"
 			}
-			fmt.Fprintf(&b, "      - {name: %s, role: %s, http: %q, address: %q, data_dir: %s/%s, agent: {address: %q}}\n",
-				m+suffix, role, addr(off+k), addr(off+10+k), dir, m+suffix, addr(off+20+k))
+			fmt.Fprintf(&b, "      - {name: %s, role: %s, http: %q, address: %q, data_dir: %s/%s, agent: {address: %q, http: %q}}\n",
+				m+suffix, role, addr(off+k), addr(off+10+k), dir, m+suffix, addr(off+20+k), addr(off+3+k))
 		}
 	}
 	fmt.Fprintf(&b, `access:
