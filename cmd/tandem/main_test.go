@@ -250,7 +250,8 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 			Name, Kind, URL string
 			PID             int
 		}
-		Tokens map[string]string
+		Tokens     map[string]string
+		TemporalUI string `json:"temporal_ui"`
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -329,6 +330,31 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 		if !strings.Contains(string(body), ops.series+"\n") {
 			t.Fatalf("https://%s/metrics has no %q:\n%s", ops.addr, ops.series, body)
 		}
+	}
+	// The Temporal Web UI dev printed lists the MirrorSetup it ran, read
+	// from the embedded server.
+	if ep.TemporalUI == "" || !strings.Contains(out.String(), ep.TemporalUI) {
+		t.Fatalf("dev did not print the Temporal Web UI %q:\n%s", ep.TemporalUI, out.String())
+	}
+	for i := 0; ; i++ {
+		resp, err := http.Get(ep.TemporalUI + "/api/v1/namespaces/default/workflows")
+		if err != nil {
+			t.Fatalf("Temporal Web UI: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(body), `"MirrorSetup"`) {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("Temporal Web UI lists no MirrorSetup workflow: HTTP %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if resp, err := http.Get(ep.TemporalUI + "/"); err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("Temporal Web UI page: %v %+v", err, resp)
+	} else {
+		resp.Body.Close()
 	}
 	// FHIR through the gateway, at the base URL dev printed.
 	if !strings.Contains(out.String(), ep.FHIR) || ep.FHIR == "" {

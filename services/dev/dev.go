@@ -88,12 +88,15 @@ type Endpoints struct {
 	FHIR      string    `json:"fhir"` // the gateway's FHIR base URL: what apps use (the first tier)
 	// TierFHIR is each tier's FHIR base URL through the gateway
 	// (/fhir/{tier}); the first tier is also served at FHIR.
-	TierFHIR  map[string]string `json:"tier_fhir"`
-	Monitor   string            `json:"monitor"`  // the Mirror Monitor page (admin token)
-	Cluster   string            `json:"cluster"`  // the cluster file every process started from
-	Temporal  string            `json:"temporal"` // the embedded Temporal server's frontend (host:port)
-	CA        string            `json:"ca"`       // the development CA's certificate
-	Processes []Process         `json:"processes"`
+	TierFHIR map[string]string `json:"tier_fhir"`
+	Monitor  string            `json:"monitor"`  // the Mirror Monitor page (admin token)
+	Cluster  string            `json:"cluster"`  // the cluster file every process started from
+	Temporal string            `json:"temporal"` // the embedded Temporal server's frontend (host:port)
+	// TemporalUI is the Temporal Web UI on the embedded server (loopback,
+	// no login: development only).
+	TemporalUI string    `json:"temporal_ui"`
+	CA         string    `json:"ca"` // the development CA's certificate
+	Processes  []Process `json:"processes"`
 	// Tokens are bearer tokens for /fhir (and, for admin, the admin API),
 	// minted at every start with the dev signing key: clinician,
 	// patient-app (for Patient/DevPatient) and admin. They last DevTokenTTL.
@@ -208,11 +211,16 @@ func Run(ctx context.Context, o Options) error {
 	// Temporal in its own child (a worker crash does not take it down),
 	// then the worker.
 	temporalAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalPortOffset)
-	if err := portFree(temporalAddr); err != nil {
-		return fmt.Errorf("dev: %s (Temporal) is in use: %w", temporalAddr, err)
+	uiAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalUIPortOffset)
+	for _, a := range []string{temporalAddr, uiAddr} {
+		if err := portFree(a); err != nil {
+			return fmt.Errorf("dev: %s (Temporal) is in use: %w", a, err)
+		}
 	}
-	if err := launch("temporal", "temporal", "grpc://"+temporalAddr, tcpUp(temporalAddr),
-		"temporal", "--data", filepath.Join(dir, "temporal"), "--port", fmt.Sprint(o.BasePort+TemporalPortOffset)); err != nil {
+	temporalUp := func() bool { return tcpUp(temporalAddr)() && tcpUp(uiAddr)() }
+	if err := launch("temporal", "temporal", "grpc://"+temporalAddr, temporalUp,
+		"temporal", "--data", filepath.Join(dir, "temporal"), "--port", fmt.Sprint(o.BasePort+TemporalPortOffset),
+		"--ui-port", fmt.Sprint(o.BasePort+TemporalUIPortOffset)); err != nil {
 		return err
 	}
 	if err := launch("worker", "worker", "", func() bool { return true },
@@ -233,7 +241,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Monitor: gwURL + gateway.MonitorPrefix, Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens, TierFHIR: map[string]string{}}
+	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Monitor: gwURL + gateway.MonitorPrefix, Cluster: clusterPath, Temporal: temporalAddr, TemporalUI: "http://" + uiAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens, TierFHIR: map[string]string{}}
 	for _, t := range f.Tiers {
 		ep.TierFHIR[t.Name] = gwURL + "/fhir/" + t.Name
 	}
@@ -533,12 +541,16 @@ func printSummary(w io.Writer, dir string, ep Endpoints) {
 	fmt.Fprintf(w, "  ./bin/tandem ctl status --cluster %s\n", ep.Cluster)
 	fmt.Fprintf(w, "  curl --cacert $TANDEM_CA %s/mirror/status\n", node)
 	fmt.Fprintf(w, "  ./bin/tandem ctl workflow status records --temporal-address %s\n", ep.Temporal)
-	fmt.Fprintf(w, "\nTemporal (embedded): %s, namespace default\n", ep.Temporal)
+	fmt.Fprintf(w, "\nTemporal (embedded): %s, namespace default; Web UI (workflows, schedules): %s\n", ep.Temporal, ep.TemporalUI)
 	fmt.Fprintf(w, "\nEvery process, pid and address: %s\n", filepath.Join(dir, "endpoints.json"))
 }
 
-// TemporalPortOffset places the embedded Temporal frontend at base+90.
-const TemporalPortOffset = 90
+// TemporalPortOffset places the embedded Temporal frontend at base+90,
+// TemporalUIPortOffset its Web UI at base+97.
+const (
+	TemporalPortOffset   = 90
+	TemporalUIPortOffset = 97
+)
 
 func tcpUp(addr string) func() bool {
 	return func() bool {
