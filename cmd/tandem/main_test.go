@@ -310,9 +310,11 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	// The arbiter's and the agents' operations endpoints (arbiter.http,
 	// agent.http) with the CA alone.
 	for _, ops := range []struct{ addr, series string }{
-		{fmt.Sprintf("127.0.0.1:%d", port+98), `tandem_arbiter_seeded{tier="records"} 1`},
-		{fmt.Sprintf("127.0.0.1:%d", port+3), `tandem_agent_member_up{member="a",tier="records"} 1`},
-		{fmt.Sprintf("127.0.0.1:%d", port+4), `tandem_agent_member_up{member="b",tier="records"} 1`},
+		{fmt.Sprintf("127.0.0.1:%d", port+98), `tandem_arbiter_seeded{tier="records"} 1` + "\n"},
+		{fmt.Sprintf("127.0.0.1:%d", port+3), `tandem_agent_member_up{member="a",tier="records"} 1` + "\n"},
+		{fmt.Sprintf("127.0.0.1:%d", port+4), `tandem_agent_member_up{member="b",tier="records"} 1` + "\n"},
+		// the worker: the Temporal SDK's counters, once it has polled
+		{fmt.Sprintf("127.0.0.1:%d", port+95), `namespace="default",task_queue="tandem-admin",worker_type="none",workflow_type="MirrorSetup"}`},
 	} {
 		var body []byte
 		for i := 0; ; i++ {
@@ -322,12 +324,12 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 			}
 			body, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if strings.Contains(string(body), ops.series+"\n") || i > 50 {
+			if strings.Contains(string(body), ops.series) || i > 50 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if !strings.Contains(string(body), ops.series+"\n") {
+		if !strings.Contains(string(body), ops.series) {
 			t.Fatalf("https://%s/metrics has no %q:\n%s", ops.addr, ops.series, body)
 		}
 	}
@@ -350,6 +352,15 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 			t.Fatalf("Temporal Web UI lists no MirrorSetup workflow: HTTP %d %s", resp.StatusCode, body)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port+96)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("Temporal server metrics: %v %+v", err, resp)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `service_name="frontend"`) {
+			t.Fatalf("Temporal server metrics have no frontend series:\n%.2000s", body)
+		}
 	}
 	if resp, err := http.Get(ep.TemporalUI + "/"); err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("Temporal Web UI page: %v %+v", err, resp)

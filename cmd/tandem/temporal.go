@@ -44,6 +44,7 @@ func runWorker(ctx context.Context, args []string) error {
 	namespace := fs.String("namespace", worker.DefaultNamespace, "Temporal namespace")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	driftCheck := fs.Duration("drift-check", 60*time.Second, "interval of every tier's DriftCheck schedule (ConfigSync): without this flag a missing schedule is created (60s) and an existing one left as it is; with it, set at start; 0 leaves the schedules alone")
+	httpAddr := fs.String("http", "", "serve /healthz and /metrics (the Temporal SDK's metrics) on host:port, TLS with the operator certificate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func runWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(os.Stderr, *level).With("service", "worker")
-	if err := worker.Run(ctx, worker.Options{Cluster: f, Address: *address, Namespace: *namespace, Log: log, DriftCheck: *driftCheck}); err != nil {
+	if err := worker.Run(ctx, worker.Options{Cluster: f, Address: *address, Namespace: *namespace, Log: log, DriftCheck: *driftCheck, HTTP: *httpAddr}); err != nil {
 		log.Error("worker failed", "err", err)
 		return err
 	}

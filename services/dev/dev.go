@@ -212,7 +212,9 @@ func Run(ctx context.Context, o Options) error {
 	// then the worker.
 	temporalAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalPortOffset)
 	uiAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalUIPortOffset)
-	for _, a := range []string{temporalAddr, uiAddr} {
+	temporalMetrics := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalMetricsPortOffset)
+	workerHTTP := fmt.Sprintf("127.0.0.1:%d", o.BasePort+WorkerHTTPPortOffset)
+	for _, a := range []string{temporalAddr, uiAddr, temporalMetrics, workerHTTP} {
 		if err := portFree(a); err != nil {
 			return fmt.Errorf("dev: %s (Temporal) is in use: %w", a, err)
 		}
@@ -220,11 +222,11 @@ func Run(ctx context.Context, o Options) error {
 	temporalUp := func() bool { return tcpUp(temporalAddr)() && tcpUp(uiAddr)() }
 	if err := launch("temporal", "temporal", "grpc://"+temporalAddr, temporalUp,
 		"temporal", "--data", filepath.Join(dir, "temporal"), "--port", fmt.Sprint(o.BasePort+TemporalPortOffset),
-		"--ui-port", fmt.Sprint(o.BasePort+TemporalUIPortOffset)); err != nil {
+		"--ui-port", fmt.Sprint(o.BasePort+TemporalUIPortOffset), "--metrics", temporalMetrics); err != nil {
 		return err
 	}
 	if err := launch("worker", "worker", "", func() bool { return true },
-		"worker", "--cluster", clusterPath, "--temporal-address", temporalAddr); err != nil {
+		"worker", "--cluster", clusterPath, "--temporal-address", temporalAddr, "--http", workerHTTP); err != nil {
 		return err
 	}
 
@@ -545,11 +547,14 @@ func printSummary(w io.Writer, dir string, ep Endpoints) {
 	fmt.Fprintf(w, "\nEvery process, pid and address: %s\n", filepath.Join(dir, "endpoints.json"))
 }
 
-// TemporalPortOffset places the embedded Temporal frontend at base+90,
-// TemporalUIPortOffset its Web UI at base+97.
+// Offsets from the base port: the embedded Temporal frontend (base+90),
+// its Web UI (base+97) and Prometheus metrics (plain HTTP, base+96), and
+// the worker's /healthz and /metrics (base+95).
 const (
-	TemporalPortOffset   = 90
-	TemporalUIPortOffset = 97
+	TemporalPortOffset        = 90
+	TemporalUIPortOffset      = 97
+	TemporalMetricsPortOffset = 96
+	WorkerHTTPPortOffset      = 95
 )
 
 func tcpUp(addr string) func() bool {

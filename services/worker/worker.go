@@ -20,7 +20,10 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/opshttp"
 	"github.com/tandemhealth/tandem/workflows"
 	"github.com/tandemhealth/tandem/workflows/applychange"
 	"github.com/tandemhealth/tandem/workflows/configsyncflow"
@@ -50,6 +53,10 @@ type Options struct {
 	// creates a missing schedule (configsyncflow.DefaultEvery) and leaves an
 	// existing one as it is; negative: it leaves the schedules alone.
 	DriftCheck time.Duration
+	// HTTP, when set, serves /healthz and /metrics (the Temporal SDK's
+	// metrics) on this address, TLS with the operator certificate the
+	// worker acts with.
+	HTTP string
 }
 
 // RegisterWorkflows registers every workflow of the administrators.
@@ -64,6 +71,10 @@ func RegisterWorkflows(w sdkworker.WorkflowRegistry) {
 // Dial connects a client to Temporal, retrying until limit while the
 // server starts.
 func Dial(ctx context.Context, address, namespace string, log *slog.Logger, limit time.Duration) (client.Client, error) {
+	return dial(ctx, address, namespace, log, limit, nil)
+}
+
+func dial(ctx context.Context, address, namespace string, log *slog.Logger, limit time.Duration, metrics client.MetricsHandler) (client.Client, error) {
 	if address == "" {
 		address = DefaultAddress
 	}
@@ -73,7 +84,7 @@ func Dial(ctx context.Context, address, namespace string, log *slog.Logger, limi
 	if limit == 0 {
 		limit = 60 * time.Second
 	}
-	opts := client.Options{HostPort: address, Namespace: namespace}
+	opts := client.Options{HostPort: address, Namespace: namespace, MetricsHandler: metrics}
 	if log != nil {
 		opts.Logger = sdklog.NewStructuredLogger(log)
 	}
@@ -102,11 +113,34 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	c, err := Dial(ctx, o.Address, o.Namespace, o.Log, o.DialFor)
+	metrics := newSDKMetrics()
+	c, err := dial(ctx, o.Address, o.Namespace, o.Log, o.DialFor, metrics.Handler())
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if o.HTTP != "" {
+		creds, err := o.Cluster.Credentials("operator")
+		if err != nil {
+			return err
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(metrics)
+		ops, err := opshttp.Listen(o.HTTP, "--http", creds.ServerConfig(), reg, func() opshttp.Health {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			detail := map[string]string{"temporal": cmp.Or(o.Address, DefaultAddress), "task_queue": workflows.TaskQueue}
+			if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+				return opshttp.Health{OK: false, Reason: "Temporal does not answer: " + err.Error(), Detail: detail}
+			}
+			return opshttp.Health{OK: true, Detail: detail}
+		}, o.Log)
+		if err != nil {
+			return err
+		}
+		defer ops.Close()
+		o.Log.Info("worker operations endpoint", "http", ops.Addr().String())
+	}
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
 	RegisterWorkflows(w)
 	w.RegisterActivity(admin)
