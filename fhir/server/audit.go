@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
@@ -85,6 +86,9 @@ type auditRec struct {
 	// A login attempt's record (AuditLogin): the client's network address
 	// and what the token endpoint answered (an OAuth error code).
 	address, detail string
+	// observer is the member that served the access, for events another
+	// member forwarded (StoreForwardedAudit); empty for this member's own.
+	observer string
 }
 
 // loginInteraction marks a login attempt's record (AuditLogin): its
@@ -145,6 +149,14 @@ func (rec *auditRec) saw(typ, id string, body []byte) {
 	rec.mu.Lock()
 	rec.seen = append(rec.seen, auditEntity{typ: typ, id: id, body: body})
 	rec.mu.Unlock()
+}
+
+// entities copies the entities seen so far (a flush that fails keeps
+// them for the next one).
+func (rec *auditRec) entities() []auditEntity {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]auditEntity(nil), rec.seen...)
 }
 
 func (rec *auditRec) take() []auditEntity {
@@ -238,12 +250,21 @@ func (a *auditLog) add(rec *auditRec) {
 }
 
 // flush writes every buffered record: one sequencer Write per chunk of at
-// most maxAuditChunk bytes (in practice one).
+// most maxAuditChunk bytes (in practice one). A member that cannot write
+// forwards them to the primary (audit_forward.go); what can be neither
+// stored nor forwarded stays buffered for the next flush.
 func (a *auditLog) flush(ctx context.Context) error {
 	a.mu.Lock()
 	recs := a.buf
 	a.buf = nil
 	a.mu.Unlock()
+	if len(recs) == 0 {
+		return nil
+	}
+	forwarding := a.s.opts.AuditForward != nil
+	if forwarding && !a.s.canWrite() {
+		return a.forward(ctx, recs)
+	}
 	const maxAuditChunk = 8 << 20
 	var errs []error
 	for len(recs) > 0 {
@@ -253,14 +274,18 @@ func (a *auditLog) flush(ctx context.Context) error {
 			b := a.s.beginAudit(t)
 			n = 0
 			for n < len(recs) && (n == 0 || len(b.events) < maxAuditChunk) {
-				a.s.addAudit(t, b, recs[n], recs[n].status, recs[n].take(), recs[n].at)
+				a.s.addAudit(t, b, recs[n], recs[n].status, recs[n].entities(), recs[n].at)
 				n++
 			}
 			b.finish(t)
 			return t.ops()
 		})
 		if err != nil {
-			a.s.opts.Logger.Error("fhir: audit events not stored", "events", len(recs), "err", err)
+			if forwarding && !a.s.canWrite() { // stepped down: the new primary stores them
+				return a.forward(ctx, recs)
+			}
+			a.s.opts.Logger.Error("fhir: audit events not stored yet; kept for the next flush", "events", len(recs), "err", err)
+			a.requeue(recs)
 			errs = append(errs, err)
 			break
 		}
@@ -281,10 +306,17 @@ func (a *auditLog) close(ctx context.Context) error {
 	})
 	select {
 	case <-a.done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	a.mu.Lock()
+	left := len(a.buf)
+	a.mu.Unlock()
+	if left > 0 {
+		a.s.opts.Logger.Error("fhir: AUDIT EVENTS LOST at shutdown: they could neither be stored nor forwarded to the primary", "events", left)
+		return fmt.Errorf("fhir: %d audit events could not be stored before shutdown", left)
+	}
+	return nil
 }
 
 // maxPatientCache bounds the patient cache (it is emptied when full).
@@ -469,7 +501,13 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 		b = appendString(b, rec.address)
 		b = append(b, `,"type":"2"}`...)
 	}
-	b = append(b, `}],"source":{"observer":{"display":"tandem"}}`...)
+	if rec.observer != "" {
+		b = append(b, `}],"source":{"observer":{"display":`...)
+		b = appendString(b, "tandem member "+rec.observer)
+		b = append(b, `}}`...)
+	} else {
+		b = append(b, `}],"source":{"observer":{"display":"tandem"}}`...)
+	}
 	ps := make([]string, 0, len(patients))
 	for p := range patients {
 		ps = append(ps, p)

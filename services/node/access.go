@@ -52,6 +52,11 @@ type fhirHandler struct {
 func (n *Node) fhir() (*fhirserver.Server, error) {
 	n.fhirH.once.Do(func() {
 		opts := fhirserver.Options{BasePath: "/fhir", Logger: n.log, Audit: true, ReadBarrier: n.fhirReadBarrier}
+		if n.mirror != nil {
+			// AuditEvents of accesses served here while not the primary
+			// go to the primary (auditforward.go).
+			opts.CanWrite, opts.AuditForward, opts.AuditObserver = n.IsPrimary, newAuditForwarder(n).forward, n.cfg.Member
+		}
 		if n.verifier != nil {
 			opts.Access = n.verifier
 		}

@@ -362,6 +362,7 @@ func (n *Node) Handler() http.Handler {
 		// Logins with this member's effective users: any member answers,
 		// so a failover target lets people log in (login.go).
 		mux.Handle(login.Path, n.login)
+		mux.HandleFunc("POST "+auditPath, n.serveForwardedAudit)
 	} else if n.verifier != nil {
 		// Standalone: /fhir with bearer tokens only (plain HTTP: keep the
 		// listen address on loopback or behind a TLS-terminating proxy).
