@@ -279,8 +279,8 @@ func runGateway(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.HoldTimeout, "hold", gateway.DefaultHoldTimeout, "how long a request is held waiting for a primary during a failover")
 	fs.IntVar(&cfg.RateLimit, "rate-limit", 0, "requests per second per client, counted in Redis (0: no limit)")
 	fs.StringVar(&cfg.ID, "id", "", "this gateway's name in events and logs (default from --listen)")
-	fs.StringVar(&cfg.TemporalAddress, "temporal-address", "", "Temporal frontend host:port whose running workflows the Mirror Monitor lists (empty: not connected)")
-	fs.StringVar(&cfg.TemporalNamespace, "temporal-namespace", worker.DefaultNamespace, "Temporal namespace of --temporal-address")
+	fs.StringVar(&cfg.TemporalAddress, "temporal-address", "", "Temporal frontend host:port whose running workflows the Mirror Monitor lists (default: the cluster file's temporal.address; neither: not connected)")
+	fs.StringVar(&cfg.TemporalNamespace, "temporal-namespace", "", "Temporal namespace of --temporal-address (default: the cluster file's temporal.namespace, else "+worker.DefaultNamespace+")")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -314,11 +314,15 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	mopts := monitor.Options{AdminHTTP: src.HTTP}
-	if cfg.TemporalAddress != "" {
+	if cfg.TemporalAddress != "" || f.Temporal.Address != "" {
 		// Lazy: the gateway serves while Temporal is down; the page shows
 		// the error until it answers.
-		tc, err := client.NewLazyClient(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
-			Logger: sdklog.NewStructuredLogger(cfg.Log.With("component", "temporal-client"))})
+		topts, err := worker.ClientOptions(f.Temporal, cfg.TemporalAddress, cfg.TemporalNamespace)
+		if err != nil {
+			return err
+		}
+		topts.Logger = sdklog.NewStructuredLogger(cfg.Log.With("component", "temporal-client"))
+		tc, err := client.NewLazyClient(topts)
 		if err != nil {
 			return fmt.Errorf("--temporal-address: %w", err)
 		}

@@ -52,6 +52,53 @@ type File struct {
 	// admin API. Without keys, only the operator's client certificate is
 	// accepted there.
 	Access Access `yaml:"access"`
+	// Temporal is where the workflow worker, `tandem ctl workflow` and the
+	// gateway's monitor reach Temporal; empty: the embedded server on
+	// 127.0.0.1:7233 (`tandem temporal`). Their flags override it.
+	Temporal Temporal `yaml:"temporal"`
+}
+
+// Temporal names a Temporal frontend and how to authenticate to it: TLS
+// (a CA, and a client certificate for mutual TLS) and/or an API key.
+type Temporal struct {
+	Address   string      `yaml:"address"`   // host:port
+	Namespace string      `yaml:"namespace"` // "default" when empty
+	TLS       TemporalTLS `yaml:"tls"`
+	// APIKeyFile holds an API key sent as a bearer token (Temporal Cloud);
+	// it needs TLS.
+	APIKeyFile string `yaml:"api_key_file"`
+}
+
+// TemporalTLS: with Enabled, the frontend's certificate is checked against
+// CAFile (the system roots when empty) under ServerName (the address's host
+// when empty); CertFile and KeyFile, together, add a client certificate.
+type TemporalTLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Validate reports every problem of a temporal section, fields named
+// under prefix.
+func (t Temporal) Validate(prefix string) error {
+	var errs []error
+	if t.Address != "" {
+		if _, p, err := net.SplitHostPort(t.Address); err != nil || p == "" {
+			errs = append(errs, fmt.Errorf("field %s.address: %q must be host:port", prefix, t.Address))
+		}
+	}
+	if (t.TLS.CertFile == "") != (t.TLS.KeyFile == "") {
+		errs = append(errs, fmt.Errorf("field %s.tls: cert_file and key_file go together", prefix))
+	}
+	if !t.TLS.Enabled && (t.TLS.CAFile != "" || t.TLS.CertFile != "" || t.TLS.ServerName != "") {
+		errs = append(errs, fmt.Errorf("field %s.tls.enabled: must be true when ca_file, cert_file or server_name is set", prefix))
+	}
+	if t.APIKeyFile != "" && !t.TLS.Enabled {
+		errs = append(errs, fmt.Errorf("field %s.api_key_file: an API key needs tls.enabled (it must not cross the network in clear)", prefix))
+	}
+	return errors.Join(errs...)
 }
 
 // Access configures bearer tokens (package fhir/access).
@@ -330,6 +377,9 @@ func (f *File) Validate() error {
 		}
 	}
 	if err := f.Access.Validate("access"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := f.Temporal.Validate("temporal"); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

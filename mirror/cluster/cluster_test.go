@@ -90,6 +90,10 @@ func TestBadFilesNameTheField(t *testing.T) {
 		{"signing key unknown", "tls:", "access: {keys: [{kid: k1, alg: HS256, path: /a}], signing_key: k2}\ntls:", "field access.signing_key"},
 		{"token ttl too long", "tls:", "access: {keys: [{kid: k1, alg: HS256, path: /a}], signing_key: k1, token_ttl: 48h}\ntls:", "field access.token_ttl"},
 		{"lockout after negative", "tls:", "access: {lockout_after: -1}\ntls:", "field access.lockout_after"},
+		{"temporal address", "tls:", "temporal: {address: nowhere}\ntls:", "field temporal.address"},
+		{"temporal cert without key", "tls:", "temporal: {tls: {enabled: true, cert_file: /c}}\ntls:", "field temporal.tls"},
+		{"temporal ca without tls", "tls:", "temporal: {tls: {ca_file: /ca}}\ntls:", "field temporal.tls.enabled"},
+		{"temporal api key in clear", "tls:", "temporal: {api_key_file: /k}\ntls:", "field temporal.api_key_file"},
 		{"lockout for too long", "tls:", "access: {lockout_for: 100h}\ntls:", "field access.lockout_for"},
 		{"access unknown key", "tls:", "access:\n  keys:\n    - {kid: k1, alg: HS256, file: /k}\ntls:", "field access.keys[0]"},
 		{"member in two tiers", "    links:", `  - name: labs

@@ -342,7 +342,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if cmd == "workflow" { // talks to Temporal, not to the members
-		return workflowMain(ctx, rest, asJSON, watch, stdout)
+		return workflowMain(ctx, rest, clusterPath, asJSON, watch, stdout)
 	}
 	if clusterPath == "" {
 		clusterPath = os.Getenv("TANDEM_CLUSTER")

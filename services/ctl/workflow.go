@@ -20,6 +20,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	configsync "github.com/tandemhealth/tandem/config-sync"
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/worker"
 	"github.com/tandemhealth/tandem/workflows"
 	"github.com/tandemhealth/tandem/workflows/applychange"
 	"github.com/tandemhealth/tandem/workflows/configsyncflow"
@@ -48,7 +50,8 @@ const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HO
                                          approve what the workflow waits for (status shows the text)
 The topology workflows of a tier share the workflow ID tier/<TIER>/topology: one at a time.
 Config workflows have their own IDs: tier/<TIER>/apply-change/<CATEGORY>, tier/<TIER>/config-sync.
-Temporal: --temporal-address, else $TANDEM_TEMPORAL, else 127.0.0.1:7233.`
+Temporal: --temporal-address, else $TANDEM_TEMPORAL, else the cluster file's temporal.address (with
+--cluster FILE or $TANDEM_CLUSTER; its TLS and API key are used too), else 127.0.0.1:7233.`
 
 // WorkflowState is a tier's topology workflow as `ctl workflow status`
 // shows it.
@@ -252,7 +255,7 @@ func PrintWorkflowState(w io.Writer, st WorkflowState) {
 	}
 }
 
-func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout io.Writer) error {
+func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON, watch bool, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(workflowUsage)
 	}
@@ -260,7 +263,7 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 	fs := flag.NewFlagSet("ctl workflow", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	address := fs.String("temporal-address", "", "")
-	namespace := fs.String("namespace", "default", "")
+	namespace := fs.String("namespace", "", "")
 	approval := fs.Bool("approval", false, "")
 	ttl := fs.Duration("approval-ttl", 0, "")
 	by := fs.String("by", os.Getenv("USER"), "")
@@ -283,12 +286,27 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 	if *address == "" {
 		*address = os.Getenv("TANDEM_TEMPORAL")
 	}
-	if *address == "" {
-		*address = "127.0.0.1:7233"
+	// TLS, an API key, and address and namespace defaults come from the
+	// cluster file's temporal section when one is named.
+	var tcfg cluster.Temporal
+	if clusterPath == "" {
+		clusterPath = os.Getenv("TANDEM_CLUSTER")
 	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: *address, Namespace: *namespace, Logger: quietLogger{}})
+	if clusterPath != "" {
+		f, err := cluster.Load(clusterPath)
+		if err != nil {
+			return err
+		}
+		tcfg = f.Temporal
+	}
+	opts, err := worker.ClientOptions(tcfg, *address, *namespace)
 	if err != nil {
-		return fmt.Errorf("temporal at %s does not answer (is `tandem temporal` running? --temporal-address): %w", *address, err)
+		return err
+	}
+	opts.Logger = quietLogger{}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("temporal at %s does not answer (is `tandem temporal` running? --temporal-address, or temporal.address in the cluster file): %w", opts.HostPort, err)
 	}
 	defer c.Close()
 	// idOf names the workflow `status` and `approve` address: the topology

@@ -42,8 +42,8 @@ const DefaultNamespace = "default"
 // Options configure a worker.
 type Options struct {
 	Cluster   *cluster.File
-	Address   string // Temporal frontend host:port; DefaultAddress when empty
-	Namespace string // "default" when empty
+	Address   string // Temporal frontend host:port; the cluster file's temporal.address, else DefaultAddress, when empty
+	Namespace string // the cluster file's temporal.namespace, else "default", when empty
 	Log       *slog.Logger
 	// DialFor bounds how long the worker waits for Temporal to answer at
 	// start (it may be starting beside it); 60s when 0.
@@ -71,20 +71,16 @@ func RegisterWorkflows(w sdkworker.WorkflowRegistry) {
 // Dial connects a client to Temporal, retrying until limit while the
 // server starts.
 func Dial(ctx context.Context, address, namespace string, log *slog.Logger, limit time.Duration) (client.Client, error) {
-	return dial(ctx, address, namespace, log, limit, nil)
+	opts, _ := ClientOptions(cluster.Temporal{}, address, namespace)
+	return DialOptions(ctx, opts, log, limit)
 }
 
-func dial(ctx context.Context, address, namespace string, log *slog.Logger, limit time.Duration, metrics client.MetricsHandler) (client.Client, error) {
-	if address == "" {
-		address = DefaultAddress
-	}
-	if namespace == "" {
-		namespace = "default"
-	}
+// DialOptions is Dial with full client options (ClientOptions).
+func DialOptions(ctx context.Context, opts client.Options, log *slog.Logger, limit time.Duration) (client.Client, error) {
+	address, namespace := opts.HostPort, opts.Namespace
 	if limit == 0 {
 		limit = 60 * time.Second
 	}
-	opts := client.Options{HostPort: address, Namespace: namespace, MetricsHandler: metrics}
 	if log != nil {
 		opts.Logger = sdklog.NewStructuredLogger(log)
 	}
@@ -114,7 +110,12 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	metrics := newSDKMetrics()
-	c, err := dial(ctx, o.Address, o.Namespace, o.Log, o.DialFor, metrics.Handler())
+	copts, err := ClientOptions(o.Cluster.Temporal, o.Address, o.Namespace)
+	if err != nil {
+		return err
+	}
+	copts.MetricsHandler = metrics.Handler()
+	c, err := DialOptions(ctx, copts, o.Log, o.DialFor)
 	if err != nil {
 		return err
 	}
@@ -129,7 +130,7 @@ func Run(ctx context.Context, o Options) error {
 		ops, err := opshttp.Listen(o.HTTP, "--http", creds.ServerConfig(), reg, func() opshttp.Health {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			detail := map[string]string{"temporal": cmp.Or(o.Address, DefaultAddress), "task_queue": workflows.TaskQueue}
+			detail := map[string]string{"temporal": copts.HostPort, "namespace": copts.Namespace, "task_queue": workflows.TaskQueue}
 			if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 				return opshttp.Health{OK: false, Reason: "Temporal does not answer: " + err.Error(), Detail: detail}
 			}
@@ -161,7 +162,7 @@ func Run(ctx context.Context, o Options) error {
 			o.Log.Info("drift check scheduled", "tier", t.Name, "schedule", configsyncflow.ScheduleID(t.Name), "every", cmp.Or(o.DriftCheck, configsyncflow.DefaultEvery).String(), "created", created)
 		}
 	}
-	o.Log.Info("worker polling", "task_queue", workflows.TaskQueue, "address", o.Address, "namespace", o.Namespace)
+	o.Log.Info("worker polling", "task_queue", workflows.TaskQueue, "address", copts.HostPort, "namespace", copts.Namespace, "tls", copts.ConnectionOptions.TLS != nil)
 	<-ctx.Done()
 	w.Stop()
 	o.Log.Info("worker stopped")
