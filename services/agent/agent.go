@@ -153,6 +153,7 @@ func (s *Server) handle(ctx context.Context, rd failover.Ready) error {
 			return fmt.Errorf("agent: persist state: %w", err)
 		}
 	}
+	s.metrics.publish(s.core, rd.Events) // before any answer leaves
 	for _, m := range rd.Messages {
 		tm, err := wire.Encode(s.tier, m)
 		if err == nil {
@@ -165,7 +166,6 @@ func (s *Server) handle(ctx context.Context, rd failover.Ready) error {
 	for _, e := range rd.Events {
 		s.log.Info("agent "+e.Kind, "detail", e.Detail)
 	}
-	s.metrics.publish(s.core, rd.Events)
 	for _, a := range rd.Actions {
 		if a.Kind != failover.ActFence {
 			continue

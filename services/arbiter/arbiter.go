@@ -173,6 +173,9 @@ func (s *Server) handle(tier string, rd failover.Ready) error {
 			return fmt.Errorf("arbiter: persist record of tier %s: %w", tier, err)
 		}
 	}
+	// Published before any answer leaves: whoever saw an answer sees its
+	// record on /metrics.
+	s.metrics.publish(tier, s.pairs[tier], s.cores[tier], rd.Events)
 	for _, m := range rd.Messages {
 		tm, err := wire.Encode(tier, m)
 		if err == nil {
@@ -185,6 +188,5 @@ func (s *Server) handle(tier string, rd failover.Ready) error {
 	for _, e := range rd.Events {
 		s.log.Info("arbiter "+e.Kind, "tier", tier, "detail", e.Detail)
 	}
-	s.metrics.publish(tier, s.pairs[tier], s.cores[tier], rd.Events)
 	return nil
 }
