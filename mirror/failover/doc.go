@@ -19,7 +19,7 @@
 //  4. logs Events and updates metrics.
 //
 // A crash anywhere loses only what was not persisted; the core is rebuilt with
-// NewMember(cfg, hardState, journal, now), NewArbiter(cfg, state, now) or
+// NewMember(cfg, hardState, base, journal, now), NewArbiter(cfg, state, now) or
 // NewAgent(cfg, state).
 //
 // # Types (for the shells and the Promela model)
