@@ -204,6 +204,19 @@ func PrintStatusTable(w io.Writer, sts []MemberStatus, last map[string]Failover,
 			transfer, lag, j["commit_lsn"], alignment(s.Status), fo, mode, strings.Join(links, " "))
 	}
 	tw.Flush()
+	// Alerts: what an operator must act on (a member needing a rebuild, an
+	// async the primary no longer holds the journal for).
+	seen := map[string]bool{}
+	for _, s := range sts {
+		alerts, _ := s.Status["alerts"].([]any)
+		for _, a := range alerts {
+			line := fmt.Sprintf("ALERT %s/%s: %v", s.Tier, s.Member, a)
+			if !seen[line] {
+				seen[line] = true
+				fmt.Fprintln(w, line)
+			}
+		}
+	}
 }
 
 // alignment summarizes the member's last gate verdict (the gate object of

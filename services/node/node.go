@@ -146,6 +146,7 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 		return nil, fmt.Errorf("node: --member %q is not in tier %q", member, tier)
 	}
 	cfg := Config{Tier: tier, Member: member, Role: me.Role, Listen: me.HTTP, DataDir: me.DataDir}
+	cfg.Journal.SegmentSize = f.Journal.SegmentSize
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -214,7 +215,10 @@ type Status struct {
 	NoFail    bool             `json:"no_failover,omitempty"`
 	Rejected  *RejectedInput   `json:"rejected_input,omitempty"`
 	Gate      *GateStatus      `json:"gate,omitempty"` // last policy-gate verdict on this member
-	Error     string           `json:"error,omitempty"`
+	// Alerts are what an operator must act on: this member or another
+	// needing a rebuild, asyncs the primary no longer holds the journal for.
+	Alerts []string `json:"alerts,omitempty"`
+	Error  string   `json:"error,omitempty"`
 }
 
 // TransferStatus is journal shipping between the failover pair as this
@@ -271,6 +275,7 @@ func (n *Node) Status() Status {
 	if n.mirror != nil {
 		snap := n.mirror.snapshot()
 		s.Status, s.Epoch, s.Mode, s.NoFail, s.Links = string(snap.Status), snap.Epoch, snap.Mode, snap.NoFailover, snap.Peers
+		s.Alerts = snap.Alerts
 		s.Mirror = fmt.Sprintf("tier %s, %s member", n.cfg.Tier, n.cfg.Role)
 		if snap.Transfer.Status != "" {
 			s.Transfer = &TransferStatus{Status: snap.Transfer.Status, BehindRecords: uint64(snap.Transfer.Behind),
