@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemhealth/tandem/mirror/backup"
@@ -60,6 +61,12 @@ type mirror struct {
 	caughtUpAt time.Time              // loop-owned: when the transfer was last caught up
 	purgeReq   chan uint64            // flushLoop -> loop: the store's durably flushed LSN
 	released   map[failover.ID]string // loop-owned: asyncs the primary no longer holds, and why
+	pins       purgePin               // re-seed snapshots served: the journal is held from their LSN
+	catchup    *catchupMark           // loop-owned: re-seeded, not caught up yet
+	// catchupTarget: the tier primary's commit LSN, read by watchCatchup
+	// while catchup is set; catchupDone ends it.
+	catchupTarget atomic.Uint64
+	catchupDone   atomic.Bool
 
 	propMu  sync.Mutex
 	nextLSN uint64 // LSN the next proposal gets while primary; 0 = not accepting
@@ -105,6 +112,7 @@ type memberSnapshot struct {
 	BehindSeconds float64         // since the transfer was last caught up (0 when it is)
 	Peers         map[string]bool // link connected?
 	Alerts        []string        // what an operator must act on (needs-rebuild, released asyncs)
+	DBState       string          // re-seeded: needs-catchup or catchup-running; "" = normal
 	mode          failover.Mode   // Mode, for the read lease
 }
 
@@ -227,6 +235,9 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 	if err := os.Remove(filepath.Join(n.cfg.DataDir, backup.NewTierSeedFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	if m.catchup, err = loadCatchup(n.cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	m.savedHS = hs
 	m.core = failover.NewMember(cfg, hs, base, entries, 0)
 	m.publish()
@@ -316,6 +327,10 @@ func (m *mirror) run(ctx context.Context) error {
 	go func() { defer wg.Done(); m.acceptLoop(ctx, &wg) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); m.flushLoop(ctx) }()
+	if m.catchup != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.watchCatchup(ctx) }()
+	}
 	defer func() {
 		for _, l := range m.links {
 			l.close()
@@ -650,7 +665,8 @@ func (m *mirror) publish() {
 	s := memberSnapshot{Status: m.core.Status(), Epoch: uint64(m.core.Epoch()), Role: hs.Role.String(),
 		Commit: uint64(m.core.Commit()), LastLSN: uint64(m.core.LastLSN()), Mode: hs.Mode.String(), mode: hs.Mode,
 		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Transfer: m.core.Transfer(), Peers: map[string]bool{},
-		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch), Alerts: m.alerts()}
+		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch), Alerts: m.alerts(),
+		DBState: m.catchupState()}
 	for id, l := range m.links {
 		s.Peers[string(id)] = l.connected()
 	}

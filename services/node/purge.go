@@ -84,7 +84,7 @@ func (m *mirror) flushLoop(ctx context.Context) {
 func (m *mirror) purge(ctx context.Context, flushed uint64) error {
 	released := m.releasedAsyncs()
 	allowed := uint64(m.core.PurgeableUpTo(released))
-	target := min(allowed, flushed, m.j.DurableLSN())
+	target := min(allowed, flushed, m.j.DurableLSN(), m.pins.limit(time.Now()))
 	segs := m.j.Segments()
 	start := segs[0].FirstLSN
 	for i := 0; i+1 < len(segs) && segs[i+1].FirstLSN <= target+1; i++ {
