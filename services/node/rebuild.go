@@ -470,6 +470,13 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// installCrashAt stops installRebuild before swapping item i, as a crash
+// would (TEST ONLY; -1 = never).
+var (
+	installCrashAt  = -1
+	errInstallCrash = errors.New("node: simulated crash during a re-seed install (test)")
+)
+
 // installState is rebuildInstall's content: where the replaced files go.
 type installState struct {
 	OldDir string `json:"old_dir"`
@@ -536,7 +543,10 @@ func installRebuild(dataDir string, async bool, log interface{ Warn(string, ...a
 	if err := mkdirDurable(old); err != nil {
 		return false, err
 	}
-	for _, item := range []string{"store", "journal", journalBaseFile, "hardstate.json", catchupFile} {
+	for i, item := range []string{"store", "journal", journalBaseFile, "hardstate.json", catchupFile} {
+		if i == installCrashAt {
+			return false, errInstallCrash
+		}
 		from := filepath.Join(staged, item)
 		if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
 			continue
