@@ -216,4 +216,3 @@ func (tr *tier) alerts(member string) []string {
 	}
 	return out
 }
-
