@@ -118,6 +118,7 @@ func (m *mirror) purge(ctx context.Context, flushed uint64) error {
 // behind than journal.max_bytes. Each release is logged once.
 func (m *mirror) releasedAsyncs() []failover.ID {
 	if !m.core.IsPrimary() {
+		clear(m.released) // only a primary holds the journal for asyncs
 		return nil
 	}
 	pol := m.file.Journal
