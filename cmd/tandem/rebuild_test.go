@@ -167,6 +167,12 @@ func TestPurgedAsyncNeedsRebuildAndIsReseeded(t *testing.T) {
 // four writers at once, and returns them (every one acknowledged).
 func (tr *tier) putMany(t *testing.T, prefix string, n, size int) map[string]string {
 	t.Helper()
+	return tr.putManyTo(t, "a", prefix, n, size)
+}
+
+// putManyTo is putMany to the primary member.
+func (tr *tier) putManyTo(t *testing.T, member, prefix string, n, size int) map[string]string {
+	t.Helper()
 	var mu sync.Mutex
 	out := map[string]string{}
 	var wg sync.WaitGroup
@@ -179,7 +185,7 @@ func (tr *tier) putMany(t *testing.T, prefix string, n, size int) map[string]str
 				k := fmt.Sprintf("%s-%d", prefix, i)
 				v := strings.Repeat(string(rune('a'+i%26)), size-len(k)) + k
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				err := tr.put(ctx, "a", k, v)
+				err := tr.put(ctx, member, k, v)
 				cancel()
 				if err != nil {
 					errs <- fmt.Errorf("put %s: %w", k, err)
@@ -215,4 +221,37 @@ func (tr *tier) alerts(member string) []string {
 		out = append(out, fmt.Sprint(a))
 	}
 	return out
+}
+
+// TestFailoverAndRejoinOverPurgedJournals: with small segments purged every
+// 200 ms, the primary is killed after both members purged; the backup takes
+// over from a journal that starts after its base, keeps purging within what
+// its core allows, and the old primary rejoins from its own purged journal
+// with every acknowledged write and equal content.
+func TestFailoverAndRejoinOverPurgedJournals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTierWith(t, tierOptions{journal: "{segment_size: 1048576, purge_interval: 200ms}"})
+	acked := tr.putMany(t, "first", 200, 16<<10)
+	tr.waitFor("both members purged", 20*time.Second, func() bool {
+		return tr.journalLSN("a", "first_lsn") > 1 && tr.journalLSN("b", "first_lsn") > 1
+	})
+	t.Logf("before the failover: a starts at %d, b at %d", tr.journalLSN("a", "first_lsn"), tr.journalLSN("b", "first_lsn"))
+	tr.kill9("a")
+	tr.waitFor("b primary in epoch 2", 20*time.Second, func() bool { return tr.status("b") == "primary" && tr.epoch("b") == 2 })
+	for k, v := range tr.putManyTo(t, "b", "second", 100, 16<<10) {
+		acked[k] = v
+	}
+	tr.checkAcked("b", acked)
+	tr.rejoin("a", "b", acked)
+	for k, v := range tr.putManyTo(t, "b", "third", 100, 16<<10) {
+		acked[k] = v
+	}
+	tr.waitFor("equal content after more writes", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
+	tr.waitFor("the new primary purged with its backup back", 20*time.Second, func() bool {
+		return tr.journalLSN("b", "first_lsn") > tr.journalLSN("b", "last_lsn")-300
+	})
+	t.Logf("after: b starts at %d (last %d), a at %d", tr.journalLSN("b", "first_lsn"), tr.journalLSN("b", "last_lsn"), tr.journalLSN("a", "first_lsn"))
+	tr.checkAcked("a", acked)
 }
