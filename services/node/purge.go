@@ -67,6 +67,9 @@ func (m *mirror) flushLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if len(m.j.Segments()) < 2 {
+			continue // the active segment is never purged: nothing to flush for
+		}
 		flushed, err := m.st.FlushDurable()
 		if err != nil {
 			m.log.Error("store flush before journal purge failed: not purging", "err", err)
