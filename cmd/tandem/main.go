@@ -158,13 +158,20 @@ func runNode(ctx context.Context, args []string) error {
 			return fmt.Errorf("--member %q is not a member of any tier in %s", *member, *clusterPath)
 		}
 		log := newLogger(os.Stderr, *level).With("service", "node", "tier", tier, "member", *member)
-		n, err := node.OpenMember(f, tier, *member, log)
-		if err != nil {
-			log.Error("node failed to start", "err", err)
-			return err
+		for {
+			n, err := node.OpenMember(f, tier, *member, log)
+			if err != nil {
+				log.Error("node failed to start", "err", err)
+				return err
+			}
+			_ = n.UsePolicyDir(*policyDir) // logged; a broken policy fails closed
+			err = n.Run(ctx)
+			if !errors.Is(err, node.ErrRestart) || ctx.Err() != nil {
+				return err
+			}
+			// a re-seed was fetched and verified: open again to install it
+			log.Warn("node reopening to install a re-seed")
 		}
-		_ = n.UsePolicyDir(*policyDir) // logged; a broken policy fails closed
-		return n.Run(ctx)
 	}
 	if *cfgPath == "" {
 		return errors.New("--config FILE (standalone) or --cluster FILE --member NAME is required (see deploy/examples/)")

@@ -56,6 +56,9 @@ type File struct {
 	// gateway's monitor reach Temporal; empty: the embedded server on
 	// 127.0.0.1:7233 (`tandem temporal`). Their flags override it.
 	Temporal Temporal `yaml:"temporal"`
+	// Journal sets the members' journal segments and purge (DESIGN §3
+	// "Journal purge").
+	Journal Journal `yaml:"journal"`
 }
 
 // Temporal names a Temporal frontend and how to authenticate to it: TLS
@@ -100,6 +103,31 @@ func (t Temporal) Validate(prefix string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Journal configures every member's journal: segment size and purge.
+type Journal struct {
+	// SegmentSize is the size at which a segment is closed and a new one
+	// started, in bytes (purge removes whole segments); 64 MiB when empty.
+	SegmentSize int64 `yaml:"segment_size"`
+	// AsyncRetention: an async disconnected from the primary for longer
+	// stops holding the journal; once the primary purges what it needed,
+	// it needs a rebuild. 14 days (336h) when empty.
+	AsyncRetention Duration `yaml:"async_retention"`
+	// MaxBytes caps, in bytes, the journal the primary keeps for asyncs: an
+	// async that needs more than this behind the primary's last record
+	// stops holding it. 0 (empty): no cap. The failover pair always holds.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// PurgeInterval is how often every member checks what it may purge
+	// (flushing its store first); 1m when empty.
+	PurgeInterval Duration `yaml:"purge_interval"`
+}
+
+// Journal defaults.
+const (
+	DefaultSegmentSize    = 64 << 20
+	DefaultAsyncRetention = 14 * 24 * time.Hour
+	DefaultPurgeInterval  = time.Minute
+)
 
 // Access configures bearer tokens (package fhir/access).
 type Access struct {
@@ -263,6 +291,15 @@ func Parse(data []byte) (*File, error) {
 	if f.QoS == 0 {
 		f.QoS = Duration(DefaultQoS)
 	}
+	if f.Journal.SegmentSize == 0 {
+		f.Journal.SegmentSize = DefaultSegmentSize
+	}
+	if f.Journal.AsyncRetention == 0 {
+		f.Journal.AsyncRetention = Duration(DefaultAsyncRetention)
+	}
+	if f.Journal.PurgeInterval == 0 {
+		f.Journal.PurgeInterval = Duration(DefaultPurgeInterval)
+	}
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
@@ -381,6 +418,21 @@ func (f *File) Validate() error {
 	}
 	if err := f.Temporal.Validate("temporal"); err != nil {
 		errs = append(errs, err)
+	}
+	j := f.Journal
+	if j.SegmentSize < 1<<20 || j.SegmentSize > 1<<30 {
+		bad("journal.segment_size", "%d must be between 1 MiB (1048576) and 1 GiB", j.SegmentSize)
+	}
+	if d := time.Duration(j.AsyncRetention); d < time.Second || d > 365*24*time.Hour {
+		bad("journal.async_retention", "%s must be between 1s and 8760h (a year)", d)
+	}
+	if j.MaxBytes < 0 {
+		bad("journal.max_bytes", "%d must not be negative (0: no cap)", j.MaxBytes)
+	} else if j.MaxBytes > 0 && j.MaxBytes < 2*j.SegmentSize {
+		bad("journal.max_bytes", "%d must be at least two segments (2 × journal.segment_size = %d), or 0 for no cap", j.MaxBytes, 2*j.SegmentSize)
+	}
+	if d := time.Duration(j.PurgeInterval); d < 100*time.Millisecond || d > time.Hour {
+		bad("journal.purge_interval", "%s must be between 100ms and 1h", d)
 	}
 	return errors.Join(errs...)
 }

@@ -41,6 +41,25 @@ func TestParseDefaultsAndLinks(t *testing.T) {
 	}
 }
 
+func TestJournalSectionDefaultsAndValues(t *testing.T) {
+	f, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := f.Journal
+	if j.SegmentSize != DefaultSegmentSize || time.Duration(j.AsyncRetention) != 14*24*time.Hour || j.MaxBytes != 0 || time.Duration(j.PurgeInterval) != time.Minute {
+		t.Fatalf("defaults %+v", j)
+	}
+	f, err = Parse([]byte(strings.Replace(good, "tls:", "journal: {segment_size: 2097152, async_retention: 3s, max_bytes: 8388608, purge_interval: 500ms}\ntls:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j = f.Journal
+	if j.SegmentSize != 2<<20 || time.Duration(j.AsyncRetention) != 3*time.Second || j.MaxBytes != 8<<20 || time.Duration(j.PurgeInterval) != 500*time.Millisecond {
+		t.Fatalf("values %+v", j)
+	}
+}
+
 func TestAccessSection(t *testing.T) {
 	f, err := Parse([]byte(strings.Replace(good, "tls:", "access:\n  issuer: tandem\n  leeway: 10s\n  keys:\n    - {kid: k1, alg: HS256, path: /k1}\n    - {kid: k2, alg: ES256, path: /k2.pem}\n  signing_key: k2\n  token_ttl: 10m\ntls:", 1)))
 	if err != nil {
@@ -96,6 +115,13 @@ func TestBadFilesNameTheField(t *testing.T) {
 		{"temporal api key in clear", "tls:", "temporal: {api_key_file: /k}\ntls:", "field temporal.api_key_file"},
 		{"lockout for too long", "tls:", "access: {lockout_for: 100h}\ntls:", "field access.lockout_for"},
 		{"access unknown key", "tls:", "access:\n  keys:\n    - {kid: k1, alg: HS256, file: /k}\ntls:", "field access.keys[0]"},
+		{"segment size too small", "tls:", "journal: {segment_size: 4096}\ntls:", "field journal.segment_size"},
+		{"retention unit", "tls:", "journal: {async_retention: 14}\ntls:", "field journal.async_retention"},
+		{"retention too short", "tls:", "journal: {async_retention: 10ms}\ntls:", "field journal.async_retention"},
+		{"max bytes negative", "tls:", "journal: {max_bytes: -1}\ntls:", "field journal.max_bytes"},
+		{"max bytes below two segments", "tls:", "journal: {segment_size: 1048576, max_bytes: 1048576}\ntls:", "field journal.max_bytes"},
+		{"purge interval too long", "tls:", "journal: {purge_interval: 2h}\ntls:", "field journal.purge_interval"},
+		{"journal unknown key", "tls:", "journal: {retention: 1h}\ntls:", "retention"},
 		{"member in two tiers", "    links:", `  - name: labs
     members:
       - {name: a, role: failover, address: "127.0.0.1:8411", http: "127.0.0.1:8401", data_dir: /tmp/la, agent: {address: "127.0.0.1:8421"}}

@@ -329,6 +329,19 @@ func (s *Store) Checkpoint(destDir string) (lsn, epoch uint64, err error) {
 // Flush writes the memtable to sstables, shortening the next recovery.
 func (s *Store) Flush() error { return s.db.Flush() }
 
+// FlushDurable flushes the store and returns an LSN that is durable in it:
+// the records up to it are in sstables and survive a crash without the
+// journal. With the WAL off, recovery replays the journal after the store's
+// applied LSN, so the journal may be purged up to this LSN and never beyond
+// it (see TestPurgeNeverPassesTheFlushedLSN).
+func (s *Store) FlushDurable() (uint64, error) {
+	lsn := s.AppliedLSN() // applied before the flush starts: in the flushed memtable
+	if err := s.db.Flush(); err != nil {
+		return 0, fmt.Errorf("store: flush: %w", err)
+	}
+	return lsn, nil
+}
+
 // Close flushes and closes the store. It is idempotent.
 func (s *Store) Close() error {
 	s.mu.Lock()

@@ -219,10 +219,12 @@ func (s *Server) fence() (failover.Message, error) {
 	if err := node.WriteFenceMark(s.member.DataDir, node.FenceMark{At: time.Now().UTC(), Epoch: uint64(hs.Epoch), By: string(s.id)}); err != nil {
 		return failover.Message{}, err
 	}
-	entries, err := wire.ReadEntries(j)
+	base, entries, err := node.ReadMemberJournal(s.member.DataDir, j)
 	if err != nil {
 		return failover.Message{}, fmt.Errorf("member journal: %w", err)
 	}
-	s.log.Warn("member fenced", "member", s.member.Name, "killed_running_process", killed, "epoch", hs.Epoch, "journal_last_lsn", len(entries))
-	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: hs.Epoch, Entries: entries}, nil
+	s.log.Warn("member fenced", "member", s.member.Name, "killed_running_process", killed, "epoch", hs.Epoch,
+		"journal_base_lsn", base.LSN, "journal_last_lsn", uint64(base.LSN)+uint64(len(entries)))
+	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: hs.Epoch,
+		PrevLSN: base.LSN, PrevEpoch: base.Epoch, Entries: entries}, nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
@@ -67,6 +68,13 @@ func (n *Node) fhir() (*fhirserver.Server, error) {
 
 func (n *Node) serveFHIR(srv *fhirserver.Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := n.readsRefused(); err != nil {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]any{"resourceType": "OperationOutcome",
+				"issue": []map[string]string{{"severity": "error", "code": "transient", "diagnostics": err.Error()}}})
+			return
+		}
 		if operatorCert(r) {
 			srv.ServeHTTP(w, r.WithContext(access.NewContext(r.Context(), access.Operator(AdminIdentity))))
 			return
