@@ -185,13 +185,19 @@ func (s *Store) Apply(rec journal.Record) error {
 	if rec.LSN != s.applied+1 {
 		return fmt.Errorf("%w: applied %d, got %d", ErrOutOfOrder, s.applied, rec.LSN)
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
+	var ops []journal.Op
 	if rec.Type == journal.TypeData {
-		ops, err := journal.DecodeOps(rec.Payload)
-		if err != nil {
+		var err error
+		if ops, err = journal.DecodeOps(rec.Payload); err != nil {
 			return fmt.Errorf("store: record %d: %w", rec.LSN, err)
 		}
+	}
+	// Sized for the record up front: a batch grown by doubling copies a
+	// large record (an audit group commit is megabytes) several times.
+	b := s.db.NewBatchWithSize(batchSize(rec.Database, ops))
+	defer b.Close()
+	if rec.Type == journal.TypeData {
+		var err error
 		for _, op := range ops {
 			k := dataKey(rec.Database, op.Key)
 			switch op.Kind {
@@ -360,6 +366,18 @@ func (s *Store) Close() error {
 		return fmt.Errorf("store: flush on close: %w", ferr)
 	}
 	return cerr
+}
+
+// batchSize is the size of the Pebble batch that applies ops to db with
+// the meta keys: per operation a kind byte, two varint lengths, the key
+// with its database prefix and the value.
+func batchSize(db string, ops []journal.Op) int {
+	const header, perOp, meta = 12, 1 + 2*binary.MaxVarintLen32, 3 * (1 + 2*binary.MaxVarintLen32 + 32)
+	n := header + meta + len(db)
+	for _, op := range ops {
+		n += perOp + 3 + len(db) + len(op.Key) + len(op.Value)
+	}
+	return n
 }
 
 func dataKey(db string, key []byte) []byte {
