@@ -19,7 +19,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -167,13 +166,6 @@ func (g *Gate) Source() string { return g.source }
 
 // Err is the load error of a broken policy, or nil.
 func (g *Gate) Err() error { return g.err }
-
-// InputDigest is the SHA-256 of the input's JSON.
-func InputDigest(in Input) string {
-	b, _ := json.Marshal(in)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
 
 // Evaluate decides. A policy error is a refusal (fail closed), never an
 // allowance.
