@@ -28,12 +28,16 @@ import (
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
+	"github.com/tandemhealth/tandem/workflows/rebuildmember"
 )
 
 const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HOST:PORT] [--namespace NS] [--json]
   start mirror-setup TIER [--approval] [--approval-ttl 1h] [--watch]
   start planned-failover TIER [--by NAME] [--watch]
   start promote-async TIER MEMBER [--approval-ttl 15m] [--watch]
+  start rebuild-member TIER MEMBER [--force] [--by NAME] [--watch]
+                                         re-seed a needs-rebuild member (--force: any backup or async) from a
+                                         snapshot of the primary, follow it to normal, verify equal content
   start apply-change TIER CATEGORY [FILE] [--if-version N] [--deadline 30m] [--by NAME] [--watch]
                                          FILE becomes the desired users|roles|security (passwords are hashed
                                          here, never sent to Temporal); without FILE the current desired state
@@ -69,7 +73,7 @@ type WorkflowState struct {
 func (s WorkflowState) Closed() bool { return s.Status != "" && s.Status != "Running" }
 
 // StartWorkflow starts kind ("mirror-setup", "planned-failover",
-// "promote-async" on the tier's topology workflow ID; "apply-change",
+// "promote-async", "rebuild-member" on the tier's topology workflow ID; "apply-change",
 // "config-sync" on their own); a second start while one runs under the
 // same ID is refused with what runs.
 func StartWorkflow(ctx context.Context, c client.Client, kind string, input any) (runID string, err error) {
@@ -81,6 +85,8 @@ func StartWorkflow(ctx context.Context, c client.Client, kind string, input any)
 		name, tier = plannedfailover.Name, in.Tier
 	case promoteasync.Input:
 		name, tier = promoteasync.Name, in.Tier
+	case rebuildmember.Input:
+		name, tier = rebuildmember.Name, in.Tier
 	case applychange.Input:
 		name, tier, id = applychange.Name, in.Tier, applychange.WorkflowID(in.Tier, in.Category)
 	case configsyncflow.Input:
@@ -272,6 +278,7 @@ func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON
 	deadline := fs.Duration("deadline", 0, "")
 	every := fs.Duration("every", 0, "")
 	paused := fs.Bool("paused", false, "")
+	force := fs.Bool("force", false, "")
 	var pos []string
 	rest := args[1:]
 	for len(rest) > 0 {
@@ -385,6 +392,11 @@ func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON
 				return errors.New("usage: tandem ctl workflow start promote-async TIER MEMBER")
 			}
 			input = promoteasync.Input{Tier: tier, Member: pos[2], ApprovalTTL: *ttl}
+		case "rebuild-member":
+			if len(pos) != 3 {
+				return errors.New("usage: tandem ctl workflow start rebuild-member TIER MEMBER [--force]")
+			}
+			input = rebuildmember.Input{Tier: tier, Member: pos[2], Force: *force, By: *by}
 		case "apply-change":
 			in, err := applyChangeInput(pos, *by, *ifVersion, *deadline)
 			if err != nil {

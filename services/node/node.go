@@ -39,6 +39,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
+	"github.com/tandemhealth/tandem/mirror/statefile"
 	"github.com/tandemhealth/tandem/mirror/store"
 	"github.com/tandemhealth/tandem/services/login"
 )
@@ -154,7 +155,8 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 	}
 	// A re-seed fetched and verified before the last stop is installed
 	// before anything opens the journal or the store (rebuild.go).
-	if _, err := installRebuild(cfg.DataDir, asyncRole(me), log); err != nil {
+	installed, err := installRebuild(cfg.DataDir, asyncRole(me), log)
+	if err != nil {
 		return nil, fmt.Errorf("%w; the staged snapshot is in %s", err, filepath.Join(cfg.DataDir, rebuildStagedDir))
 	}
 	// The loop batches writes itself: the journal need not wait for more.
@@ -169,6 +171,13 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 	}
 	n.mirror = m
 	n.rb.restart = make(chan struct{})
+	if installed {
+		// Said in /mirror/status until this process stops, so whoever asked
+		// (tandem ctl rebuild, the RebuildMember workflow) sees it happened.
+		var mark catchupMark
+		_ = statefile.Load(filepath.Join(cfg.DataDir, catchupFile), &mark)
+		n.rb.set(RebuildStatus{State: "installed", Source: mark.Source, LSN: mark.LSN, At: time.Now().UTC()})
+	}
 	if err := n.openConfigSync(); err != nil {
 		n.Close()
 		return nil, err

@@ -81,7 +81,7 @@ type RebuildManifest struct {
 
 // RebuildStatus is the last re-seed this process ran, in /mirror/status.
 type RebuildStatus struct {
-	State  string    `json:"state"` // fetching, staged, failed
+	State  string    `json:"state"` // fetching, staged, failed; installed (this process started on it)
 	Source string    `json:"source"`
 	LSN    uint64    `json:"lsn,omitempty"`
 	Error  string    `json:"error,omitempty"`

@@ -30,6 +30,7 @@ import (
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
+	"github.com/tandemhealth/tandem/workflows/rebuildmember"
 )
 
 // DefaultAddress is the embedded server's frontend.
@@ -66,6 +67,7 @@ func RegisterWorkflows(w sdkworker.WorkflowRegistry) {
 	configsyncflow.Register(w)
 	plannedfailover.Register(w)
 	promoteasync.Register(w)
+	rebuildmember.Register(w)
 }
 
 // Dial connects a client to Temporal, retrying until limit while the
