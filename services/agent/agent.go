@@ -116,7 +116,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ticker := time.NewTicker(2 * cluster.TickInterval)
 	defer ticker.Stop()
 	for {
-		s.metrics.lastLoop.Store(time.Now().UnixNano())
+		s.metrics.loop.Turned()
 		select {
 		case <-ctx.Done():
 			s.log.Info("agent stopped")

@@ -7,8 +7,6 @@ package agent
 
 import (
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,8 +15,8 @@ import (
 )
 
 type metrics struct {
-	reg      *prometheus.Registry
-	lastLoop atomic.Int64 // unix nanoseconds of the loop's last turn
+	reg  *prometheus.Registry
+	loop *opshttp.Loop
 
 	mu       sync.Mutex
 	checked  bool // the member has been checked at least once
@@ -50,7 +48,7 @@ func newMetrics(tier, member string) *metrics {
 		rejectedDesc: prometheus.NewDesc("tandem_agent_rejected_inputs_total", "Messages the agent refused without changing state, by reason.", []string{"reason"}, labels),
 	}
 	m.reg.MustRegister(m.events, m.fenceFailures, m.fenceSeconds, m)
-	m.lastLoop.Store(time.Now().UnixNano())
+	m.loop = opshttp.NewLoop()
 	return m
 }
 
@@ -81,8 +79,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.checked {
-		ch <- prometheus.MustNewConstMetric(m.upDesc, prometheus.GaugeValue, b2f(m.up))
-		ch <- prometheus.MustNewConstMetric(m.fencedDesc, prometheus.GaugeValue, b2f(m.fenced))
+		ch <- prometheus.MustNewConstMetric(m.upDesc, prometheus.GaugeValue, opshttp.Flag(m.up))
+		ch <- prometheus.MustNewConstMetric(m.fencedDesc, prometheus.GaugeValue, opshttp.Flag(m.fenced))
 	}
 	ch <- prometheus.MustNewConstMetric(m.fencesDesc, prometheus.CounterValue, float64(m.state.Fences))
 	for reason, v := range map[string]uint64{"unknown-type": m.counters.UnknownType, "stale-epoch": m.counters.StaleEpoch, "forged": m.counters.Forged} {
@@ -93,19 +91,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // health: the loop turned within the last 5 s (it checks the member every
 // two ticks); the detail is what it last measured of its member.
 func (m *metrics) health() opshttp.Health {
-	since := time.Since(time.Unix(0, m.lastLoop.Load()))
 	m.mu.Lock()
 	detail := map[string]any{"member_checked": m.checked, "member_up": m.up, "member_fenced": m.fenced, "fences": m.state.Fences}
 	m.mu.Unlock()
-	if since > 5*time.Second {
-		return opshttp.Health{OK: false, Reason: "the agent's loop has not turned for " + since.Round(time.Millisecond).String(), Detail: detail}
-	}
-	return opshttp.Health{OK: true, Detail: detail}
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
+	return m.loop.Health("the agent's loop", detail)
 }

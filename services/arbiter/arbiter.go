@@ -122,7 +122,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ticker := time.NewTicker(cluster.TickInterval)
 	defer ticker.Stop()
 	for {
-		s.metrics.lastLoop.Store(time.Now().UnixNano())
+		s.metrics.loop.Turned()
 		select {
 		case <-ctx.Done():
 			s.log.Info("arbiter stopped")

@@ -8,8 +8,6 @@ package arbiter
 
 import (
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,10 +24,10 @@ type tierView struct {
 }
 
 type metrics struct {
-	reg      *prometheus.Registry
-	mu       sync.Mutex
-	tiers    map[string]tierView
-	lastLoop atomic.Int64 // unix nanoseconds of the loop's last turn
+	reg   *prometheus.Registry
+	mu    sync.Mutex
+	tiers map[string]tierView
+	loop  *opshttp.Loop
 
 	events  *prometheus.CounterVec
 	persist prometheus.Histogram
@@ -52,7 +50,7 @@ func newMetrics() *metrics {
 		rejected: prometheus.NewDesc("tandem_arbiter_rejected_inputs_total", "Messages the arbiter refused without changing state, by reason.", []string{"tier", "reason"}, nil),
 	}
 	m.reg.MustRegister(m.events, m.persist, m)
-	m.lastLoop.Store(time.Now().UnixNano())
+	m.loop = opshttp.NewLoop()
 	return m
 }
 
@@ -83,7 +81,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for tier, v := range m.tiers {
 		rec := v.state.Record
-		g(m.seeded, b2f(v.state.Seeded), tier)
+		g(m.seeded, opshttp.Flag(v.state.Seeded), tier)
 		c(v.counters.UnknownType, tier, "unknown-type")
 		c(v.counters.StaleEpoch, tier, "stale-epoch")
 		c(v.counters.Forged, tier, "forged")
@@ -92,12 +90,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		g(m.version, float64(rec.Version.Epoch), tier)
-		g(m.active, b2f(rec.BackupActive), tier)
+		g(m.active, opshttp.Flag(rec.BackupActive), tier)
 		for _, mode := range []failover.Mode{failover.ModeArbiter, failover.ModeAgent} {
-			g(m.mode, b2f(rec.Mode == mode), tier, mode.String())
+			g(m.mode, opshttp.Flag(rec.Mode == mode), tier, mode.String())
 		}
 		for _, id := range v.members {
-			g(m.primary, b2f(rec.Primary == id), tier, string(id))
+			g(m.primary, opshttp.Flag(rec.Primary == id), tier, string(id))
 		}
 	}
 }
@@ -105,7 +103,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // health: the loop turned within the last 5 s (it ticks every
 // cluster.TickInterval); the detail is each tier's durable record.
 func (m *metrics) health() opshttp.Health {
-	since := time.Since(time.Unix(0, m.lastLoop.Load()))
 	m.mu.Lock()
 	detail := map[string]any{}
 	for tier, v := range m.tiers {
@@ -117,15 +114,5 @@ func (m *metrics) health() opshttp.Health {
 		detail[tier] = t
 	}
 	m.mu.Unlock()
-	if since > 5*time.Second {
-		return opshttp.Health{OK: false, Reason: "the arbiter's loop has not turned for " + since.Round(time.Millisecond).String(), Detail: detail}
-	}
-	return opshttp.Health{OK: true, Detail: detail}
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
+	return m.loop.Health("the arbiter's loop", detail)
 }

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,4 +80,38 @@ func (s *Server) Close() error {
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
 	return errors.Join(err, <-s.done)
+}
+
+// Loop tracks when a process's owning loop last turned, for /healthz: a
+// loop that has not turned for LoopStall is reported unhealthy.
+type Loop struct{ last atomic.Int64 }
+
+// LoopStall is how long a loop may go without a turn and still be healthy.
+const LoopStall = 5 * time.Second
+
+// NewLoop starts tracking, as if the loop had just turned.
+func NewLoop() *Loop {
+	l := &Loop{}
+	l.Turned()
+	return l
+}
+
+// Turned notes a turn of the loop.
+func (l *Loop) Turned() { l.last.Store(time.Now().UnixNano()) }
+
+// Health is OK while the loop (named who, e.g. "the arbiter's loop") turns,
+// with detail either way.
+func (l *Loop) Health(who string, detail any) Health {
+	if since := time.Since(time.Unix(0, l.last.Load())); since > LoopStall {
+		return Health{OK: false, Reason: who + " has not turned for " + since.Round(time.Millisecond).String(), Detail: detail}
+	}
+	return Health{OK: true, Detail: detail}
+}
+
+// Flag is a boolean as a Prometheus value: 1 or 0.
+func Flag(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
