@@ -404,3 +404,7 @@ func DecodeEpochMarker(b []byte) (prevEpoch, prevLastLSN uint64, err error) {
 	}
 	return binary.LittleEndian.Uint64(b[1:]), binary.LittleEndian.Uint64(b[9:]), nil
 }
+
+// ValidateDatabase reports whether name can name a database in a data
+// record (1–MaxDatabaseName of a-z, 0-9, '_' and '-').
+func ValidateDatabase(name string) error { return checkRecord(TypeData, name, nil) }

@@ -465,6 +465,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return gateCmd(ctx, c, rest, asJSON, stdout)
 	case "rebuild": // rebuild MEMBER [--force] (rebuild.go)
 		return rebuild(ctx, c, rest, stdout)
+	case "add-database": // add-database TIER DB --from DIR (adddb.go)
+		return addDatabase(ctx, c, rest, asJSON, stdout)
 	case "planned-failover": // planned-failover TIER
 		if len(rest) != 1 {
 			return errors.New("usage: tandem ctl planned-failover TIER")
@@ -491,6 +493,9 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   planned-failover TIER               hand the primary role to the backup, zero loss
   force-promote MEMBER [--confirm T]  promote a backup without its primary: shows what may be lost first
   fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)
+  add-database TIER DB --from DIR [--source-db NAME]
+                                      import an existing database (a stopped node's store/, or a restore) on
+                                      the primary's host into the running tier, through the journal
   rebuild MEMBER [--force]            re-seed a member that needs a rebuild from the primary's snapshot, then follow its catch-up
   config diff|apply|show|set|user|role  users, roles, security: desired vs effective (tandem ctl config for details)
   gate log TIER [--limit N]           the failover gate's recorded decisions

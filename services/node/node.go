@@ -62,6 +62,7 @@ type Node struct {
 	login    *login.Handler // POST /auth/token on a mirror member (login.go)
 	metrics  *metrics       // counted events, served at /metrics with the collector
 	rb       rebuilder      // a re-seed fetched by this member (rebuild.go)
+	imports  importer       // databases this primary is importing (adddb.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -313,6 +314,13 @@ func (n *Node) Status() Status {
 	}
 	for _, db := range n.cfg.Databases {
 		s.Databases = append(s.Databases, DatabaseStatus{Name: db, Status: dbState, AppliedLSN: applied[db]})
+	}
+	for _, rec := range n.addedDatabases() { // added by import (adddb.go)
+		st := rec.State
+		if dbState != "normal" {
+			st = dbState
+		}
+		s.Databases = append(s.Databases, DatabaseStatus{Name: rec.Name, Status: st, AppliedLSN: applied[rec.Name]})
 	}
 	return s
 }

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandemhealth/tandem/mirror/journal"
+	"github.com/tandemhealth/tandem/mirror/store"
+)
+
+// TestAddExistingDatabaseUnderWrites (issue 5, e): a database that exists
+// outside the tier — the store of a stopped standalone node, 6 MB in 4,000
+// keys — is added to the running tier (failover pair and a DR async) while
+// clients write to it; every member ends with the source's content, every
+// acknowledged write is there, and adding it twice is refused.
+func TestAddExistingDatabaseUnderWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t, true)
+	tr.waitFor("c async", 20*time.Second, func() bool { return tr.status("c") == "async" })
+
+	// The existing database: written through the store's own apply path,
+	// as a standalone node leaves it.
+	srcDir := filepath.Join(t.TempDir(), "store")
+	src, err := store.Open(srcDir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsn := uint64(0)
+	for batch := 0; batch < 40; batch++ {
+		var ops []journal.Op
+		for i := 0; i < 100; i++ {
+			k := fmt.Sprintf("result/%04d-%03d", batch, i)
+			ops = append(ops, journal.Op{Kind: journal.OpSet, Key: []byte(k), Value: []byte(strings.Repeat(k, 80))})
+		}
+		lsn++
+		if err := src.Apply(journal.Record{Type: journal.TypeData, Epoch: 1, LSN: lsn, Database: "labs", Payload: journal.EncodeOps(ops)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := src.ContentHash("labs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := hex.EncodeToString(sum[:])
+
+	stop := make(chan struct{})
+	collect := tr.writers(4, stop)
+	time.Sleep(300 * time.Millisecond)
+	before, _ := tr.memberStatus("a")["journal"].(map[string]any)
+	out, err := tr.ctlRun("add-database", "records", "labs", "--from", srcDir)
+	if err != nil {
+		close(stop)
+		t.Fatalf("add-database: %v\n%s", err, out)
+	}
+	after, _ := tr.memberStatus("a")["journal"].(map[string]any)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	acked, failed := collect()
+	t.Logf("tandem ctl add-database:\n%s", out)
+	if !strings.Contains(out, "database labs added: 4000 keys") {
+		t.Fatalf("add-database output:\n%s", out)
+	}
+	for _, m := range []string{"a", "b", "c"} {
+		var h struct{ SHA256 string }
+		tr.waitFor("labs on "+m+" equal to the source", 30*time.Second, func() bool {
+			return tr.client.Do(context.Background(), "GET", m, "/admin/hash/labs", nil, &h) == nil && h.SHA256 == want
+		})
+		found := false
+		for _, d := range tr.memberStatus(m)["databases"].([]any) {
+			if db := d.(map[string]any); db["name"] == "labs" {
+				found = db["status"] == "normal"
+			}
+		}
+		if !found {
+			t.Fatalf("%s does not list labs as normal: %v", m, tr.memberStatus(m)["databases"])
+		}
+	}
+	// The writes went on meanwhile, in the same journal.
+	if len(acked) == 0 || after["last_lsn"].(float64)-before["last_lsn"].(float64) < 20 {
+		t.Fatalf("no writes went on during the import: %d acked, journal %v -> %v", len(acked), before["last_lsn"], after["last_lsn"])
+	}
+	for _, m := range []string{"a", "b"} {
+		tr.checkAcked(m, acked)
+	}
+	t.Logf("labs (4000 keys) added under writes: %d writes acknowledged meanwhile (%d failed attempts), every member equal to the source %.12s", len(acked), failed, want)
+
+	if out, err := tr.ctlRun("add-database", "records", "labs", "--from", srcDir); err == nil || !strings.Contains(err.Error(), "already added") {
+		t.Fatalf("adding labs twice: %v\n%s", err, out)
+	}
+	if out, err := tr.ctlRun("add-database", "records", "fhir", "--from", srcDir); err == nil || !strings.Contains(err.Error(), "own databases") {
+		t.Fatalf("importing over fhir: %v\n%s", err, out)
+	}
+}
