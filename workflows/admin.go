@@ -290,6 +290,51 @@ func (a *Admin) RequestRebuild(ctx context.Context, tier, member, source string,
 	return err
 }
 
+// DatabaseImport is a database's import as the primary reports it (GET
+// /admin/databases/{db}/import).
+type DatabaseImport struct {
+	Name         string `json:"name"`
+	State        string `json:"state"` // needs-activation, normal
+	SourceSHA256 string `json:"source_sha256"`
+	Keys         int    `json:"keys"`
+	Bytes        int64  `json:"bytes"`
+	FirstLSN     uint64 `json:"first_lsn"`
+	LastLSN      uint64 `json:"last_lsn"`
+	Error        string `json:"error,omitempty"`
+}
+
+// RequestImport asks primary to import the database sourceDB of the store
+// at dir (on the primary's host) as db. Idempotent: an import already
+// running or finished is not asked again. A refusal (HTTP 409: a name in
+// use, not a store) fails without retry.
+func (a *Admin) RequestImport(ctx context.Context, tier, primary, db, dir, sourceDB, by string) error {
+	base, err := a.memberURL(tier, primary)
+	if err != nil {
+		return err
+	}
+	var cur DatabaseImport
+	if err := a.do(ctx, "GET", base+"/admin/databases/"+db+"/import", nil, &cur); err == nil && cur.Error == "" {
+		return nil // running (on this primary) or done
+	}
+	body, _ := json.Marshal(map[string]string{"source_dir": dir, "source_database": sourceDB, "by": by})
+	err = a.do(ctx, "POST", base+"/admin/databases/"+db+"/import", body, nil)
+	var he *httpError
+	if errors.As(err, &he) && he.Code == http.StatusConflict {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s refused the import: %s", primary, he.Msg), ErrNotReady, nil)
+	}
+	return err
+}
+
+// ImportState reads db's import on member.
+func (a *Admin) ImportState(ctx context.Context, tier, member, db string) (DatabaseImport, error) {
+	base, err := a.memberURL(tier, member)
+	if err != nil {
+		return DatabaseImport{}, err
+	}
+	var st DatabaseImport
+	return st, a.do(ctx, "GET", base+"/admin/databases/"+db+"/import", nil, &st)
+}
+
 // WriteRecord writes rec to the mirrored system database on the tier's
 // current primary (PUT /admin/kv/system/<key>). Idempotent: the same
 // record under the same key. Retried while no member is primary.

@@ -25,33 +25,7 @@ func TestAddExistingDatabaseUnderWrites(t *testing.T) {
 	tr := startTier(t, true)
 	tr.waitFor("c async", 20*time.Second, func() bool { return tr.status("c") == "async" })
 
-	// The existing database: written through the store's own apply path,
-	// as a standalone node leaves it.
-	srcDir := filepath.Join(t.TempDir(), "store")
-	src, err := store.Open(srcDir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lsn := uint64(0)
-	for batch := 0; batch < 40; batch++ {
-		var ops []journal.Op
-		for i := 0; i < 100; i++ {
-			k := fmt.Sprintf("result/%04d-%03d", batch, i)
-			ops = append(ops, journal.Op{Kind: journal.OpSet, Key: []byte(k), Value: []byte(strings.Repeat(k, 80))})
-		}
-		lsn++
-		if err := src.Apply(journal.Record{Type: journal.TypeData, Epoch: 1, LSN: lsn, Database: "labs", Payload: journal.EncodeOps(ops)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sum, err := src.ContentHash("labs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Close(); err != nil {
-		t.Fatal(err)
-	}
-	want := hex.EncodeToString(sum[:])
+	srcDir, want := sourceStore(t, "labs", 40)
 
 	stop := make(chan struct{})
 	collect := tr.writers(4, stop)
@@ -100,4 +74,35 @@ func TestAddExistingDatabaseUnderWrites(t *testing.T) {
 	if out, err := tr.ctlRun("add-database", "records", "fhir", "--from", srcDir); err == nil || !strings.Contains(err.Error(), "own databases") {
 		t.Fatalf("importing over fhir: %v\n%s", err, out)
 	}
+}
+
+// sourceStore writes an existing database db of batches×100 keys (about
+// 1.2 KB each) through the store's own apply path, as a stopped standalone
+// node leaves it, and returns its directory and content hash.
+func sourceStore(t *testing.T, db string, batches int) (dir, sha string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "store")
+	src, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for batch := range batches {
+		var ops []journal.Op
+		for i := 0; i < 100; i++ {
+			k := fmt.Sprintf("result/%04d-%03d", batch, i)
+			ops = append(ops, journal.Op{Kind: journal.OpSet, Key: []byte(k), Value: []byte(strings.Repeat(k, 80))})
+		}
+		rec := journal.Record{Type: journal.TypeData, Epoch: 1, LSN: uint64(batch + 1), Database: db, Payload: journal.EncodeOps(ops)}
+		if err := src.Apply(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := src.ContentHash(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, hex.EncodeToString(sum[:])
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/worker"
 	"github.com/tandemhealth/tandem/workflows"
+	"github.com/tandemhealth/tandem/workflows/adddatabase"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
@@ -267,6 +268,27 @@ func TestWorkflowsOnARealTier(t *testing.T) {
 		t.Fatalf("a after the re-seed: %q %v", v, err)
 	}
 	t.Logf("RebuildMember (forced) finished in %s; checks: %s", time.Since(t0).Round(time.Millisecond), strings.Join(st.Progress.Checks, "; "))
+
+	// AddDatabase: an existing database on the primary's host (here the
+	// same machine) imported into the running tier, on both members.
+	t0 = time.Now()
+	srcDir, srcSHA := sourceStore(t, "labs", 10)
+	run, err = ctl.StartWorkflow(ctx, tt.tc, "add-database", adddatabase.Input{Tier: "records", Database: "labs", SourceDir: srcDir, By: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = tt.waitWorkflow(120 * time.Second)
+	if st.Status != "Completed" {
+		t.Fatalf("AddDatabase: %+v", st)
+	}
+	tt.saveHistory("adddatabase", "added", run)
+	for _, m := range []string{"a", "b"} {
+		var h struct{ SHA256 string }
+		if err := tt.client.Do(ctx, "GET", m, "/admin/hash/labs", nil, &h); err != nil || h.SHA256 != srcSHA {
+			t.Fatalf("labs on %s: %s %v, want the source's %s", m, h.SHA256, err, srcSHA)
+		}
+	}
+	t.Logf("AddDatabase finished in %s; checks: %s", time.Since(t0).Round(time.Millisecond), strings.Join(st.Progress.Checks, "; "))
 
 	// PromoteAsync: b (now primary), its agent and the arbiter gone.
 	tt.kill9("agent-b")

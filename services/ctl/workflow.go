@@ -23,6 +23,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/services/worker"
 	"github.com/tandemhealth/tandem/workflows"
+	"github.com/tandemhealth/tandem/workflows/adddatabase"
 	"github.com/tandemhealth/tandem/workflows/applychange"
 	"github.com/tandemhealth/tandem/workflows/configsyncflow"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
@@ -35,6 +36,9 @@ const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HO
   start mirror-setup TIER [--approval] [--approval-ttl 1h] [--watch]
   start planned-failover TIER [--by NAME] [--watch]
   start promote-async TIER MEMBER [--approval-ttl 15m] [--watch]
+  start add-database TIER DATABASE --from /abs/store [--source-db NAME] [--by NAME] [--watch]
+                                         import an existing database (a stopped node's store/, on the primary's
+                                         host) through the journal; verify every member holds its content
   start rebuild-member TIER MEMBER [--force] [--by NAME] [--watch]
                                          re-seed a needs-rebuild member (--force: any backup or async) from a
                                          snapshot of the primary, follow it to normal, verify equal content
@@ -73,7 +77,8 @@ type WorkflowState struct {
 func (s WorkflowState) Closed() bool { return s.Status != "" && s.Status != "Running" }
 
 // StartWorkflow starts kind ("mirror-setup", "planned-failover",
-// "promote-async", "rebuild-member" on the tier's topology workflow ID; "apply-change",
+// "promote-async", "rebuild-member", "add-database" on the tier's
+// topology workflow ID; "apply-change",
 // "config-sync" on their own); a second start while one runs under the
 // same ID is refused with what runs.
 func StartWorkflow(ctx context.Context, c client.Client, kind string, input any) (runID string, err error) {
@@ -87,6 +92,8 @@ func StartWorkflow(ctx context.Context, c client.Client, kind string, input any)
 		name, tier = promoteasync.Name, in.Tier
 	case rebuildmember.Input:
 		name, tier = rebuildmember.Name, in.Tier
+	case adddatabase.Input:
+		name, tier = adddatabase.Name, in.Tier
 	case applychange.Input:
 		name, tier, id = applychange.Name, in.Tier, applychange.WorkflowID(in.Tier, in.Category)
 	case configsyncflow.Input:
@@ -279,6 +286,8 @@ func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON
 	every := fs.Duration("every", 0, "")
 	paused := fs.Bool("paused", false, "")
 	force := fs.Bool("force", false, "")
+	from := fs.String("from", "", "")
+	sourceDB := fs.String("source-db", "", "")
 	var pos []string
 	rest := args[1:]
 	for len(rest) > 0 {
@@ -392,6 +401,11 @@ func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON
 				return errors.New("usage: tandem ctl workflow start promote-async TIER MEMBER")
 			}
 			input = promoteasync.Input{Tier: tier, Member: pos[2], ApprovalTTL: *ttl}
+		case "add-database":
+			if len(pos) != 3 || *from == "" {
+				return errors.New("usage: tandem ctl workflow start add-database TIER DATABASE --from /abs/path/to/store [--source-db NAME]")
+			}
+			input = adddatabase.Input{Tier: tier, Database: pos[2], SourceDir: *from, SourceDatabase: *sourceDB, By: *by}
 		case "rebuild-member":
 			if len(pos) != 3 {
 				return errors.New("usage: tandem ctl workflow start rebuild-member TIER MEMBER [--force]")

@@ -25,6 +25,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/services/opshttp"
 	"github.com/tandemhealth/tandem/workflows"
+	"github.com/tandemhealth/tandem/workflows/adddatabase"
 	"github.com/tandemhealth/tandem/workflows/applychange"
 	"github.com/tandemhealth/tandem/workflows/configsyncflow"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
@@ -68,6 +69,7 @@ func RegisterWorkflows(w sdkworker.WorkflowRegistry) {
 	plannedfailover.Register(w)
 	promoteasync.Register(w)
 	rebuildmember.Register(w)
+	adddatabase.Register(w)
 }
 
 // Dial connects a client to Temporal, retrying until limit while the
