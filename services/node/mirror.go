@@ -57,7 +57,9 @@ type mirror struct {
 	links     map[failover.ID]*link
 	waiting   []*proposal // proposed, not yet acknowledged, in LSN order
 
-	caughtUpAt time.Time // loop-owned: when the transfer was last caught up
+	caughtUpAt     time.Time   // loop-owned: when the transfer was last caught up
+	following      failover.ID // loop-owned: the primary whose appends this member took ...
+	followingEpoch uint64      // ... in this epoch
 
 	propMu  sync.Mutex
 	nextLSN uint64 // LSN the next proposal gets while primary; 0 = not accepting
@@ -99,6 +101,7 @@ type memberSnapshot struct {
 	Counters      failover.Counters
 	Transfer      failover.Transfer
 	PrimaryLast   uint64
+	Primary       string          // this member when primary; else the primary it follows ("" = not known)
 	KnownEpoch    uint64          // epoch of the last arbiter record this member saw
 	BehindSeconds float64         // since the transfer was last caught up (0 when it is)
 	Peers         map[string]bool // link connected?
@@ -332,7 +335,7 @@ func (m *mirror) run(ctx context.Context) error {
 			// to persist, messages, actions) is part of the batch like any
 			// other Ready — dropping it lost hard-state changes and requests.
 			batch = append(batch, m.core.Tick(m.now()))
-			batch = append(batch, m.core.Step(msg))
+			batch = append(batch, m.step(msg))
 		case p := <-m.proposals:
 			batch = append(batch, m.stepProposal(p))
 			stepped = append(stepped, p)
@@ -346,7 +349,7 @@ func (m *mirror) run(ctx context.Context) error {
 				batch = append(batch, m.stepProposal(p))
 				stepped = append(stepped, p)
 			case msg := <-m.inbox:
-				batch = append(batch, m.core.Step(msg))
+				batch = append(batch, m.step(msg))
 			default:
 				break drain
 			}
@@ -356,6 +359,17 @@ func (m *mirror) run(ctx context.Context) error {
 		}
 		m.publish()
 	}
+}
+
+// step hands a message to the core and notes whom this member follows: the
+// sender of an append the core took in its own epoch is that epoch's primary.
+func (m *mirror) step(msg failover.Message) failover.Ready {
+	forged := m.core.Counters().Forged
+	rd := m.core.Step(msg)
+	if msg.Type == failover.MsgAppend && msg.Epoch == m.core.Epoch() && !m.core.IsPrimary() && m.core.Counters().Forged == forged {
+		m.following, m.followingEpoch = msg.From, uint64(msg.Epoch)
+	}
+	return rd
 }
 
 // stepProposal hands a client write to the core, which must give it the
@@ -632,6 +646,14 @@ func (m *mirror) publish() {
 		Commit: uint64(m.core.Commit()), LastLSN: uint64(m.core.LastLSN()), Mode: hs.Mode.String(), mode: hs.Mode,
 		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Transfer: m.core.Transfer(), Peers: map[string]bool{},
 		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch)}
+	switch {
+	case m.core.IsPrimary():
+		s.Primary = m.me.Name
+	case m.following != "" && m.followingEpoch == uint64(m.core.Epoch()):
+		s.Primary = string(m.following)
+	case hs.Known.Version.Epoch == hs.Epoch && hs.Known.Primary != failover.ID(m.me.Name):
+		s.Primary = string(hs.Known.Primary) // the arbiter's record of this epoch
+	}
 	for id, l := range m.links {
 		s.Peers[string(id)] = l.connected()
 	}

@@ -204,6 +204,7 @@ type Status struct {
 	Status    string           `json:"status"`
 	Mirror    string           `json:"mirror"`
 	Epoch     uint64           `json:"epoch"`
+	Primary   string           `json:"primary,omitempty"` // the member this one knows as primary of its epoch
 	PID       int              `json:"pid"`
 	StartedAt time.Time        `json:"started_at"`
 	Journal   JournalStatus    `json:"journal"`
@@ -272,6 +273,7 @@ func (n *Node) Status() Status {
 		snap := n.mirror.snapshot()
 		s.Status, s.Epoch, s.Mode, s.NoFail, s.Links = string(snap.Status), snap.Epoch, snap.Mode, snap.NoFailover, snap.Peers
 		s.Mirror = fmt.Sprintf("tier %s, %s member", n.cfg.Tier, n.cfg.Role)
+		s.Primary = snap.Primary
 		if snap.Transfer.Status != "" {
 			s.Transfer = &TransferStatus{Status: snap.Transfer.Status, BehindRecords: uint64(snap.Transfer.Behind),
 				BehindSeconds: math.Round(snap.BehindSeconds*10) / 10}
