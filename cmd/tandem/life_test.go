@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandemhealth/tandem/mirror/statefile"
+	"github.com/tandemhealth/tandem/services/node"
 )
 
 // transfer reads a member's journal transfer status from /mirror/status.
@@ -175,4 +180,118 @@ func (tr *tier) journalLast(member string) int {
 	}
 	v, _ := j["last_lsn"].(float64)
 	return int(v)
+}
+
+// TestFormerPrimaryQuarantinesUnacknowledgedTail (issue 5, c): the primary
+// is cut off from its backup and the arbiter, so the FHIR writes it then
+// journals can never commit (nobody acknowledges them); the backup takes
+// over with the arbiter's grant and the old primary is killed. Restarted,
+// it moves exactly that tail to a quarantine report — LSN range,
+// databases, keys and the FHIR resources — and catches up as backup.
+func TestFormerPrimaryQuarantinesUnacknowledgedTail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	ctx := context.Background()
+	acked := map[string]string{}
+	for i := range 10 {
+		k := fmt.Sprintf("before-%d", i)
+		if err := tr.put(ctx, "a", k, "v"); err != nil {
+			t.Fatal(err)
+		}
+		acked[k] = "v"
+	}
+	committed := tr.commitLSN("a")
+
+	tr.proxies["a->b"].cut()
+	tr.proxies["b->a"].cut()
+	tr.proxies["a->arbiter"].cut()
+	// Writes the isolated primary journals but can never acknowledge.
+	ids := []string{"q-1", "q-2", "q-3"}
+	for _, id := range ids {
+		wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		err := tr.client.Do(wctx, "PUT", "a", "/fhir/Patient/"+id, []byte(`{"resourceType":"Patient","id":"`+id+`","name":[{"family":"Unacknowledged"}]}`), nil)
+		cancel()
+		if err == nil {
+			t.Fatalf("the isolated primary acknowledged Patient/%s", id)
+		}
+	}
+	if last := tr.journalLast("a"); last < committed+len(ids) {
+		t.Fatalf("a journaled up to LSN %d, want the %d unacknowledged writes after %d", last, len(ids), committed)
+	}
+	tr.waitFor("a in-trouble, b primary in epoch 2", 30*time.Second, func() bool {
+		return tr.status("a") == "in-trouble" && tr.status("b") == "primary" && tr.epoch("b") == 2
+	})
+	tr.kill9("a")
+	for _, p := range tr.proxies {
+		p.heal()
+	}
+	if err := tr.put(ctx, "b", "after-takeover", "v"); err != nil {
+		t.Fatal(err)
+	}
+	acked["after-takeover"] = "v"
+	tr.rejoin("a", "b", acked)
+
+	reports := tr.quarantineReports("a")
+	if len(reports) != 1 {
+		t.Fatalf("%d quarantine reports on a, want 1", len(reports))
+	}
+	rep := reports[0]
+	t.Logf("quarantine report: kept up to %d, LSN %d-%d, per database %v, %d FHIR resources", rep.AfterLSN, rep.FirstLSN, rep.LastLSN, rep.Databases, rep.Resources)
+	if rep.Member != "a" || rep.Tier != "records" || rep.AfterLSN < uint64(committed) || rep.FirstLSN != rep.AfterLSN+1 || rep.LastLSN < rep.FirstLSN+uint64(len(ids))-1 {
+		t.Fatalf("report range: member %s tier %s kept up to %d (committed %d), quarantined %d-%d", rep.Member, rep.Tier, rep.AfterLSN, committed, rep.FirstLSN, rep.LastLSN)
+	}
+	if rep.Databases["fhir"] < len(ids) || rep.Resources < len(ids) {
+		t.Fatalf("report counts %v records per database and %d resources, want at least %d in fhir", rep.Databases, rep.Resources, len(ids))
+	}
+	found := map[string]bool{}
+	for _, r := range rep.Records {
+		if r.LSN < rep.FirstLSN || r.LSN > rep.LastLSN {
+			t.Fatalf("record LSN %d outside the report's range", r.LSN)
+		}
+		keys := map[string]bool{}
+		for _, op := range r.Ops {
+			keys[op.Key] = true
+		}
+		for _, res := range r.Resources {
+			if res.Type == "Patient" {
+				if !keys["c/Patient/"+res.ID] || res.VersionID != 1 {
+					t.Fatalf("resource %+v of LSN %d: key missing from the record's ops or wrong version", res, r.LSN)
+				}
+				found[res.ID] = true
+			}
+		}
+	}
+	for _, id := range ids {
+		if !found[id] {
+			t.Fatalf("Patient/%s is not named in the quarantine report", id)
+		}
+		if code, _ := tr.fhirRaw("GET", "b", "/fhir/Patient/"+id, nil); code != http.StatusNotFound {
+			t.Fatalf("Patient/%s on the new primary: HTTP %d, want 404", id, code)
+		}
+	}
+}
+
+// commitLSN is a member's commit LSN from its status.
+func (tr *tier) commitLSN(member string) int {
+	st := tr.memberStatus(member)
+	j, _ := st["journal"].(map[string]any)
+	v, _ := j["commit_lsn"].(float64)
+	return int(v)
+}
+
+// quarantineReports reads member's quarantine reports.
+func (tr *tier) quarantineReports(member string) []node.QuarantineReport {
+	tr.t.Helper()
+	files, _ := filepath.Glob(filepath.Join(tr.dir, member, "quarantine", "*.json"))
+	var out []node.QuarantineReport
+	for _, f := range files {
+		var rep node.QuarantineReport
+		if err := statefile.Load(f, &rep); err != nil {
+			tr.t.Fatalf("quarantine report %s: %v", f, err)
+		}
+		out = append(out, rep)
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/tandemhealth/tandem/fhir/access"
 	fhirserver "github.com/tandemhealth/tandem/fhir/server"
 	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/mirror/failover"
 )
 
 // LoadAccess reads the key files of an access section. It returns a nil
@@ -102,8 +103,13 @@ func (n *Node) closeFHIR(ctx context.Context) {
 // primary before anything is sequenced, saying where writes go: a
 // reporting async never takes writes (405); any other member may become
 // primary later (503, retry against the primary).
+// A primary that is in-trouble takes writes: they wait for the backup's
+// acks (or the arbiter's consent) like any other.
 func (n *Node) fhirWriteGuard(ctx context.Context) error {
-	if n.mirror == nil || n.IsPrimary() {
+	if n.mirror == nil {
+		return nil
+	}
+	if s := n.memberState(); s == string(failover.StatusPrimary) || s == string(failover.StatusInTrouble) {
 		return nil
 	}
 	snap := n.mirror.snapshot()
