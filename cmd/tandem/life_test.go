@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/statefile"
 	"github.com/tandemhealth/tandem/services/node"
 )
@@ -294,4 +296,75 @@ func (tr *tier) quarantineReports(member string) []node.QuarantineReport {
 		out = append(out, rep)
 	}
 	return out
+}
+
+// TestBehindBackupTakesOverWithTheAgentsTail (issue 5, b): the link
+// between primary and backup is cut while the primary takes writes; the
+// primary records the backup not active at the arbiter and commits alone,
+// so the backup is behind for real. Then the primary is killed -9: the
+// backup may take over only through the primary's agent, which fences the
+// primary and hands over the journal tail; every acknowledged write is on
+// the new primary. (SIGSTOP does not make a backup behind: the kernel
+// keeps receiving the primary's frames into the stopped process's socket.)
+func TestBehindBackupTakesOverWithTheAgentsTail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	stop := make(chan struct{})
+	wait := tr.writers(4, stop)
+	time.Sleep(300 * time.Millisecond)
+	tr.proxies["a->b"].cut()
+	tr.proxies["b->a"].cut()
+	tr.waitFor("the arbiter records b not active", 15*time.Second, func() bool {
+		var arb failover.ArbiterState
+		return statefile.Load(filepath.Join(tr.dir, "arbiter", "records.arbiter.json"), &arb) == nil &&
+			arb.Record.Version.Epoch == 1 && !arb.Record.BackupActive
+	})
+	if links, _ := tr.memberStatus("a")["links"].(map[string]any); links["b"] != false {
+		t.Fatalf("a's link to b is not down: %v", links)
+	}
+	alone := tr.commitLSN("a")
+	time.Sleep(time.Second)
+	if grown := tr.commitLSN("a") - alone; grown < 20 {
+		t.Fatalf("a committed only %d records alone: b is not behind by much", grown)
+	}
+	if s, e := tr.status("b"), tr.epoch("b"); s != "backup" || e != 1 {
+		t.Fatalf("b took over while a was alive: %s in epoch %d", s, e)
+	}
+	tr.kill9("a")
+	close(stop)
+	acked, _ := wait()
+	tr.waitFor("b primary in epoch 2", 30*time.Second, func() bool { return tr.status("b") == "primary" && tr.epoch("b") == 2 })
+	if _, err := os.Stat(filepath.Join(tr.dir, "a", "FENCED")); err != nil {
+		t.Fatalf("a's data directory carries no fence mark: %v", err)
+	}
+	// The tail came from the agent, before the promotion.
+	logText, _ := os.ReadFile(filepath.Join(tr.dir, "b.log"))
+	tail, promoted := -1, -1
+	received := 0
+	for i, line := range strings.Split(string(logText), "\n") {
+		switch {
+		case strings.Contains(line, `"msg":"mirror agent-tail"`) && tail < 0:
+			tail = i
+			var ev struct{ Detail string }
+			json.Unmarshal([]byte(line), &ev)
+			fmt.Sscanf(ev.Detail, "%d records", &received)
+			t.Logf("b: %s", ev.Detail)
+		case strings.Contains(line, `"msg":"promoted to primary"`):
+			if !strings.Contains(line, `"reason":"agent-fence+tail"`) {
+				t.Fatalf("b was promoted otherwise than through the agent: %s", line)
+			}
+		case strings.Contains(line, `"msg":"mirror promote"`) && promoted < 0: // the core's events, in its order
+			promoted = i
+		}
+	}
+	if tail < 0 || promoted < tail || received < 20 {
+		t.Fatalf("b's log: agent tail at line %d with %d records, promotion at line %d; want the tail (>= 20 records) first", tail, received, promoted)
+	}
+	t.Logf("%d writes acknowledged; b received %d records from a's agent before taking over", len(acked), received)
+	tr.checkAcked("b", acked)
+	tr.proxies["a->b"].heal()
+	tr.proxies["b->a"].heal()
+	tr.rejoin("a", "b", acked)
 }

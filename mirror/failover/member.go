@@ -813,6 +813,8 @@ func (m *Member) onAgentResp(msg Message) {
 			m.truncate(msg.FromLSN, true)
 			m.appendEntries(msg.Entries...)
 		}
+		m.event("agent-tail", "%d records after LSN %d received from %s (fenced, epoch %d); journal now ends at %d",
+			len(msg.Entries), m.lastLSN()-LSN(len(msg.Entries)), msg.From, msg.Epoch, m.lastLSN())
 	}
 	ne := max(m.hs.Epoch, msg.Epoch) + 1
 	m.promote(ne, PromoteAgent, ModeAgent, false)
