@@ -65,6 +65,7 @@ type Member struct {
 	match             LSN // backup's durable match in our epoch
 	next              LSN // next LSN to send to the backup
 	asyncMatch        []LSN
+	asyncNext         []LSN // next LSN to send to each async (a window beyond asyncMatch)
 	lastBackupAck     Tick
 	lastPrimaryMsg    Tick
 	lastArbiter       Tick
@@ -99,6 +100,7 @@ func NewMember(cfg MemberConfig, hs HardState, journal []Entry, now Tick) *Membe
 		align: Alignment{Aligned: true}}
 	m.log = append([]Entry(nil), journal...)
 	m.asyncMatch = make([]LSN, len(cfg.Asyncs))
+	m.asyncNext = make([]LSN, len(cfg.Asyncs))
 	m.next = m.lastLSN() + 1
 	m.hs.Losses = append([]DataLoss(nil), hs.Losses...)
 	if cfg.Async {
@@ -429,14 +431,37 @@ func (m *Member) sendAppends(heartbeat bool) {
 			}
 		}
 	}
-	for i, a := range m.cfg.Asyncs {
-		from := m.asyncMatch[i] + 1
-		if heartbeat || from <= m.lastLSN() {
-			m.send(m.appendFor(a, from))
-		}
+	for i := range m.cfg.Asyncs {
+		m.sendAsync(i, heartbeat)
 	}
 	if heartbeat {
 		m.lastHeartbeat = m.now
+	}
+}
+
+// sendAsync ships the journal to async i. A heartbeat resends one batch
+// from what the async last acknowledged (a probe: an async that is down
+// costs one batch per heartbeat); otherwise batches are sent while fewer
+// than maxInFlight batches' worth of records are unacknowledged, so an
+// async that answers catches up at the speed of its acks, not one batch
+// per heartbeat.
+func (m *Member) sendAsync(i int, heartbeat bool) {
+	a, match := m.cfg.Asyncs[i], m.asyncMatch[i]
+	if heartbeat || m.asyncNext[i] <= match {
+		m.asyncNext[i] = match + 1
+	}
+	window := LSN(maxInFlight * m.cfg.MaxBatch)
+	for n := 0; n < maxInFlight; n++ {
+		next := m.asyncNext[i]
+		if (next > m.lastLSN() || next-match-1 >= window) && !(heartbeat && n == 0) {
+			return
+		}
+		msg := m.appendFor(a, next)
+		m.send(msg)
+		m.asyncNext[i] = msg.PrevLSN + LSN(len(msg.Entries)) + 1
+		if heartbeat {
+			return
+		}
 	}
 }
 
@@ -488,9 +513,11 @@ func (m *Member) onAppendResp(msg Message) {
 	if ai >= 0 {
 		if msg.Reject {
 			m.asyncMatch[ai] = msg.Hint
-		} else if msg.Match > m.asyncMatch[ai] {
+			m.asyncNext[ai] = msg.Hint + 1
+		} else if msg.Match > m.asyncMatch[ai] && msg.Match <= m.lastLSN() {
 			m.asyncMatch[ai] = msg.Match
 		}
+		m.sendAsync(ai, false) // refill the window
 		return
 	}
 	m.lastBackupAck = m.now
@@ -841,7 +868,7 @@ func (m *Member) promote(ne Epoch, why PromoteReason, mode Mode, backupActive bo
 	m.lastBackupAck = m.now
 	m.lastHeartbeat = m.now - m.cfg.Heartbeat
 	for i := range m.asyncMatch {
-		m.asyncMatch[i] = 0
+		m.asyncMatch[i], m.asyncNext[i] = 0, 0
 	}
 	m.act(Action{Kind: ActPromote, Epoch: ne, Reason: why, UpTo: prevEnd})
 	m.event("promote", "epoch %d by %v, previous epoch ends at %d", ne, why, prevEnd)
