@@ -11,6 +11,11 @@ type MemberConfig struct {
 	Asyncs    []ID // async members the primary ships the journal to
 	Failover  []ID // async only: the two failover members it accepts the journal from
 	Async     bool // this member is an async (never primary, acks never count)
+	// Promotable: async only, a dr member. An operator may force-promote it
+	// when the failover pair is gone (DESIGN §3); it then is a primary with
+	// no failover partner, shipping to Asyncs (the tier's other asyncs).
+	// A reporting async is never promoted.
+	Promotable bool
 
 	QoS       Tick // missing acks/heartbeats for longer than this = lost
 	Heartbeat Tick // primary heartbeat and arbiter ping interval
@@ -104,7 +109,11 @@ func NewMember(cfg MemberConfig, hs HardState, journal []Entry, now Tick) *Membe
 	m.next = m.lastLSN() + 1
 	m.hs.Losses = append([]DataLoss(nil), hs.Losses...)
 	if cfg.Async {
-		m.hs.Role = RoleAsync
+		if cfg.Promotable && m.hs.Role == RolePrimary {
+			m.cfg.Async = false // a dr member promoted before this restart stays primary
+		} else {
+			m.hs.Role = RoleAsync
+		}
 	}
 	m.troubleSince = now
 	if m.hs.Role == RolePrimary && !m.hs.Fenced && !m.hs.SteppedDown && !m.hs.BackupActive && m.hs.Mode == ModeAgent {
@@ -418,7 +427,7 @@ func (m *Member) sendAppends(heartbeat bool) {
 	if heartbeat {
 		m.next = m.match + 1
 	}
-	if m.next <= m.lastLSN() || heartbeat {
+	if m.cfg.Peer != "" && (m.next <= m.lastLSN() || heartbeat) {
 		// Ship up to maxInFlight batches; next follows what was really sent,
 		// so a backlog longer than MaxBatch is not skipped until the next
 		// heartbeat (the rest goes with the next append or heartbeat).
@@ -559,7 +568,7 @@ func (m *Member) sendAsk() {
 func (m *Member) tickPrimary() {
 	if m.now-m.lastHeartbeat >= m.cfg.Heartbeat {
 		m.sendAppends(true)
-		if m.pending == nil {
+		if m.pending == nil && m.cfg.Peer != "" { // a promoted dr member has no pair for the arbiter to judge
 			m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: OpRead, Known: m.hs.Known})
 		}
 	}
@@ -1026,8 +1035,15 @@ func (m *Member) onOperator(msg Message) {
 			m.event("drain", "epoch %d: planned failover requested", m.hs.Epoch)
 		}
 	case MsgForcePromote:
-		if m.cfg.Async || m.hs.Role == RolePrimary {
+		if (m.cfg.Async && !m.cfg.Promotable) || m.hs.Role == RolePrimary {
+			m.event("refuse", "forced promotion of %s: only a backup or a dr member can be promoted", m.cfg.ID)
 			return
+		}
+		why := PromoteForced
+		if m.cfg.Async {
+			// a dr member: from now on a primary without a failover partner
+			m.cfg.Async = false
+			why = PromoteDR
 		}
 		// msg.Epoch: the highest epoch the operator's tool found in the tier
 		// (arbiter record, every reachable member and agent); epochs must not repeat
@@ -1037,6 +1053,6 @@ func (m *Member) onOperator(msg Message) {
 		loss := DataLoss{Epoch: ne, From: m.commit + 1, To: max(m.primaryLast, m.lastLSN()), By: OperatorID}
 		m.hs.Losses = append(m.hs.Losses, loss)
 		m.event("data-loss", "forced promotion to epoch %d: records %d..%d may be lost", ne, loss.From, loss.To)
-		m.promote(ne, PromoteForced, ModeAgent, false)
+		m.promote(ne, why, ModeAgent, false)
 	}
 }

@@ -1,0 +1,158 @@
+package failover
+
+import (
+	"strings"
+	"testing"
+)
+
+// drTier is a hand-driven tier for DR promotion: primary A (backup B is
+// never started: the pair is gone once A crashes), a dr async C and a
+// reporting async D; messages are delivered instantly between running cores.
+type drTier struct {
+	t     *testing.T
+	now   Tick
+	cores map[ID]*Member
+	disk  map[ID]HardState
+	jour  map[ID][]Entry
+	cfg   map[ID]MemberConfig
+	acts  map[ID][]Action
+	evs   []string
+}
+
+func newDRTier(t *testing.T) *drTier {
+	marker := Entry{Epoch: 1, LSN: 1, Marker: true}
+	d := &drTier{t: t, cores: map[ID]*Member{}, disk: map[ID]HardState{}, jour: map[ID][]Entry{}, cfg: map[ID]MemberConfig{}, acts: map[ID][]Action{}}
+	d.cfg["A"] = MemberConfig{ID: "A", Peer: "B", PeerAgent: "agentB", Arbiter: "arb", Asyncs: []ID{"C", "D"}, QoS: tQoS}
+	d.cfg["C"] = MemberConfig{ID: "C", Arbiter: "arb", Async: true, Promotable: true, Failover: []ID{"A", "B", "D"}, Asyncs: []ID{"D"}, QoS: tQoS}
+	d.cfg["D"] = MemberConfig{ID: "D", Arbiter: "arb", Async: true, Failover: []ID{"A", "B", "C"}, QoS: tQoS}
+	// A commits alone (the arbiter recorded B not active): agent mode, consent.
+	d.disk["A"] = HardState{Epoch: 1, Role: RolePrimary, Mode: ModeAgent, ModeSeq: 1, Known: genesisRec}
+	d.disk["C"] = HardState{Epoch: 1, Role: RoleAsync}
+	d.disk["D"] = HardState{Epoch: 1, Role: RoleAsync}
+	for _, id := range []ID{"A", "C", "D"} {
+		d.jour[id] = []Entry{marker}
+		d.start(id)
+	}
+	return d
+}
+
+func (d *drTier) start(id ID) { d.cores[id] = NewMember(d.cfg[id], d.disk[id], d.jour[id], d.now) }
+
+func (d *drTier) process(id ID, rd Ready, out *[]Message) {
+	if rd.HardState != nil {
+		d.disk[id] = *rd.HardState
+	}
+	if rd.Truncate != nil {
+		d.jour[id] = d.jour[id][:rd.Truncate.After]
+	}
+	d.jour[id] = append(d.jour[id], rd.Entries...)
+	*out = append(*out, rd.Messages...)
+	d.acts[id] = append(d.acts[id], rd.Actions...)
+	for _, e := range rd.Events {
+		d.evs = append(d.evs, string(id)+" "+e.Kind+": "+e.Detail)
+	}
+}
+
+// run advances n ticks, delivering every message to running cores.
+func (d *drTier) run(n int, inject ...Message) {
+	var q []Message
+	q = append(q, inject...)
+	for i := 0; i <= n; i++ {
+		if i > 0 {
+			d.now++
+			for id, c := range d.cores {
+				if c != nil {
+					d.process(id, c.Tick(d.now), &q)
+				}
+			}
+		}
+		for len(q) > 0 {
+			m := q[0]
+			q = q[1:]
+			if c := d.cores[m.To]; c != nil {
+				d.process(m.To, c.Step(m), &q)
+			}
+		}
+	}
+}
+
+func (d *drTier) write(v string) {
+	d.run(0, Message{Type: MsgPropose, From: "A", To: "A", Epoch: d.cores["A"].Epoch(), Data: []byte(v)})
+}
+
+func (d *drTier) operator(to ID, m Message) {
+	m.From, m.To = OperatorID, to
+	d.run(1, m)
+}
+
+// DR promotion (DESIGN §3, issue 5 f): with the failover pair gone, an
+// operator promotes the dr async C: it becomes a primary in a new epoch
+// with no failover partner, records the loss range, commits alone, ships
+// to the reporting async D, and stays primary across a restart. The
+// reporting async is never promoted.
+func TestDRPromotion_DrAsyncPromotedReportingNever(t *testing.T) {
+	d := newDRTier(t)
+	d.run(4)
+	for _, v := range []string{"w1", "w2", "w3"} {
+		d.write(v)
+	}
+	d.run(4)
+	if got := d.cores["C"].LastLSN(); got != 4 {
+		t.Fatalf("C holds %d records before the pair is lost, want 4", got)
+	}
+	// C misses the last write: its link from A is gone when A writes it.
+	d.cores["C"], d.cores["D"] = nil, nil
+	d.write("w4") // LSN 5 on A only
+	d.cores["A"] = nil
+	d.start("C")
+	d.start("D")
+	d.run(3 * tQoS)
+
+	d.operator("D", Message{Type: MsgForcePromote, Epoch: 1})
+	if d.cores["D"].IsPrimary() || len(d.acts["D"]) != 0 || !strings.Contains(strings.Join(d.evs, "\n"), "D refuse") {
+		t.Fatalf("the reporting async was promoted or did not say why not: %v %v", d.acts["D"], d.evs)
+	}
+
+	d.operator("C", Message{Type: MsgForcePromote, Epoch: 1})
+	c := d.cores["C"]
+	if !c.IsPrimary() || c.Epoch() != 2 || c.Status() != StatusPrimary {
+		t.Fatalf("C after promotion: primary %v epoch %d status %v", c.IsPrimary(), c.Epoch(), c.Status())
+	}
+	var promoted []Action
+	for _, a := range d.acts["C"] {
+		if a.Kind == ActPromote {
+			promoted = append(promoted, a)
+		}
+	}
+	if len(promoted) != 1 || promoted[0].Reason != PromoteDR || promoted[0].Epoch != 2 {
+		t.Fatalf("promotion actions %v", promoted)
+	}
+	// The loss: everything C did not know committed, up to A's last LSN as A reported it.
+	l := d.disk["C"].Losses
+	if len(l) != 1 || l[0].Epoch != 2 || l[0].By != OperatorID || l[0].To < 4 || l[0].From > 5 {
+		t.Fatalf("loss record %+v", l)
+	}
+
+	// C commits alone and ships to D, which follows the new primary.
+	d.run(0, Message{Type: MsgPropose, From: "C", To: "C", Epoch: 2, Data: []byte("after")})
+	d.run(6)
+	var acked LSN
+	for _, a := range d.acts["C"] {
+		if a.Kind == ActAckClients && a.UpTo > acked {
+			acked = a.UpTo
+		}
+	}
+	if acked != c.LastLSN() || d.cores["D"].Epoch() != 2 || d.cores["D"].LastLSN() != c.LastLSN() {
+		t.Fatalf("C acked up to %d of %d; D at epoch %d holds %d", acked, c.LastLSN(), d.cores["D"].Epoch(), d.cores["D"].LastLSN())
+	}
+	if tf := d.cores["D"].Transfer(); tf.Status != "caught-up" {
+		t.Fatalf("D's transfer after following C: %+v", tf)
+	}
+
+	// Restarted from its disk, C is still the primary of epoch 2.
+	d.start("C")
+	d.run(2)
+	if c := d.cores["C"]; !c.IsPrimary() || c.Epoch() != 2 || c.Status() != StatusPrimary {
+		t.Fatalf("C after restart: primary %v epoch %d status %v", c.IsPrimary(), c.Epoch(), c.Status())
+	}
+}
