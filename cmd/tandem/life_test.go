@@ -15,6 +15,7 @@ import (
 
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/statefile"
+	"github.com/tandemhealth/tandem/services/ctl"
 	"github.com/tandemhealth/tandem/services/node"
 )
 
@@ -367,4 +368,97 @@ func TestBehindBackupTakesOverWithTheAgentsTail(t *testing.T) {
 	tr.proxies["a->b"].heal()
 	tr.proxies["b->a"].heal()
 	tr.rejoin("a", "b", acked)
+}
+
+// TestDRPromotionWithThePairGone (issue 5, f): with both failover members,
+// their agents and the arbiter gone, the dr member is promoted only by the
+// operator's confirmed preview and recorded statement; a reporting member
+// is never promoted; the promoted member commits alone in a new epoch and
+// the reporting member follows it.
+func TestDRPromotionWithThePairGone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTierWith(t, tierOptions{async: true, reporting: true})
+	tr.waitFor("c and d async", 20*time.Second, func() bool { return tr.status("c") == "async" && tr.status("d") == "async" })
+	ctx := context.Background()
+	acked := map[string]string{}
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		if err := tr.put(ctx, "a", k, "v"); err != nil {
+			t.Fatal(err)
+		}
+		acked[k] = "v"
+	}
+	tr.waitFor("c and d caught up", 20*time.Second, func() bool { h := tr.hash("a"); return tr.hash("c") == h && tr.hash("d") == h })
+	var out strings.Builder
+	if err := ctl.Main(ctx, []string{"force-promote", "c", "--cluster", tr.cluster}, &out); err == nil || !strings.Contains(err.Error(), "failover member a answers") {
+		t.Fatalf("dr promotion with the pair alive: %v", err)
+	}
+
+	for _, p := range []string{"arbiter", "agent-a", "agent-b", "a", "b"} {
+		tr.kill9(p)
+	}
+	tr.waitFor("c disconnected from the primary", 10*time.Second, func() bool { s, _, _ := tr.transfer("c"); return s == "disconnected" })
+	if s, e := tr.status("c"), tr.epoch("c"); s != "async" || e != 1 {
+		t.Fatalf("c changed by itself: %s in epoch %d", s, e)
+	}
+	if err := ctl.Main(ctx, []string{"force-promote", "d", "--cluster", tr.cluster}, &out); err == nil || !strings.Contains(err.Error(), "never promoted") {
+		t.Fatalf("promotion of the reporting member: %v", err)
+	}
+	out.Reset()
+	err := ctl.Main(ctx, []string{"force-promote", "c", "--cluster", tr.cluster}, &out)
+	if err == nil || !strings.Contains(err.Error(), "--stated-gone") || !strings.Contains(out.String(), "records that may be lost: LSN") {
+		t.Fatalf("preview: %v\n%s", err, out.String())
+	}
+	var preview node.PromotionPreview
+	if err := tr.client.Do(ctx, "GET", "c", "/admin/force-promote?tier_epoch=1", nil, &preview); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("preview: %+v", preview)
+	if !preview.NeedsStatement || preview.NewEpoch != 2 {
+		t.Fatalf("preview %+v", preview)
+	}
+	if err := ctl.Main(ctx, []string{"force-promote", "c", "--confirm", preview.Confirm, "--cluster", tr.cluster}, &out); err == nil {
+		t.Fatal("dr promotion without the operator's statement was accepted")
+	}
+	if s := tr.status("c"); s != "async" {
+		t.Fatalf("c is %s after a refused promotion", s)
+	}
+	const statement = "hosts of a and b destroyed (test)"
+	if err := ctl.Main(ctx, []string{"force-promote", "c", "--confirm", preview.Confirm, "--stated-gone", statement, "--cluster", tr.cluster}, &out); err != nil {
+		t.Fatalf("dr promotion: %v\n%s", err, out.String())
+	}
+	tr.waitFor("c primary in epoch 2", 10*time.Second, func() bool { return tr.status("c") == "primary" && tr.epoch("c") == 2 })
+	var rec node.DRPromotion
+	if err := statefile.Load(filepath.Join(tr.dir, "c", node.DRPromotionFile), &rec); err != nil || rec.Statement != statement || rec.Preview.Confirm != preview.Confirm {
+		t.Fatalf("the statement is not recorded: %+v %v", rec, err)
+	}
+	var hs failover.HardState
+	if err := statefile.Load(filepath.Join(tr.dir, "c", "hardstate.json"), &hs); err != nil || len(hs.Losses) != 1 ||
+		uint64(hs.Losses[0].From) != preview.LossFrom || uint64(hs.Losses[0].To) != preview.LossTo {
+		t.Fatalf("loss not recorded as previewed: %+v %v", hs.Losses, err)
+	}
+	tr.checkAcked("c", acked) // c had everything: nothing acknowledged is lost
+
+	// The new primary commits alone; the reporting member follows it and
+	// names it when it refuses a write.
+	if err := tr.put(ctx, "c", "after-dr", "1"); err != nil {
+		t.Fatalf("write on the promoted dr member: %v", err)
+	}
+	tr.waitFor("d follows c", 20*time.Second, func() bool {
+		v, _ := tr.get("d", "after-dr")
+		return v == "1" && tr.epoch("d") == 2 && tr.hash("d") == tr.hash("c")
+	})
+	code, b := tr.fhirRaw("POST", "d", "/fhir/Patient", []byte(`{"resourceType":"Patient"}`))
+	if o := outcomeText(t, b); code != http.StatusMethodNotAllowed || !strings.Contains(o, "member c") {
+		t.Fatalf("write on d after the promotion: %d %q", code, o)
+	}
+	// Restarted, c is still the primary of epoch 2.
+	tr.kill9("c")
+	tr.start("c")
+	tr.waitFor("c primary again after restart", 20*time.Second, func() bool { return tr.status("c") == "primary" && tr.epoch("c") == 2 })
+	if err := tr.put(ctx, "c", "after-restart", "1"); err != nil {
+		t.Fatal(err)
+	}
 }

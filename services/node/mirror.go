@@ -144,8 +144,7 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 		inbox: make(chan failover.Message, 4096), proposals: make(chan *proposal, 1<<16), links: map[failover.ID]*link{},
 		lease: &lease{qos: time.Duration(f.QoSTicks()) * cluster.TickInterval}}
 
-	var failoverIDs []failover.ID
-	var asyncs []failover.ID
+	var failoverIDs, asyncs, feeders, otherAsyncs []failover.ID
 	var peer failover.ID
 	for _, o := range t.Members {
 		switch {
@@ -156,6 +155,14 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 			}
 		default:
 			asyncs = append(asyncs, failover.ID(o.Name))
+			if o.Name != me.Name {
+				otherAsyncs = append(otherAsyncs, failover.ID(o.Name))
+			}
+		}
+		// An async takes the journal from a failover member, or from a dr
+		// member promoted when the pair was gone (epochs tell who is current).
+		if o.Name != me.Name && o.Role != cluster.RoleReporting {
+			feeders = append(feeders, failover.ID(o.Name))
 		}
 	}
 	cfg := failover.MemberConfig{ID: failover.ID(me.Name), Arbiter: "arbiter", QoS: f.QoSTicks(), Heartbeat: 2, Retry: 4}
@@ -171,7 +178,10 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 		cfg.Peer, cfg.PeerAgent, cfg.Asyncs = peer, failover.ID("agent-"+string(peer)), asyncs
 		m.peer = peer
 	} else {
-		cfg.Async, cfg.Failover = true, failoverIDs
+		cfg.Async, cfg.Failover = true, feeders
+		// A dr member may be promoted by an operator (promote.go); it then
+		// ships to the other asyncs.
+		cfg.Promotable, cfg.Asyncs = me.Role == cluster.RoleDR, otherAsyncs
 	}
 
 	entries, err := m.loadJournal()
