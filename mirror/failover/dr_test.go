@@ -17,6 +17,10 @@ type drTier struct {
 	cfg   map[ID]MemberConfig
 	acts  map[ID][]Action
 	evs   []string
+	sent  []Message
+
+	arb     *Arbiter // nil: no arbiter in this test
+	arbDisk ArbiterState
 }
 
 func newDRTier(t *testing.T) *drTier {
@@ -65,14 +69,31 @@ func (d *drTier) run(n int, inject ...Message) {
 					d.process(id, c.Tick(d.now), &q)
 				}
 			}
+			if d.arb != nil {
+				d.arbReady(d.arb.Tick(d.now), &q)
+			}
 		}
 		for len(q) > 0 {
 			m := q[0]
 			q = q[1:]
+			d.sent = append(d.sent, m)
+			if m.To == "arb" && d.arb != nil {
+				d.arbReady(d.arb.Step(m), &q)
+			}
 			if c := d.cores[m.To]; c != nil {
 				d.process(m.To, c.Step(m), &q)
 			}
 		}
+	}
+}
+
+func (d *drTier) arbReady(rd Ready, out *[]Message) {
+	if rd.ArbiterState != nil {
+		d.arbDisk = *rd.ArbiterState
+	}
+	*out = append(*out, rd.Messages...)
+	for _, e := range rd.Events {
+		d.evs = append(d.evs, "arb "+e.Kind+": "+e.Detail)
 	}
 }
 
@@ -154,5 +175,60 @@ func TestDRPromotion_DrAsyncPromotedReportingNever(t *testing.T) {
 	d.run(2)
 	if c := d.cores["C"]; !c.IsPrimary() || c.Epoch() != 2 || c.Status() != StatusPrimary {
 		t.Fatalf("C after restart: primary %v epoch %d status %v", c.IsPrimary(), c.Epoch(), c.Status())
+	}
+}
+
+// DR promotion through the arbiter's record: refused while a failover
+// member is still heard from; with the pair gone, the arbiter records the
+// dr member as primary of a new epoch after exactly its last LSN before it
+// promotes; the old primary, restarted, learns the epoch from the arbiter
+// and never acts as primary (nor takes over through an agent) again.
+func TestDRPromotion_ThroughTheArbiterRecord(t *testing.T) {
+	d := newDRTier(t)
+	d.arbDisk = ArbiterState{Seeded: true, Record: genesisRec}
+	d.arb = NewArbiter(ArbiterConfig{ID: "arb", Members: [2]ID{"A", "B"}, DR: []ID{"C"}, QoS: tQoS}, d.arbDisk, d.now)
+	d.run(4)
+	d.write("w1")
+	d.run(2 * tQoS)
+
+	// A answers the arbiter: refused, C stays async.
+	d.operator("C", Message{Type: MsgForcePromote, Flag: true, Epoch: 1})
+	d.run(4)
+	if c := d.cores["C"]; c.IsPrimary() || c.Status() != StatusAsync || d.arbDisk.Record.Primary != "A" {
+		t.Fatalf("C promoted while A was alive: %v; record %v", c.Status(), d.arbDisk.Record)
+	}
+	if !strings.Contains(strings.Join(d.evs, "\n"), "C refuse: dr promotion refused by the arbiter") {
+		t.Fatalf("no refusal reported:\n%s", strings.Join(d.evs, "\n"))
+	}
+
+	d.cores["A"] = nil
+	d.run(2 * tQoS)
+	d.operator("C", Message{Type: MsgForcePromote, Flag: true, Epoch: 1})
+	d.run(4)
+	c := d.cores["C"]
+	rec := d.arbDisk.Record
+	if !c.IsPrimary() || c.Epoch() != 2 || rec.Primary != "C" || rec.Version.Epoch != 2 || rec.ForkLSN != c.LastLSN()-1 {
+		t.Fatalf("C %v epoch %d; arbiter record %v (C's journal ends at %d)", c.Status(), c.Epoch(), rec, c.LastLSN())
+	}
+	if l := d.disk["C"].Losses; len(l) != 1 || l[0].Epoch != 2 {
+		t.Fatalf("loss not recorded: %+v", l)
+	}
+
+	// The old primary comes back (it had consent to commit alone).
+	d.start("A")
+	d.run(4 * tQoS)
+	a := d.cores["A"]
+	if a.IsPrimary() || a.Epoch() != 2 {
+		t.Fatalf("old primary after restart: primary %v epoch %d", a.IsPrimary(), a.Epoch())
+	}
+	for _, m := range d.sent {
+		if m.From == "A" && m.Type == MsgAgentQuery && m.Epoch == 2 {
+			t.Fatalf("A tried to take over through an agent in epoch 2: %+v", m)
+		}
+	}
+	for _, x := range d.acts["A"] {
+		if x.Kind == ActPromote {
+			t.Fatalf("A promoted: %v", x)
+		}
 	}
 }

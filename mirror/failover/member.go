@@ -52,7 +52,13 @@ type pendingReq struct {
 	seen   Version
 	lsn    LSN
 	sentAt Tick
+	epoch  Epoch // OpPromoteDR: the highest epoch the operator's tool found
+	tries  int   // OpPromoteDR: requests sent
 }
+
+// drAskTries bounds a dr member's OpPromoteDR requests: the operator's
+// command is answered or abandoned, never left pending.
+const drAskTries = 10
 
 // Member is the deterministic core of one mirror member (failover member in
 // primary or backup role, or an async). It holds the journal as the core
@@ -358,6 +364,13 @@ func (m *Member) Tick(now Tick) Ready {
 			m.tickSteppedDown()
 		} else {
 			m.tickBackup()
+		}
+	} else if p := m.pending; p != nil && p.op == OpPromoteDR && m.now-p.sentAt >= m.cfg.Retry {
+		if p.tries >= drAskTries {
+			m.pending = nil
+			m.event("refuse", "dr promotion abandoned: the arbiter did not answer %d requests", p.tries)
+		} else {
+			m.askDR()
 		}
 	}
 	m.afterChange(before)
@@ -804,6 +817,11 @@ func (m *Member) tickBackup() {
 		return
 	}
 	k := m.hs.Known
+	if k.Version.Epoch >= m.hs.Epoch && k.Primary != "" && k.Primary != m.cfg.ID && k.Primary != m.cfg.Peer {
+		// a dr member was promoted at the arbiter: this pair is out of the
+		// tier until an operator rebuilds it; never take over from it
+		return
+	}
 	// a fenced member (forced down by its agent, or stated gone by an
 	// operator) never completes an arbiter grant; only fence+tail remains
 	arbiterPath := !m.hs.Fenced && m.hs.Mode == ModeArbiter && m.arbiterContact() && k.Version.Epoch == m.hs.Epoch &&
@@ -908,6 +926,10 @@ func (m *Member) onHandover(msg Message) {
 // --------------------------------------------------------------- arbiter answers
 
 func (m *Member) onArbiterResp(msg Message) {
+	if msg.From == m.cfg.Arbiter && m.cfg.Async && m.cfg.Promotable {
+		m.onDRArbiterResp(msg)
+		return
+	}
 	if msg.From != m.cfg.Arbiter || m.cfg.Async {
 		m.counters.Forged++
 		m.event("reject", "arbiter response from %s", msg.From)
@@ -1039,20 +1061,74 @@ func (m *Member) onOperator(msg Message) {
 			m.event("refuse", "forced promotion of %s: only a backup or a dr member can be promoted", m.cfg.ID)
 			return
 		}
-		why := PromoteForced
-		if m.cfg.Async {
-			// a dr member: from now on a primary without a failover partner
-			m.cfg.Async = false
-			why = PromoteDR
+		if m.cfg.Async && msg.Flag {
+			// a dr member through the arbiter: recorded there first (askDR)
+			if m.pending == nil {
+				m.pending = &pendingReq{op: OpPromoteDR, seen: m.hs.Known.Version, lsn: m.lastLSN(), epoch: msg.Epoch}
+				m.askDR()
+			}
+			return
 		}
 		// msg.Epoch: the highest epoch the operator's tool found in the tier
 		// (arbiter record, every reachable member and agent); epochs must not repeat
-		ne := max(m.hs.Epoch, m.hs.Known.Version.Epoch, msg.Epoch) + 1
-		// everything after what this member knows to be committed may differ
-		// from what the old primary acknowledged
-		loss := DataLoss{Epoch: ne, From: m.commit + 1, To: max(m.primaryLast, m.lastLSN()), By: OperatorID}
-		m.hs.Losses = append(m.hs.Losses, loss)
-		m.event("data-loss", "forced promotion to epoch %d: records %d..%d may be lost", ne, loss.From, loss.To)
-		m.promote(ne, why, ModeAgent, false)
+		m.forcePromote(max(m.hs.Epoch, m.hs.Known.Version.Epoch, msg.Epoch) + 1)
 	}
+}
+
+// forcePromote makes this backup or dr member primary of epoch ne on the
+// operator's authority, recording what may be lost: everything after what
+// it knows to be committed, up to the last LSN the primary reported.
+func (m *Member) forcePromote(ne Epoch) {
+	why := PromoteForced
+	if m.cfg.Async {
+		// a dr member: from now on a primary without a failover partner
+		m.cfg.Async = false
+		why = PromoteDR
+	}
+	loss := DataLoss{Epoch: ne, From: m.commit + 1, To: max(m.primaryLast, m.lastLSN()), By: OperatorID}
+	m.hs.Losses = append(m.hs.Losses, loss)
+	m.event("data-loss", "forced promotion to epoch %d: records %d..%d may be lost", ne, loss.From, loss.To)
+	m.promote(ne, why, ModeAgent, false)
+}
+
+// askDR sends a dr member's OpPromoteDR: a compare-and-set on the record
+// version it last saw, in an epoch at least the tier's.
+func (m *Member) askDR() {
+	p := m.pending
+	p.sentAt = m.now
+	p.tries++
+	m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: OpPromoteDR, Seen: p.seen, LSN: p.lsn,
+		Epoch: max(m.hs.Epoch, m.hs.Known.Version.Epoch, p.epoch), Known: m.hs.Known})
+}
+
+// onDRArbiterResp: the arbiter's answer to a dr member. It promotes only
+// when the record names it primary of a higher epoch after exactly its
+// last LSN (its own request, recorded); a refusal on a version it had not
+// seen is retried once on that version, any other refusal ends the request.
+func (m *Member) onDRArbiterResp(msg Message) {
+	if msg.Reseed || msg.Session != m.hs.ArbiterSession {
+		return
+	}
+	rec := msg.Record
+	if m.hs.Known.Version.Less(rec.Version) {
+		m.hs.Known = rec
+		m.persist()
+	}
+	p := m.pending
+	if p == nil || p.op != OpPromoteDR || msg.Op != OpPromoteDR {
+		return
+	}
+	if rec.Primary == m.cfg.ID && rec.Version.Epoch > m.hs.Epoch && rec.ForkLSN == m.lastLSN() {
+		m.pending = nil
+		m.event("dr-promotion", "recorded at the arbiter: %v", rec)
+		m.forcePromote(rec.Version.Epoch)
+		return
+	}
+	if !msg.OK && p.seen != rec.Version && p.tries < 2 {
+		p.seen = rec.Version
+		m.askDR()
+		return
+	}
+	m.pending = nil
+	m.event("refuse", "dr promotion refused by the arbiter: record %v", rec)
 }
