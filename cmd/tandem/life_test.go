@@ -462,3 +462,69 @@ func TestDRPromotionWithThePairGone(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDRPromotionThroughTheArbiter (issue 5, f): with the arbiter up and
+// both failover members (and their agents) killed, the dr member is
+// promoted only once the arbiter records it primary of a new epoch; the
+// old primary, restarted, learns the epoch from the arbiter and never acts
+// as primary again.
+func TestDRPromotionThroughTheArbiter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTierWith(t, tierOptions{async: true})
+	tr.waitFor("c async", 20*time.Second, func() bool { return tr.status("c") == "async" })
+	ctx := context.Background()
+	acked := map[string]string{}
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		if err := tr.put(ctx, "a", k, "v"); err != nil {
+			t.Fatal(err)
+		}
+		acked[k] = "v"
+	}
+	tr.waitFor("c caught up", 20*time.Second, func() bool { return tr.hash("c") == tr.hash("a") })
+	for _, p := range []string{"agent-a", "agent-b", "a", "b"} {
+		tr.kill9(p)
+	}
+	tr.waitFor("c disconnected from the primary", 10*time.Second, func() bool { s, _, _ := tr.transfer("c"); return s == "disconnected" })
+	time.Sleep(testQoS) // the arbiter has not heard from a or b for longer than the QoS
+	var preview node.PromotionPreview
+	if err := tr.client.Do(ctx, "GET", "c", "/admin/force-promote?tier_epoch=1", nil, &preview); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	err := ctl.Main(ctx, []string{"force-promote", "c", "--confirm", preview.Confirm, "--stated-gone", "a and b lost (test)", "--cluster", tr.cluster}, &out)
+	if err != nil {
+		t.Fatalf("dr promotion through the arbiter: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "the arbiter answers") || !strings.Contains(out.String(), "the arbiter recorded c as primary of epoch 2") {
+		t.Fatalf("ctl output:\n%s", out.String())
+	}
+	var arb failover.ArbiterState
+	if err := statefile.Load(filepath.Join(tr.dir, "arbiter", "records.arbiter.json"), &arb); err != nil || arb.Record.Primary != "c" || arb.Record.Version.Epoch != 2 {
+		t.Fatalf("arbiter record %+v %v", arb.Record, err)
+	}
+	if s, e := tr.status("c"), tr.epoch("c"); s != "primary" || e != 2 {
+		t.Fatalf("c is %s in epoch %d", s, e)
+	}
+	tr.checkAcked("c", acked)
+	if err := tr.put(ctx, "c", "after-dr", "1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The old primary comes back: the arbiter tells it about epoch 2.
+	tr.start("agent-a")
+	tr.start("a")
+	tr.waitFor("a in epoch 2", 20*time.Second, func() bool { return tr.epoch("a") == 2 })
+	time.Sleep(3 * testQoS)
+	if s := tr.status("a"); s == "primary" || s == "in-trouble" {
+		t.Fatalf("the old primary acts as primary after the dr promotion: %s", s)
+	}
+	if s, e := tr.status("c"), tr.epoch("c"); s != "primary" || e != 2 {
+		t.Fatalf("c is %s in epoch %d after a's return", s, e)
+	}
+	if err := tr.put(ctx, "a", "on-old-primary", "1"); err == nil {
+		t.Fatal("the old primary took a write")
+	}
+}

@@ -499,7 +499,8 @@ func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Write
 	if member == "" {
 		return errors.New("usage: tandem ctl force-promote MEMBER [--confirm TEXT] [--stated-gone TEXT]")
 	}
-	if err := c.checkDRPromotion(ctx, member); err != nil {
+	viaArbiter, err := c.checkDRPromotion(ctx, member)
+	if err != nil {
 		return err
 	}
 	// The highest epoch anyone reachable knows, so the new epoch is new.
@@ -525,6 +526,11 @@ func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Write
 	dr := p["needs_statement"] == true
 	if dr {
 		fmt.Fprintf(stdout, "  %s is a dr member: LSN %v is the last the primary reported to it; the failover pair may have written more\n", member, p["loss_to"])
+		if viaArbiter {
+			fmt.Fprintf(stdout, "  the arbiter answers: it must record %s as primary first (it refuses while it hears from a failover member)\n", member)
+		} else {
+			fmt.Fprintf(stdout, "  the arbiter does not answer: your statement is the only authority\n")
+		}
 	}
 	if confirm == "" || (dr && strings.TrimSpace(statement) == "") {
 		more := ""
@@ -533,20 +539,36 @@ func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Write
 		}
 		return fmt.Errorf("nothing done. To accept this loss, run:\n  tandem ctl force-promote %s --confirm %q%s --cluster FILE", member, p["confirm"], more)
 	}
-	body, _ := json.Marshal(map[string]any{"tier_epoch": tierEpoch, "confirm": confirm, "statement": statement})
+	body, _ := json.Marshal(map[string]any{"tier_epoch": tierEpoch, "confirm": confirm, "statement": statement, "through_arbiter": viaArbiter})
 	if err := c.Do(ctx, "POST", member, "/admin/force-promote", body, nil); err != nil {
 		return err
+	}
+	if viaArbiter {
+		// The member asks the arbiter to record it primary first.
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			var st map[string]any
+			if c.Do(ctx, "GET", member, "/mirror/status", nil, &st) == nil && st["status"] == "primary" {
+				fmt.Fprintf(stdout, "the arbiter recorded %s as primary of epoch %v\n", member, st["epoch"])
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the arbiter has not recorded %s as primary after 15s: see its log (\"dr promotion refused by the arbiter\" or \"abandoned\"); nothing else was changed", member)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	fmt.Fprintf(stdout, "%s promoted; the loss is recorded in its hard state. Watch `tandem ctl status`.\n", member)
 	return nil
 }
 
 // checkDRPromotion refuses to promote a dr member while a failover member
-// or the arbiter answers (DESIGN §3: a dr member is promoted when the
-// failover pair is gone). With the arbiter answering, the promotion must
-// be a compare-and-set on its record, which is not built yet: nothing is
-// done then. Other members pass.
-func (c *Client) checkDRPromotion(ctx context.Context, member string) error {
+// answers (DESIGN §3: a dr member is promoted when the failover pair is
+// gone), and says whether the arbiter answers: then the promotion is
+// recorded at the arbiter first (a compare-and-set the arbiter grants only
+// when it has not heard from either failover member for the QoS). Other
+// members pass.
+func (c *Client) checkDRPromotion(ctx context.Context, member string) (viaArbiter bool, err error) {
 	for _, t := range c.File.Tiers {
 		m, ok := t.Member(member)
 		if !ok || m.Role != cluster.RoleDR {
@@ -561,16 +583,16 @@ func (c *Client) checkDRPromotion(ctx context.Context, member string) error {
 			err := c.Do(sctx, "GET", o.Name, "/mirror/status", nil, &st)
 			cancel()
 			if err == nil {
-				return fmt.Errorf("failover member %s answers (%v): a dr member is promoted only when the failover pair is gone; use planned-failover or force-promote the backup", o.Name, st["status"])
+				return false, fmt.Errorf("failover member %s answers (%v): a dr member is promoted only when the failover pair is gone; use planned-failover or force-promote the backup", o.Name, st["status"])
 			}
 		}
 		d := net.Dialer{Timeout: 3 * time.Second}
 		if conn, err := d.DialContext(ctx, "tcp", c.File.Arbiter.Address); err == nil {
 			conn.Close()
-			return fmt.Errorf("the arbiter answers at %s: a dr member is then promoted only through the arbiter's record, which this version cannot do yet; nothing done", c.File.Arbiter.Address)
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
 }
 
 func fence(c *Client, member string, stdout io.Writer) error {
