@@ -430,6 +430,9 @@ func TestDRPromotionWithThePairGone(t *testing.T) {
 		t.Fatalf("dr promotion: %v\n%s", err, out.String())
 	}
 	tr.waitFor("c primary in epoch 2", 10*time.Second, func() bool { return tr.status("c") == "primary" && tr.epoch("c") == 2 })
+	if log, _ := os.ReadFile(filepath.Join(tr.dir, "c.log")); !strings.Contains(string(log), "the arbiter did not answer") {
+		t.Fatal("c's log does not say it was promoted without the arbiter")
+	}
 	var rec node.DRPromotion
 	if err := statefile.Load(filepath.Join(tr.dir, "c", node.DRPromotionFile), &rec); err != nil || rec.Statement != statement || rec.Preview.Confirm != preview.Confirm {
 		t.Fatalf("the statement is not recorded: %+v %v", rec, err)
@@ -498,8 +501,11 @@ func TestDRPromotionThroughTheArbiter(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dr promotion through the arbiter: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "the arbiter answers") || !strings.Contains(out.String(), "the arbiter recorded c as primary of epoch 2") {
+	if !strings.Contains(out.String(), "c is primary of epoch 2") {
 		t.Fatalf("ctl output:\n%s", out.String())
+	}
+	if log, _ := os.ReadFile(filepath.Join(tr.dir, "c.log")); !strings.Contains(string(log), "recorded at the arbiter") {
+		t.Fatal("c's log does not say the arbiter recorded the promotion")
 	}
 	var arb failover.ArbiterState
 	if err := statefile.Load(filepath.Join(tr.dir, "arbiter", "records.arbiter.json"), &arb); err != nil || arb.Record.Primary != "c" || arb.Record.Version.Epoch != 2 {

@@ -135,7 +135,16 @@ func TestDRPromotion_DrAsyncPromotedReportingNever(t *testing.T) {
 	}
 
 	d.operator("C", Message{Type: MsgForcePromote, Epoch: 1})
+	if d.cores["C"].IsPrimary() {
+		t.Fatal("C promoted before asking the arbiter")
+	}
+	// No arbiter in this tier: after drAskTries unanswered requests, the
+	// operator's word is the authority.
+	d.run(drAskTries*3 + 2)
 	c := d.cores["C"]
+	if !strings.Contains(strings.Join(d.evs, "\n"), "C dr-promotion: the arbiter did not answer") {
+		t.Fatalf("no event says the arbiter was silent:\n%s", strings.Join(d.evs, "\n"))
+	}
 	if !c.IsPrimary() || c.Epoch() != 2 || c.Status() != StatusPrimary {
 		t.Fatalf("C after promotion: primary %v epoch %d status %v", c.IsPrimary(), c.Epoch(), c.Status())
 	}
@@ -192,8 +201,8 @@ func TestDRPromotion_ThroughTheArbiterRecord(t *testing.T) {
 	d.run(2 * tQoS)
 
 	// A answers the arbiter: refused, C stays async.
-	d.operator("C", Message{Type: MsgForcePromote, Flag: true, Epoch: 1})
-	d.run(4)
+	d.operator("C", Message{Type: MsgForcePromote, Epoch: 1})
+	d.run(drAskTries*3 + 2)
 	if c := d.cores["C"]; c.IsPrimary() || c.Status() != StatusAsync || d.arbDisk.Record.Primary != "A" {
 		t.Fatalf("C promoted while A was alive: %v; record %v", c.Status(), d.arbDisk.Record)
 	}
@@ -203,7 +212,7 @@ func TestDRPromotion_ThroughTheArbiterRecord(t *testing.T) {
 
 	d.cores["A"] = nil
 	d.run(2 * tQoS)
-	d.operator("C", Message{Type: MsgForcePromote, Flag: true, Epoch: 1})
+	d.operator("C", Message{Type: MsgForcePromote, Epoch: 1})
 	d.run(4)
 	c := d.cores["C"]
 	rec := d.arbDisk.Record

@@ -56,8 +56,8 @@ type pendingReq struct {
 	tries  int   // OpPromoteDR: requests sent
 }
 
-// drAskTries bounds a dr member's OpPromoteDR requests: the operator's
-// command is answered or abandoned, never left pending.
+// drAskTries bounds a dr member's OpPromoteDR requests: an arbiter that
+// answers none of them is taken to be gone too.
 const drAskTries = 10
 
 // Member is the deterministic core of one mirror member (failover member in
@@ -367,8 +367,11 @@ func (m *Member) Tick(now Tick) Ready {
 		}
 	} else if p := m.pending; p != nil && p.op == OpPromoteDR && m.now-p.sentAt >= m.cfg.Retry {
 		if p.tries >= drAskTries {
+			// the arbiter does not answer: the operator's statement that the
+			// failover pair is gone is the only authority left (DESIGN §3)
 			m.pending = nil
-			m.event("refuse", "dr promotion abandoned: the arbiter did not answer %d requests", p.tries)
+			m.event("dr-promotion", "the arbiter did not answer %d requests: promoted on the operator's statement", p.tries)
+			m.forcePromote(max(m.hs.Epoch, m.hs.Known.Version.Epoch, p.epoch) + 1)
 		} else {
 			m.askDR()
 		}
@@ -1061,8 +1064,10 @@ func (m *Member) onOperator(msg Message) {
 			m.event("refuse", "forced promotion of %s: only a backup or a dr member can be promoted", m.cfg.ID)
 			return
 		}
-		if m.cfg.Async && msg.Flag {
-			// a dr member through the arbiter: recorded there first (askDR)
+		if m.cfg.Async {
+			// a dr member: recorded at the arbiter first when it answers
+			// (askDR, onDRArbiterResp); on the operator's word alone when it
+			// does not (Tick)
 			if m.pending == nil {
 				m.pending = &pendingReq{op: OpPromoteDR, seen: m.hs.Known.Version, lsn: m.lastLSN(), epoch: msg.Epoch}
 				m.askDR()

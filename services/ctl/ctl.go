@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -499,8 +498,7 @@ func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Write
 	if member == "" {
 		return errors.New("usage: tandem ctl force-promote MEMBER [--confirm TEXT] [--stated-gone TEXT]")
 	}
-	viaArbiter, err := c.checkDRPromotion(ctx, member)
-	if err != nil {
+	if err := c.checkDRPromotion(ctx, member); err != nil {
 		return err
 	}
 	// The highest epoch anyone reachable knows, so the new epoch is new.
@@ -526,11 +524,7 @@ func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Write
 	dr := p["needs_statement"] == true
 	if dr {
 		fmt.Fprintf(stdout, "  %s is a dr member: LSN %v is the last the primary reported to it; the failover pair may have written more\n", member, p["loss_to"])
-		if viaArbiter {
-			fmt.Fprintf(stdout, "  the arbiter answers: it must record %s as primary first (it refuses while it hears from a failover member)\n", member)
-		} else {
-			fmt.Fprintf(stdout, "  the arbiter does not answer: your statement is the only authority\n")
-		}
+		fmt.Fprintf(stdout, "  if the arbiter answers, it must record %s as primary first (it refuses while it hears from a failover member);\n  if it does not, your statement is the only authority\n", member)
 	}
 	if confirm == "" || (dr && strings.TrimSpace(statement) == "") {
 		more := ""
@@ -539,21 +533,22 @@ func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Write
 		}
 		return fmt.Errorf("nothing done. To accept this loss, run:\n  tandem ctl force-promote %s --confirm %q%s --cluster FILE", member, p["confirm"], more)
 	}
-	body, _ := json.Marshal(map[string]any{"tier_epoch": tierEpoch, "confirm": confirm, "statement": statement, "through_arbiter": viaArbiter})
+	body, _ := json.Marshal(map[string]any{"tier_epoch": tierEpoch, "confirm": confirm, "statement": statement})
 	if err := c.Do(ctx, "POST", member, "/admin/force-promote", body, nil); err != nil {
 		return err
 	}
-	if viaArbiter {
-		// The member asks the arbiter to record it primary first.
+	if dr {
+		// The member asks the arbiter to record it primary first (or gives
+		// up on an arbiter that does not answer, after about 2 s).
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			var st map[string]any
 			if c.Do(ctx, "GET", member, "/mirror/status", nil, &st) == nil && st["status"] == "primary" {
-				fmt.Fprintf(stdout, "the arbiter recorded %s as primary of epoch %v\n", member, st["epoch"])
+				fmt.Fprintf(stdout, "%s is primary of epoch %v (its log says whether the arbiter recorded it)\n", member, st["epoch"])
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("the arbiter has not recorded %s as primary after 15s: see its log (\"dr promotion refused by the arbiter\" or \"abandoned\"); nothing else was changed", member)
+				return fmt.Errorf("%s is not primary after 15s: see its log (\"dr promotion refused by the arbiter\"); nothing else was changed", member)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -564,11 +559,9 @@ func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Write
 
 // checkDRPromotion refuses to promote a dr member while a failover member
 // answers (DESIGN §3: a dr member is promoted when the failover pair is
-// gone), and says whether the arbiter answers: then the promotion is
-// recorded at the arbiter first (a compare-and-set the arbiter grants only
-// when it has not heard from either failover member for the QoS). Other
-// members pass.
-func (c *Client) checkDRPromotion(ctx context.Context, member string) (viaArbiter bool, err error) {
+// gone). The member itself has the promotion recorded at the arbiter
+// first when the arbiter answers. Other members pass.
+func (c *Client) checkDRPromotion(ctx context.Context, member string) error {
 	for _, t := range c.File.Tiers {
 		m, ok := t.Member(member)
 		if !ok || m.Role != cluster.RoleDR {
@@ -583,16 +576,11 @@ func (c *Client) checkDRPromotion(ctx context.Context, member string) (viaArbite
 			err := c.Do(sctx, "GET", o.Name, "/mirror/status", nil, &st)
 			cancel()
 			if err == nil {
-				return false, fmt.Errorf("failover member %s answers (%v): a dr member is promoted only when the failover pair is gone; use planned-failover or force-promote the backup", o.Name, st["status"])
+				return fmt.Errorf("failover member %s answers (%v): a dr member is promoted only when the failover pair is gone; use planned-failover or force-promote the backup", o.Name, st["status"])
 			}
 		}
-		d := net.Dialer{Timeout: 3 * time.Second}
-		if conn, err := d.DialContext(ctx, "tcp", c.File.Arbiter.Address); err == nil {
-			conn.Close()
-			return true, nil
-		}
 	}
-	return false, nil
+	return nil
 }
 
 func fence(c *Client, member string, stdout io.Writer) error {

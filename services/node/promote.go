@@ -103,10 +103,11 @@ func (n *Node) Preview(tierEpoch uint64) (PromotionPreview, error) {
 // preview exactly: a preview that changed since the operator read it is
 // refused. A dr member also needs the operator's statement that both
 // failover members are gone; it is saved (fsynced) before the promotion.
-// viaArbiter (a dr member, the arbiter answering): the member asks the
-// arbiter to record it primary first and promotes only on that record;
-// the answer comes later (watch the status; a refusal is logged).
-func (n *Node) ForcePromote(tierEpoch uint64, confirm, statement string, viaArbiter bool) (PromotionPreview, error) {
+// A dr member asks the arbiter to record it primary first and promotes
+// only on that record, or on the statement alone when the arbiter answers
+// none of its requests (about 2 s); a refusal is logged. The promotion
+// takes effect after this returns: watch the status.
+func (n *Node) ForcePromote(tierEpoch uint64, confirm, statement string) (PromotionPreview, error) {
 	p, err := n.Preview(tierEpoch)
 	if err != nil {
 		return p, err
@@ -125,8 +126,7 @@ func (n *Node) ForcePromote(tierEpoch uint64, confirm, statement string, viaArbi
 		n.log.Warn("dr promotion by the operator's statement that the failover pair is gone", "new_epoch", p.NewEpoch,
 			"loss_from", p.LossFrom, "loss_to", p.LossTo, "record", DRPromotionFile)
 	}
-	n.log.Warn("forced promotion by the operator", "new_epoch", p.NewEpoch, "loss_from", p.LossFrom, "loss_to", p.LossTo, "never_received", p.NeverReceived,
-		"through_arbiter", viaArbiter && p.NeedsStatement)
-	n.mirror.operator(failover.Message{Type: failover.MsgForcePromote, Epoch: failover.Epoch(tierEpoch), Flag: viaArbiter && p.NeedsStatement})
+	n.log.Warn("forced promotion by the operator", "new_epoch", p.NewEpoch, "loss_from", p.LossFrom, "loss_to", p.LossTo, "never_received", p.NeverReceived)
+	n.mirror.operator(failover.Message{Type: failover.MsgForcePromote, Epoch: failover.Epoch(tierEpoch)})
 	return p, nil
 }
