@@ -31,7 +31,7 @@ import (
 const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HOST:PORT] [--namespace NS] [--json]
   start mirror-setup TIER [--approval] [--approval-ttl 1h] [--watch]
   start planned-failover TIER [--by NAME] [--watch]
-  start promote-async TIER MEMBER [--approval-ttl 15m] [--watch]
+  start promote-async TIER MEMBER [--approval-ttl 15m] [--stated-gone TEXT] [--watch]   (--stated-gone: a dr member)
   start apply-change TIER CATEGORY [FILE] [--if-version N] [--deadline 30m] [--by NAME] [--watch]
                                          FILE becomes the desired users|roles|security (passwords are hashed
                                          here, never sent to Temporal); without FILE the current desired state
@@ -265,6 +265,7 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 	ttl := fs.Duration("approval-ttl", 0, "")
 	by := fs.String("by", os.Getenv("USER"), "")
 	confirm := fs.String("confirm", "", "")
+	statedGone := fs.String("stated-gone", "", "")
 	ifVersion := fs.Int64("if-version", -1, "")
 	deadline := fs.Duration("deadline", 0, "")
 	every := fs.Duration("every", 0, "")
@@ -366,7 +367,7 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 			if len(pos) != 3 {
 				return errors.New("usage: tandem ctl workflow start promote-async TIER MEMBER")
 			}
-			input = promoteasync.Input{Tier: tier, Member: pos[2], ApprovalTTL: *ttl}
+			input = promoteasync.Input{Tier: tier, Member: pos[2], ApprovalTTL: *ttl, StatedGone: *statedGone}
 		case "apply-change":
 			in, err := applyChangeInput(pos, *by, *ifVersion, *deadline)
 			if err != nil {
