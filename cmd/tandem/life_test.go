@@ -524,8 +524,8 @@ func TestDRPromotionThroughTheArbiter(t *testing.T) {
 	tr.start("a")
 	tr.waitFor("a in epoch 2", 20*time.Second, func() bool { return tr.epoch("a") == 2 })
 	time.Sleep(3 * testQoS)
-	if s := tr.status("a"); s == "primary" || s == "in-trouble" {
-		t.Fatalf("the old primary acts as primary after the dr promotion: %s", s)
+	if s := tr.status("a"); s != "waiting" {
+		t.Fatalf("the old primary is %s after the dr promotion, want waiting", s)
 	}
 	if s, e := tr.status("c"), tr.epoch("c"); s != "primary" || e != 2 {
 		t.Fatalf("c is %s in epoch %d after a's return", s, e)

@@ -227,8 +227,8 @@ func TestDRPromotion_ThroughTheArbiterRecord(t *testing.T) {
 	d.start("A")
 	d.run(4 * tQoS)
 	a := d.cores["A"]
-	if a.IsPrimary() || a.Epoch() != 2 {
-		t.Fatalf("old primary after restart: primary %v epoch %d", a.IsPrimary(), a.Epoch())
+	if a.IsPrimary() || a.Epoch() != 2 || a.Status() != StatusWaiting {
+		t.Fatalf("old primary after restart: primary %v epoch %d status %v", a.IsPrimary(), a.Epoch(), a.Status())
 	}
 	for _, m := range d.sent {
 		if m.From == "A" && m.Type == MsgAgentQuery && m.Epoch == 2 {

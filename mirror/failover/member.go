@@ -290,6 +290,14 @@ func (m *Member) truncate(after LSN, quarantine bool) {
 	}
 }
 
+// replacedByDR: a failover member whose arbiter record of its epoch (or a
+// later one) names a primary outside the pair — a dr member was promoted.
+// It never takes over again and says it is waiting.
+func (m *Member) replacedByDR() bool {
+	k := m.hs.Known
+	return !m.cfg.Async && k.Version.Epoch >= m.hs.Epoch && k.Primary != "" && k.Primary != m.cfg.ID && k.Primary != m.cfg.Peer
+}
+
 func (m *Member) computeStatus() Status {
 	switch {
 	case m.cfg.Async:
@@ -303,6 +311,8 @@ func (m *Member) computeStatus() Status {
 			return StatusInTrouble
 		}
 		return StatusPrimary
+	case m.replacedByDR():
+		return StatusWaiting
 	}
 	return StatusBackup
 }
@@ -820,10 +830,8 @@ func (m *Member) tickBackup() {
 		return
 	}
 	k := m.hs.Known
-	if k.Version.Epoch >= m.hs.Epoch && k.Primary != "" && k.Primary != m.cfg.ID && k.Primary != m.cfg.Peer {
-		// a dr member was promoted at the arbiter: this pair is out of the
-		// tier until an operator rebuilds it; never take over from it
-		return
+	if m.replacedByDR() {
+		return // this pair is out of the tier until an operator rebuilds it
 	}
 	// a fenced member (forced down by its agent, or stated gone by an
 	// operator) never completes an arbiter grant; only fence+tail remains
