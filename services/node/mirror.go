@@ -57,9 +57,10 @@ type mirror struct {
 	links     map[failover.ID]*link
 	waiting   []*proposal // proposed, not yet acknowledged, in LSN order
 
-	caughtUpAt     time.Time   // loop-owned: when the transfer was last caught up
-	following      failover.ID // loop-owned: the primary whose appends this member took ...
-	followingEpoch uint64      // ... in this epoch
+	caughtUpAt     time.Time                     // loop-owned: when the transfer was last caught up
+	readers        map[failover.ID][]*shipReader // loop-owned: hydrate's journal readers per destination
+	following      failover.ID                   // loop-owned: the primary whose appends this member took ...
+	followingEpoch uint64                        // ... in this epoch
 
 	propMu  sync.Mutex
 	nextLSN uint64 // LSN the next proposal gets while primary; 0 = not accepting
@@ -324,6 +325,7 @@ func (m *mirror) run(ctx context.Context) error {
 		for _, l := range m.links {
 			l.close()
 		}
+		m.dropReaders()
 		m.failWaiting(ErrNotPrimary)
 	}()
 
@@ -479,6 +481,74 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 	return nil
 }
 
+// shipReader is a journal reader kept between appends to one destination:
+// a member catching up asks for consecutive batches, and a new reader
+// scans its segment from the start to get there (quadratic in the
+// backlog: BenchmarkCatchup). Two are kept per destination: the stream of
+// batches, and the heartbeat's probe from the acknowledged LSN.
+type shipReader struct {
+	r    *journal.Reader
+	next uint64 // the LSN its next record has
+}
+
+const readersPerDestination = 2
+
+// reader returns a journal reader positioned at from for destination to,
+// reusing a kept one that is already there, else replacing the one
+// furthest behind.
+func (m *mirror) reader(to failover.ID, from uint64) (*shipReader, error) {
+	kept := m.readers[to]
+	for _, sr := range kept {
+		if sr.next == from {
+			return sr, nil
+		}
+	}
+	r, err := m.j.NewReader(from)
+	if err != nil {
+		return nil, err
+	}
+	sr := &shipReader{r: r, next: from}
+	if len(kept) >= readersPerDestination {
+		oldest := 0
+		for i, k := range kept {
+			if k.next < kept[oldest].next {
+				oldest = i
+			}
+		}
+		kept[oldest].r.Close()
+		kept[oldest] = sr
+	} else {
+		kept = append(kept, sr)
+	}
+	if m.readers == nil {
+		m.readers = map[failover.ID][]*shipReader{}
+	}
+	m.readers[to] = kept
+	return sr, nil
+}
+
+// dropReader forgets one reader (after an error it is somewhere else).
+func (m *mirror) dropReader(to failover.ID, sr *shipReader) {
+	sr.r.Close()
+	kept := m.readers[to]
+	for i, k := range kept {
+		if k == sr {
+			m.readers[to] = append(kept[:i:i], kept[i+1:]...)
+			return
+		}
+	}
+}
+
+// dropReaders closes every kept reader (the journal was cut back).
+func (m *mirror) dropReaders() {
+	for to, kept := range m.readers {
+		for _, sr := range kept {
+			sr.r.Close()
+		}
+		delete(m.readers, to)
+	}
+}
+
 // hydrate fills in, from the journal, the data of entries the core no
 // longer keeps in memory (DropData), checking each record's epoch and LSN.
 func (m *mirror) hydrate(msg *failover.Message) error {
@@ -493,23 +563,31 @@ func (m *mirror) hydrate(msg *failover.Message) error {
 		return nil
 	}
 	entries := append([]failover.Entry(nil), msg.Entries...)
-	r, err := m.j.NewReader(uint64(entries[first].LSN))
+	sr, err := m.reader(msg.To, uint64(entries[first].LSN))
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	ok := false
+	defer func() {
+		if !ok { // an error leaves the reader somewhere else: start afresh next time
+			m.dropReader(msg.To, sr)
+		}
+	}()
+	r := sr.r
 	for i := first; i < len(entries); i++ {
 		e := &entries[i]
 		if e.Marker || e.Data != nil {
 			if _, err := r.Next(); err != nil { // keep the reader in step
 				return err
 			}
+			sr.next++
 			continue
 		}
 		rec, err := r.Next()
 		if err != nil {
 			return fmt.Errorf("record %d: %w", e.LSN, err)
 		}
+		sr.next++
 		if rec.LSN != uint64(e.LSN) || rec.Epoch != uint64(e.Epoch) {
 			return fmt.Errorf("journal record (%d,%d) where the core has (%d,%d)", rec.Epoch, rec.LSN, e.Epoch, e.LSN)
 		}
@@ -519,6 +597,7 @@ func (m *mirror) hydrate(msg *failover.Message) error {
 		}
 		e.Data = full.Data
 	}
+	ok = true
 	msg.Entries = entries
 	m.log.Debug("records shipped from the journal", "to", string(msg.To), "from_lsn", entries[first].LSN, "count", len(entries)-first)
 	return nil
@@ -571,6 +650,7 @@ func (m *mirror) truncate(after uint64, quarantine bool) error {
 		}
 		m.log.Warn("unacknowledged journal tail moved to quarantine", "after_lsn", after, "last_lsn", m.j.LastLSN(), "report", path)
 	}
+	m.dropReaders()
 	if err := m.j.TruncateAfter(after); err != nil {
 		return err
 	}
