@@ -51,6 +51,7 @@ func TestSystemdUnitsUseRealCommands(t *testing.T) {
 		"tandem-agent@.service":  "tandem agent --cluster /etc/tandem/cluster.yaml --member %i",
 		"tandem-arbiter.service": "tandem arbiter --cluster /etc/tandem/cluster.yaml",
 		"tandem-gateway.service": "tandem gateway --cluster /etc/tandem/cluster.yaml",
+		"tandem-worker.service":  "tandem worker --cluster /etc/tandem/cluster.yaml --http",
 	}
 	for _, u := range units {
 		data, err := os.ReadFile(u)

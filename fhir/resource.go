@@ -130,8 +130,15 @@ func splitResource(b []byte) (*Resource, *Error) {
 
 // FormatInstant formats t as a FHIR instant with millisecond precision, UTC.
 func FormatInstant(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	return t.UTC().Format(instantLayout)
 }
+
+// AppendInstant appends FormatInstant(t) to b.
+func AppendInstant(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, instantLayout)
+}
+
+const instantLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // Encode returns the final JSON of r as version vid of Type/id, last
 // updated at t: resourceType, id, meta (versionId, lastUpdated, the client's

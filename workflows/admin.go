@@ -286,6 +286,32 @@ func (a *Admin) PromoteDR(ctx context.Context, tier, member string, tierEpoch ui
 	return err
 }
 
+// RequestRebuild asks member to re-seed itself from source, the tier's
+// primary (POST /admin/rebuild). Idempotent: a member whose re-seed is
+// already fetching, staged or installed is not asked again. A refusal
+// (HTTP 409: a primary, or a member that needs no rebuild without force)
+// fails without retry.
+func (a *Admin) RequestRebuild(ctx context.Context, tier, member, source string, force bool) error {
+	base, err := a.memberURL(tier, member)
+	if err != nil {
+		return err
+	}
+	var s MemberStatus
+	if err := a.do(ctx, "GET", base+"/mirror/status", nil, &s); err != nil {
+		return fmt.Errorf("%s: %w", member, err)
+	}
+	if s.Rebuild != nil && (s.Rebuild.State == "fetching" || s.Rebuild.State == "staged" || s.Rebuild.State == "installed") {
+		return nil
+	}
+	body, _ := json.Marshal(map[string]any{"source": source, "force": force})
+	err = a.do(ctx, "POST", base+"/admin/rebuild", body, nil)
+	var he *httpError
+	if errors.As(err, &he) && he.Code == http.StatusConflict {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s refused the re-seed: %s", member, he.Msg), ErrNotReady, nil)
+	}
+	return err
+}
+
 // WriteRecord writes rec to the mirrored system database on the tier's
 // current primary (PUT /admin/kv/system/<key>). Idempotent: the same
 // record under the same key. Retried while no member is primary.

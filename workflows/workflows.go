@@ -150,6 +150,8 @@ type MemberStatus struct {
 	Databases  []DatabaseStatus `json:"databases"`
 	Transfer   *TransferStatus  `json:"transfer,omitempty"`
 	NoFailover bool             `json:"no_failover,omitempty"`
+	// Rebuild is the last re-seed the member's process fetched, if any.
+	Rebuild *RebuildState `json:"rebuild,omitempty"`
 	// Error is set when the member did not answer (or reports an error).
 	Error string `json:"error,omitempty"`
 }
@@ -162,8 +164,19 @@ type JournalStatus struct {
 
 // DatabaseStatus is one database of a member's status.
 type DatabaseStatus struct {
-	Name       string `json:"name"`
+	Name string `json:"name"`
+	// Status is normal, or needs-catchup / catchup-running on a member
+	// being re-seeded.
+	Status     string `json:"status"`
 	AppliedLSN uint64 `json:"applied_lsn"`
+}
+
+// RebuildState is a member's re-seed as its status reports it.
+type RebuildState struct {
+	State  string `json:"state"` // fetching, staged, failed
+	Source string `json:"source,omitempty"`
+	LSN    uint64 `json:"lsn,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // TransferStatus is journal shipping between the failover pair.

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/tandemhealth/tandem/workflows/temporalserver"
+	"github.com/tandemhealth/tandem/workflows/temporalui"
 )
 
 func main() {
@@ -35,6 +36,8 @@ func runTemporal(ctx context.Context, args []string) error {
 	port := fs.Int("port", temporalserver.DefaultPort, "frontend gRPC port on 127.0.0.1")
 	namespace := fs.String("namespace", temporalserver.DefaultNamespace, "namespace to create if absent (besides default)")
 	level := fs.String("log-level", "warn", "the Temporal server's log level: debug, info, warn or error")
+	metricsAddr := fs.String("metrics", "", "serve the server's Prometheus metrics at http://HOST:PORT/metrics (plain HTTP: keep it on loopback)")
+	uiPort := fs.Int("ui-port", 0, "serve the Temporal Web UI on 127.0.0.1:PORT (plain HTTP, no login: for development); 0: no UI")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,12 +45,23 @@ func runTemporal(ctx context.Context, args []string) error {
 		return errors.New("--data DIR is required")
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "temporal")
-	s, err := temporalserver.Start(temporalserver.Options{DataDir: *dataDir, Port: *port, Namespaces: []string{*namespace}, LogLevel: *level})
+	s, err := temporalserver.Start(temporalserver.Options{DataDir: *dataDir, Port: *port, Namespaces: []string{*namespace}, LogLevel: *level, MetricsAddress: *metricsAddr})
 	if err != nil {
 		log.Error("temporal failed to start", "err", err)
 		return err
 	}
-	log.Info("temporal up", "address", s.Address(), "data", *dataDir, "server_version", temporalserver.ServerVersion)
+	uiURL := ""
+	if *uiPort != 0 {
+		ui, err := temporalui.Start(*uiPort, s.Address(), *namespace)
+		if err != nil {
+			log.Error("temporal web UI failed to start", "err", err)
+			s.Stop()
+			return err
+		}
+		defer ui.Stop()
+		uiURL = ui.URL()
+	}
+	log.Info("temporal up", "address", s.Address(), "ui", uiURL, "metrics", *metricsAddr, "data", *dataDir, "server_version", temporalserver.ServerVersion)
 	<-ctx.Done()
 	log.Info("stopping temporal")
 	if err := s.Stop(); err != nil {

@@ -655,6 +655,11 @@ func TestGatewayStaleReadsOnAsync(t *testing.T) {
 	})
 	st := tr.memberStatus("c")
 	t.Logf("read allowing 10s of lag served by %s (c reports transfer %v)", m, st["transfer"])
+	// c cannot journal its AuditEvent: the primary stores it, naming c.
+	tr.waitFor("the read on c audited by the primary", 15*time.Second, func() bool {
+		code, body := tr.fhirGet(base, "/fhir/AuditEvent?patient="+p.ID, tr.token("admin"))
+		return code == 200 && strings.Contains(body, `"tandem member c"`)
+	})
 }
 
 // TestGatewaySIGSTOPOfPrimary: the primary freezes (SIGSTOP) with

@@ -123,15 +123,18 @@ func TestLoginThroughGatewayAcrossFailover(t *testing.T) {
 		t.Fatalf("an unknown user is answered differently: %+v vs %+v", nobody, bad)
 	}
 
-	// The primary audits both attempts (group-committed within 1 s; waited
-	// for here, before the failover: events still buffered on a primary
-	// that steps down are not stored).
+	// The primary audits both attempts (group-committed within 1 s).
 	tr.waitLoginAudit(base, "dave", 2)
 
 	// Any member answers: the backup logs dave in with its own effective
 	// state.
 	if direct := tr.login(tr.memberURL("b"), "dave", password); direct.Status != 200 {
 		t.Fatalf("login at the backup b: %+v", direct)
+	}
+	// b cannot journal: it forwards the attempt's AuditEvent to the
+	// primary a, which stores it naming b.
+	if body := tr.waitLoginAudit(base, "dave", 3); !strings.Contains(body, `"tandem member b"`) {
+		t.Fatalf("the login at the backup b is not audited as served by b:\n%.3000s", body)
 	}
 
 	// Planned failover a -> b, then the same login at the same address.

@@ -158,13 +158,20 @@ func runNode(ctx context.Context, args []string) error {
 			return fmt.Errorf("--member %q is not a member of any tier in %s", *member, *clusterPath)
 		}
 		log := newLogger(os.Stderr, *level).With("service", "node", "tier", tier, "member", *member)
-		n, err := node.OpenMember(f, tier, *member, log)
-		if err != nil {
-			log.Error("node failed to start", "err", err)
-			return err
+		for {
+			n, err := node.OpenMember(f, tier, *member, log)
+			if err != nil {
+				log.Error("node failed to start", "err", err)
+				return err
+			}
+			_ = n.UsePolicyDir(*policyDir) // logged; a broken policy fails closed
+			err = n.Run(ctx)
+			if !errors.Is(err, node.ErrRestart) || ctx.Err() != nil {
+				return err
+			}
+			// a re-seed was fetched and verified: open again to install it
+			log.Warn("node reopening to install a re-seed")
 		}
-		_ = n.UsePolicyDir(*policyDir) // logged; a broken policy fails closed
-		return n.Run(ctx)
 	}
 	if *cfgPath == "" {
 		return errors.New("--config FILE (standalone) or --cluster FILE --member NAME is required (see deploy/examples/)")
@@ -279,8 +286,8 @@ func runGateway(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.HoldTimeout, "hold", gateway.DefaultHoldTimeout, "how long a request is held waiting for a primary during a failover")
 	fs.IntVar(&cfg.RateLimit, "rate-limit", 0, "requests per second per client, counted in Redis (0: no limit)")
 	fs.StringVar(&cfg.ID, "id", "", "this gateway's name in events and logs (default from --listen)")
-	fs.StringVar(&cfg.TemporalAddress, "temporal-address", "", "Temporal frontend host:port whose running workflows the Mirror Monitor lists (empty: not connected)")
-	fs.StringVar(&cfg.TemporalNamespace, "temporal-namespace", worker.DefaultNamespace, "Temporal namespace of --temporal-address")
+	fs.StringVar(&cfg.TemporalAddress, "temporal-address", "", "Temporal frontend host:port whose running workflows the Mirror Monitor lists (default: the cluster file's temporal.address; neither: not connected)")
+	fs.StringVar(&cfg.TemporalNamespace, "temporal-namespace", "", "Temporal namespace of --temporal-address (default: the cluster file's temporal.namespace, else "+worker.DefaultNamespace+")")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -314,11 +321,15 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	mopts := monitor.Options{AdminHTTP: src.HTTP}
-	if cfg.TemporalAddress != "" {
+	if cfg.TemporalAddress != "" || f.Temporal.Address != "" {
 		// Lazy: the gateway serves while Temporal is down; the page shows
 		// the error until it answers.
-		tc, err := client.NewLazyClient(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
-			Logger: sdklog.NewStructuredLogger(cfg.Log.With("component", "temporal-client"))})
+		topts, err := worker.ClientOptions(f.Temporal, cfg.TemporalAddress, cfg.TemporalNamespace)
+		if err != nil {
+			return err
+		}
+		topts.Logger = sdklog.NewStructuredLogger(cfg.Log.With("component", "temporal-client"))
+		tc, err := client.NewLazyClient(topts)
 		if err != nil {
 			return fmt.Errorf("--temporal-address: %w", err)
 		}

@@ -250,7 +250,8 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 			Name, Kind, URL string
 			PID             int
 		}
-		Tokens map[string]string
+		Tokens     map[string]string
+		TemporalUI string `json:"temporal_ui"`
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -305,6 +306,66 @@ func TestDevStartsAndStopsEverything(t *testing.T) {
 	}
 	if primaries != 1 {
 		t.Fatalf("%d primaries", primaries)
+	}
+	// The arbiter's and the agents' operations endpoints (arbiter.http,
+	// agent.http) with the CA alone.
+	for _, ops := range []struct{ addr, series string }{
+		{fmt.Sprintf("127.0.0.1:%d", port+98), `tandem_arbiter_seeded{tier="records"} 1` + "\n"},
+		{fmt.Sprintf("127.0.0.1:%d", port+3), `tandem_agent_member_up{member="a",tier="records"} 1` + "\n"},
+		{fmt.Sprintf("127.0.0.1:%d", port+4), `tandem_agent_member_up{member="b",tier="records"} 1` + "\n"},
+		// the worker: the Temporal SDK's counters, once it has polled
+		{fmt.Sprintf("127.0.0.1:%d", port+95), `namespace="default",task_queue="tandem-admin",worker_type="none",workflow_type="MirrorSetup"}`},
+	} {
+		var body []byte
+		for i := 0; ; i++ {
+			resp, err := client.Get("https://" + ops.addr + "/metrics")
+			if err != nil {
+				t.Fatalf("operations endpoint %s: %v", ops.addr, err)
+			}
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), ops.series) || i > 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.Contains(string(body), ops.series) {
+			t.Fatalf("https://%s/metrics has no %q:\n%s", ops.addr, ops.series, body)
+		}
+	}
+	// The Temporal Web UI dev printed lists the MirrorSetup it ran, read
+	// from the embedded server.
+	if ep.TemporalUI == "" || !strings.Contains(out.String(), ep.TemporalUI) {
+		t.Fatalf("dev did not print the Temporal Web UI %q:\n%s", ep.TemporalUI, out.String())
+	}
+	for i := 0; ; i++ {
+		resp, err := http.Get(ep.TemporalUI + "/api/v1/namespaces/default/workflows")
+		if err != nil {
+			t.Fatalf("Temporal Web UI: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(body), `"MirrorSetup"`) {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("Temporal Web UI lists no MirrorSetup workflow: HTTP %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port+96)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("Temporal server metrics: %v %+v", err, resp)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `service_name="frontend"`) {
+			t.Fatalf("Temporal server metrics have no frontend series:\n%.2000s", body)
+		}
+	}
+	if resp, err := http.Get(ep.TemporalUI + "/"); err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("Temporal Web UI page: %v %+v", err, resp)
+	} else {
+		resp.Body.Close()
 	}
 	// FHIR through the gateway, at the base URL dev printed.
 	if !strings.Contains(out.String(), ep.FHIR) || ep.FHIR == "" {

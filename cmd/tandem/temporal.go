@@ -40,10 +40,11 @@ func runTemporal(ctx context.Context, args []string) error {
 func runWorker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	clusterPath := fs.String("cluster", "", "cluster file (YAML): the tiers the workflows act on")
-	address := fs.String("temporal-address", worker.DefaultAddress, "Temporal frontend host:port (the embedded server, or a Temporal cluster)")
-	namespace := fs.String("namespace", worker.DefaultNamespace, "Temporal namespace")
+	address := fs.String("temporal-address", "", "Temporal frontend host:port (default: the cluster file's temporal.address, else the embedded server "+worker.DefaultAddress+"; TLS and API key from the cluster file)")
+	namespace := fs.String("namespace", "", "Temporal namespace (default: the cluster file's temporal.namespace, else "+worker.DefaultNamespace+")")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	driftCheck := fs.Duration("drift-check", 60*time.Second, "interval of every tier's DriftCheck schedule (ConfigSync): without this flag a missing schedule is created (60s) and an existing one left as it is; with it, set at start; 0 leaves the schedules alone")
+	httpAddr := fs.String("http", "", "serve /healthz and /metrics (the Temporal SDK's metrics) on host:port, TLS with the operator certificate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func runWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(os.Stderr, *level).With("service", "worker")
-	if err := worker.Run(ctx, worker.Options{Cluster: f, Address: *address, Namespace: *namespace, Log: log, DriftCheck: *driftCheck}); err != nil {
+	if err := worker.Run(ctx, worker.Options{Cluster: f, Address: *address, Namespace: *namespace, Log: log, DriftCheck: *driftCheck, HTTP: *httpAddr}); err != nil {
 		log.Error("worker failed", "err", err)
 		return err
 	}

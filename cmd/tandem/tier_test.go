@@ -60,6 +60,9 @@ type tierOptions struct {
 	// seed maps a member to a directory copied to its data_dir before it
 	// first starts (a `tandem restore --new-tier` result).
 	seed map[string]string
+	// journal is the cluster file's journal section (YAML flow mapping,
+	// e.g. "{segment_size: 1048576, async_retention: 2s}"); empty: defaults.
+	journal string
 }
 
 func startTierWith(t testing.TB, opts tierOptions) *tier {
@@ -123,6 +126,9 @@ func startTierWith(t testing.TB, opts tierOptions) *tier {
 	}
 	// Members sign login tokens (POST /auth/token) with it too.
 	y += fmt.Sprintf("access:\n  keys:\n    - {kid: test-1, alg: HS256, path: %s}\n  signing_key: test-1\n", keyPath)
+	if opts.journal != "" {
+		y += "journal: " + opts.journal + "\n"
+	}
 	if err := os.WriteFile(tr.cluster, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}

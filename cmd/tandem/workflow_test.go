@@ -26,6 +26,7 @@ import (
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
+	"github.com/tandemhealth/tandem/workflows/rebuildmember"
 )
 
 var updateHistories = flag.Bool("update-histories", false, "rewrite the workflows' replay histories in workflows/*/testdata from this run")
@@ -228,6 +229,44 @@ func TestWorkflowsOnARealTier(t *testing.T) {
 		t.Fatalf("data on the new primary: %q %v", v, err)
 	}
 	t.Logf("PlannedFailover finished in %s", time.Since(t0).Round(time.Millisecond))
+
+	// RebuildMember: a needs no re-seed, so it is refused; forced, a is
+	// re-seeded from b's snapshot, catches up and ends equal.
+	run, err = ctl.StartWorkflow(ctx, tt.tc, "rebuild-member", rebuildmember.Input{Tier: "records", Member: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st = tt.waitWorkflow(60 * time.Second); st.Status != "Failed" || !strings.Contains(st.Error, "needs no re-seed") {
+		t.Fatalf("RebuildMember of a healthy backup without force: %+v", st)
+	}
+	tt.saveHistory("rebuildmember", "refused", run)
+	t0 = time.Now()
+	if err := tt.put(ctx, "b", "Patient/2", `{"resourceType":"Patient"}`); err != nil {
+		t.Fatal(err)
+	}
+	run, err = ctl.StartWorkflow(ctx, tt.tc, "rebuild-member", rebuildmember.Input{Tier: "records", Member: "a", Force: true, By: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = tt.waitWorkflow(120 * time.Second)
+	if st.Status != "Completed" || tt.status("a") != "backup" {
+		t.Fatalf("RebuildMember: %+v; a is %s", st, tt.status("a"))
+	}
+	tt.saveHistory("rebuildmember", "reseeded", run)
+	var ast map[string]any
+	if err := tt.client.Do(ctx, "GET", "a", "/mirror/status", nil, &ast); err != nil {
+		t.Fatal(err)
+	}
+	if rb, _ := ast["rebuild"].(map[string]any); rb == nil || rb["state"] != "installed" || rb["source"] != "b" {
+		t.Fatalf("a does not report an installed re-seed from b: %v", ast["rebuild"])
+	}
+	if rec, err := tt.systemRecord("b", workflows.RecordKey(rebuildmember.Name, "records", run, "done")); err != nil || rec.Result != "re-seeded" || rec.By != "ops" {
+		t.Fatalf("RebuildMember record: %+v %v", rec, err)
+	}
+	if v, err := tt.get("a", "Patient/2"); err != nil || !strings.Contains(v, "Patient") {
+		t.Fatalf("a after the re-seed: %q %v", v, err)
+	}
+	t.Logf("RebuildMember (forced) finished in %s; checks: %s", time.Since(t0).Round(time.Millisecond), strings.Join(st.Progress.Checks, "; "))
 
 	// PromoteAsync: b (now primary), its agent and the arbiter gone.
 	tt.kill9("agent-b")

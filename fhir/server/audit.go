@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,6 +87,9 @@ type auditRec struct {
 	// A login attempt's record (AuditLogin): the client's network address
 	// and what the token endpoint answered (an OAuth error code).
 	address, detail string
+	// observer is the member that served the access, for events another
+	// member forwarded (StoreForwardedAudit); empty for this member's own.
+	observer string
 }
 
 // loginInteraction marks a login attempt's record (AuditLogin): its
@@ -145,6 +150,14 @@ func (rec *auditRec) saw(typ, id string, body []byte) {
 	rec.mu.Lock()
 	rec.seen = append(rec.seen, auditEntity{typ: typ, id: id, body: body})
 	rec.mu.Unlock()
+}
+
+// entities copies the entities seen so far (a flush that fails keeps
+// them for the next one).
+func (rec *auditRec) entities() []auditEntity {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]auditEntity(nil), rec.seen...)
 }
 
 func (rec *auditRec) take() []auditEntity {
@@ -238,12 +251,21 @@ func (a *auditLog) add(rec *auditRec) {
 }
 
 // flush writes every buffered record: one sequencer Write per chunk of at
-// most maxAuditChunk bytes (in practice one).
+// most maxAuditChunk bytes (in practice one). A member that cannot write
+// forwards them to the primary (audit_forward.go); what can be neither
+// stored nor forwarded stays buffered for the next flush.
 func (a *auditLog) flush(ctx context.Context) error {
 	a.mu.Lock()
 	recs := a.buf
 	a.buf = nil
 	a.mu.Unlock()
+	if len(recs) == 0 {
+		return nil
+	}
+	forwarding := a.s.opts.AuditForward != nil
+	if forwarding && !a.s.canWrite() {
+		return a.forward(ctx, recs)
+	}
 	const maxAuditChunk = 8 << 20
 	var errs []error
 	for len(recs) > 0 {
@@ -251,16 +273,23 @@ func (a *auditLog) flush(ctx context.Context) error {
 		_, err := a.s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 			t := newTxn(v, a.s.now())
 			b := a.s.beginAudit(t)
+			// About 700 bytes an event: sized once, not grown by copying
+			// (growing it was most of the bytes audit allocated).
+			b.events = make([]byte, 0, min(len(recs)*768, maxAuditChunk+4096))
 			n = 0
 			for n < len(recs) && (n == 0 || len(b.events) < maxAuditChunk) {
-				a.s.addAudit(t, b, recs[n], recs[n].status, recs[n].take(), recs[n].at)
+				a.s.addAudit(t, b, recs[n], recs[n].status, recs[n].entities(), recs[n].at)
 				n++
 			}
 			b.finish(t)
 			return t.ops()
 		})
 		if err != nil {
-			a.s.opts.Logger.Error("fhir: audit events not stored", "events", len(recs), "err", err)
+			if forwarding && !a.s.canWrite() { // stepped down: the new primary stores them
+				return a.forward(ctx, recs)
+			}
+			a.s.opts.Logger.Error("fhir: audit events not stored yet; kept for the next flush", "events", len(recs), "err", err)
+			a.requeue(recs)
 			errs = append(errs, err)
 			break
 		}
@@ -281,10 +310,17 @@ func (a *auditLog) close(ctx context.Context) error {
 	})
 	select {
 	case <-a.done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	a.mu.Lock()
+	left := len(a.buf)
+	a.mu.Unlock()
+	if left > 0 {
+		a.s.opts.Logger.Error("fhir: AUDIT EVENTS LOST at shutdown: they could neither be stored nor forwarded to the primary", "events", left)
+		return fmt.Errorf("fhir: %d audit events could not be stored before shutdown", left)
+	}
+	return nil
 }
 
 // maxPatientCache bounds the patient cache (it is emptied when full).
@@ -340,21 +376,23 @@ func (s *Server) beginAudit(t *txn) *auditBatch {
 // addAudit adds one AuditEvent for rec with the given entities.
 func (s *Server) addAudit(t *txn, b *auditBatch, rec *auditRec, status int, ents []auditEntity, at time.Time) {
 	b.seq++
-	patients := map[string]bool{}
+	var patients []string // sorted, without duplicates; most events name one
 	for i := range ents {
 		e := &ents[i]
 		if !e.known {
 			e.patients = s.audit.patientsOf(t, e)
 		}
 		for _, p := range e.patients {
-			patients[p] = true
+			if j, found := slices.BinarySearch(patients, p); !found {
+				patients = slices.Insert(patients, j, p)
+			}
 		}
 	}
 	if len(b.events) > 0 {
 		b.events = append(b.events, '\n')
 	}
-	b.events = append(b.events, auditEvent(rec, status, ents, patients, at, b.seq)...)
-	for p := range patients {
+	b.events = appendAuditEvent(b.events, rec, status, ents, patients, at, b.seq)
+	for _, p := range patients {
 		b.byPatient[p] = binary.BigEndian.AppendUint64(b.byPatient[p], b.seq)
 	}
 	agent := url.PathEscape(subjectOf(rec.p))
@@ -403,9 +441,10 @@ func subjectOf(p *access.Principal) string {
 // Audit subject identifier system: the token's sub claim.
 const auditSubjectSystem = "urn:tandem:token-subject"
 
-// auditEvent renders an R4 AuditEvent. It is written by hand (no
-// reflection): it runs once per audited request.
-func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[string]bool, at time.Time, seq uint64) []byte {
+// appendAuditEvent appends an R4 AuditEvent to b. It is written by hand
+// (no reflection) and straight into the batch's buffer: it runs once per
+// audited request. patients is sorted.
+func appendAuditEvent(b []byte, rec *auditRec, status int, ents []auditEntity, patients []string, at time.Time, seq uint64) []byte {
 	if status == 0 {
 		status = http.StatusOK
 	}
@@ -432,7 +471,6 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 	case "transaction", "batch", "operation", "batch/transaction", loginInteraction:
 		action = "E"
 	}
-	b := make([]byte, 0, 512+48*len(ents))
 	b = append(b, `{"resourceType":"AuditEvent","id":"`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `","type":`...)
@@ -445,7 +483,7 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 	b = append(b, `}],"action":"`...)
 	b = append(b, action...)
 	b = append(b, `","recorded":"`...)
-	b = append(b, fhir.FormatInstant(at)...)
+	b = fhir.AppendInstant(b, at)
 	b = append(b, `","outcome":"`...)
 	b = append(b, outcome...)
 	b = append(b, `","outcomeDesc":`...)
@@ -469,12 +507,14 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 		b = appendString(b, rec.address)
 		b = append(b, `,"type":"2"}`...)
 	}
-	b = append(b, `}],"source":{"observer":{"display":"tandem"}}`...)
-	ps := make([]string, 0, len(patients))
-	for p := range patients {
-		ps = append(ps, p)
+	if rec.observer != "" {
+		b = append(b, `}],"source":{"observer":{"display":`...)
+		b = appendString(b, "tandem member ", rec.observer)
+		b = append(b, `}}`...)
+	} else {
+		b = append(b, `}],"source":{"observer":{"display":"tandem"}}`...)
 	}
-	sort.Strings(ps)
+	ps := patients
 	if len(ents)+len(ps) > 0 {
 		b = append(b, `,"entity":[`...)
 		for i, e := range ents {
@@ -482,7 +522,7 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 				b = append(b, ',')
 			}
 			b = append(b, `{"what":{"reference":`...)
-			b = appendString(b, e.typ+"/"+e.id)
+			b = appendString(b, e.typ, "/", e.id)
 			b = append(b, `}}`...)
 		}
 		for i, p := range ps {
@@ -490,7 +530,7 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 				b = append(b, ',')
 			}
 			b = append(b, `{"what":{"reference":`...)
-			b = appendString(b, "Patient/"+p)
+			b = appendString(b, "Patient/", p)
 			b = append(b, `},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}}`...)
 		}
 		b = append(b, ']')
@@ -498,16 +538,20 @@ func auditEvent(rec *auditRec, status int, ents []auditEntity, patients map[stri
 	return append(b, '}')
 }
 
-// appendString appends s as a JSON string.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
+// appendString appends the concatenation of parts as one JSON string.
+func appendString(b []byte, parts ...string) []byte {
+	for _, s := range parts {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+				q, _ := json.Marshal(strings.Join(parts, ""))
+				return append(b, q...)
+			}
 		}
 	}
 	b = append(b, '"')
-	b = append(b, s...)
+	for _, s := range parts {
+		b = append(b, s...)
+	}
 	return append(b, '"')
 }
 

@@ -104,6 +104,14 @@ type Options struct {
 	// group commit (default 500ms, at most 1s). Close flushes.
 	Audit       bool
 	AuditWindow time.Duration
+	// CanWrite reports whether this member can journal now (a mirror's
+	// primary); nil means always. AuditForward, when set, sends the
+	// AuditEvents of a member that cannot write to the primary, which
+	// stores them (StoreForwardedAudit) before answering; AuditObserver
+	// names this member in them.
+	CanWrite      func() bool
+	AuditForward  func(ctx context.Context, events []ForwardedAudit) error
+	AuditObserver string
 	// Search holds the search parameters that are indexed; default the
 	// embedded R4 definitions (search.Load).
 	Search *search.Registry

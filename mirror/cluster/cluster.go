@@ -52,7 +52,82 @@ type File struct {
 	// admin API. Without keys, only the operator's client certificate is
 	// accepted there.
 	Access Access `yaml:"access"`
+	// Temporal is where the workflow worker, `tandem ctl workflow` and the
+	// gateway's monitor reach Temporal; empty: the embedded server on
+	// 127.0.0.1:7233 (`tandem temporal`). Their flags override it.
+	Temporal Temporal `yaml:"temporal"`
+	// Journal sets the members' journal segments and purge (DESIGN §3
+	// "Journal purge").
+	Journal Journal `yaml:"journal"`
 }
+
+// Temporal names a Temporal frontend and how to authenticate to it: TLS
+// (a CA, and a client certificate for mutual TLS) and/or an API key.
+type Temporal struct {
+	Address   string      `yaml:"address"`   // host:port
+	Namespace string      `yaml:"namespace"` // "default" when empty
+	TLS       TemporalTLS `yaml:"tls"`
+	// APIKeyFile holds an API key sent as a bearer token (Temporal Cloud);
+	// it needs TLS.
+	APIKeyFile string `yaml:"api_key_file"`
+}
+
+// TemporalTLS: with Enabled, the frontend's certificate is checked against
+// CAFile (the system roots when empty) under ServerName (the address's host
+// when empty); CertFile and KeyFile, together, add a client certificate.
+type TemporalTLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Validate reports every problem of a temporal section, fields named
+// under prefix.
+func (t Temporal) Validate(prefix string) error {
+	var errs []error
+	if t.Address != "" {
+		if _, p, err := net.SplitHostPort(t.Address); err != nil || p == "" {
+			errs = append(errs, fmt.Errorf("field %s.address: %q must be host:port", prefix, t.Address))
+		}
+	}
+	if (t.TLS.CertFile == "") != (t.TLS.KeyFile == "") {
+		errs = append(errs, fmt.Errorf("field %s.tls: cert_file and key_file go together", prefix))
+	}
+	if !t.TLS.Enabled && (t.TLS.CAFile != "" || t.TLS.CertFile != "" || t.TLS.ServerName != "") {
+		errs = append(errs, fmt.Errorf("field %s.tls.enabled: must be true when ca_file, cert_file or server_name is set", prefix))
+	}
+	if t.APIKeyFile != "" && !t.TLS.Enabled {
+		errs = append(errs, fmt.Errorf("field %s.api_key_file: an API key needs tls.enabled (it must not cross the network in clear)", prefix))
+	}
+	return errors.Join(errs...)
+}
+
+// Journal configures every member's journal: segment size and purge.
+type Journal struct {
+	// SegmentSize is the size at which a segment is closed and a new one
+	// started, in bytes (purge removes whole segments); 64 MiB when empty.
+	SegmentSize int64 `yaml:"segment_size"`
+	// AsyncRetention: an async disconnected from the primary for longer
+	// stops holding the journal; once the primary purges what it needed,
+	// it needs a rebuild. 14 days (336h) when empty.
+	AsyncRetention Duration `yaml:"async_retention"`
+	// MaxBytes caps, in bytes, the journal the primary keeps for asyncs: an
+	// async that needs more than this behind the primary's last record
+	// stops holding it. 0 (empty): no cap. The failover pair always holds.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// PurgeInterval is how often every member checks what it may purge
+	// (flushing its store first); 1m when empty.
+	PurgeInterval Duration `yaml:"purge_interval"`
+}
+
+// Journal defaults.
+const (
+	DefaultSegmentSize    = 64 << 20
+	DefaultAsyncRetention = 14 * 24 * time.Hour
+	DefaultPurgeInterval  = time.Minute
+)
 
 // Access configures bearer tokens (package fhir/access).
 type Access struct {
@@ -148,6 +223,9 @@ type TLS struct {
 type Arbiter struct {
 	Address string `yaml:"address"`
 	DataDir string `yaml:"data_dir"`
+	// HTTP, when set, serves /healthz and /metrics (TLS with the arbiter's
+	// certificate, client certificates optional).
+	HTTP string `yaml:"http"`
 }
 
 // Tier is one mirror: exactly two failover members and up to 14 asyncs.
@@ -173,6 +251,9 @@ type Member struct {
 // Agent runs beside a member on its host.
 type Agent struct {
 	Address string `yaml:"address"`
+	// HTTP, when set, serves /healthz and /metrics (TLS with the agent's
+	// certificate, client certificates optional).
+	HTTP string `yaml:"http"`
 }
 
 // Duration is a time.Duration written as "2s", "500ms".
@@ -209,6 +290,15 @@ func Parse(data []byte) (*File, error) {
 	}
 	if f.QoS == 0 {
 		f.QoS = Duration(DefaultQoS)
+	}
+	if f.Journal.SegmentSize == 0 {
+		f.Journal.SegmentSize = DefaultSegmentSize
+	}
+	if f.Journal.AsyncRetention == 0 {
+		f.Journal.AsyncRetention = Duration(DefaultAsyncRetention)
+	}
+	if f.Journal.PurgeInterval == 0 {
+		f.Journal.PurgeInterval = Duration(DefaultPurgeInterval)
 	}
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -253,6 +343,7 @@ func (f *File) Validate() error {
 		bad("tls.cert_dir", "is required with tls.ca_file")
 	}
 	addr("arbiter.address", f.Arbiter.Address, true)
+	addr("arbiter.http", f.Arbiter.HTTP, false)
 	if f.Arbiter.DataDir == "" {
 		bad("arbiter.data_dir", "is required")
 	}
@@ -293,6 +384,7 @@ func (f *File) Validate() error {
 			addr(mp+".address", m.Address, true)
 			addr(mp+".http", m.HTTP, true)
 			addr(mp+".agent.address", m.Agent.Address, true)
+			addr(mp+".agent.http", m.Agent.HTTP, false)
 			if m.DataDir == "" {
 				bad(mp+".data_dir", "is required")
 			}
@@ -323,6 +415,24 @@ func (f *File) Validate() error {
 	}
 	if err := f.Access.Validate("access"); err != nil {
 		errs = append(errs, err)
+	}
+	if err := f.Temporal.Validate("temporal"); err != nil {
+		errs = append(errs, err)
+	}
+	j := f.Journal
+	if j.SegmentSize < 1<<20 || j.SegmentSize > 1<<30 {
+		bad("journal.segment_size", "%d must be between 1 MiB (1048576) and 1 GiB", j.SegmentSize)
+	}
+	if d := time.Duration(j.AsyncRetention); d < time.Second || d > 365*24*time.Hour {
+		bad("journal.async_retention", "%s must be between 1s and 8760h (a year)", d)
+	}
+	if j.MaxBytes < 0 {
+		bad("journal.max_bytes", "%d must not be negative (0: no cap)", j.MaxBytes)
+	} else if j.MaxBytes > 0 && j.MaxBytes < 2*j.SegmentSize {
+		bad("journal.max_bytes", "%d must be at least two segments (2 × journal.segment_size = %d), or 0 for no cap", j.MaxBytes, 2*j.SegmentSize)
+	}
+	if d := time.Duration(j.PurgeInterval); d < 100*time.Millisecond || d > time.Hour {
+		bad("journal.purge_interval", "%s must be between 100ms and 1h", d)
 	}
 	return errors.Join(errs...)
 }

@@ -41,6 +41,25 @@ func TestParseDefaultsAndLinks(t *testing.T) {
 	}
 }
 
+func TestJournalSectionDefaultsAndValues(t *testing.T) {
+	f, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := f.Journal
+	if j.SegmentSize != DefaultSegmentSize || time.Duration(j.AsyncRetention) != 14*24*time.Hour || j.MaxBytes != 0 || time.Duration(j.PurgeInterval) != time.Minute {
+		t.Fatalf("defaults %+v", j)
+	}
+	f, err = Parse([]byte(strings.Replace(good, "tls:", "journal: {segment_size: 2097152, async_retention: 3s, max_bytes: 8388608, purge_interval: 500ms}\ntls:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j = f.Journal
+	if j.SegmentSize != 2<<20 || time.Duration(j.AsyncRetention) != 3*time.Second || j.MaxBytes != 8<<20 || time.Duration(j.PurgeInterval) != 500*time.Millisecond {
+		t.Fatalf("values %+v", j)
+	}
+}
+
 func TestAccessSection(t *testing.T) {
 	f, err := Parse([]byte(strings.Replace(good, "tls:", "access:\n  issuer: tandem\n  leeway: 10s\n  keys:\n    - {kid: k1, alg: HS256, path: /k1}\n    - {kid: k2, alg: ES256, path: /k2.pem}\n  signing_key: k2\n  token_ttl: 10m\ntls:", 1)))
 	if err != nil {
@@ -77,6 +96,8 @@ func TestBadFilesNameTheField(t *testing.T) {
 		{"duplicate name", "{name: b,", "{name: a,", "field tiers[0].members[1].name"},
 		{"address reused", `"127.0.0.1:7412"`, `"127.0.0.1:7411"`, "field tiers[0].members[1].address"},
 		{"missing data dir", "data_dir: /tmp/b, ", "", "field tiers[0].members[1].data_dir"},
+		{"arbiter http", "data_dir: /tmp/arb}", `data_dir: /tmp/arb, http: "7501"}`, "field arbiter.http"},
+		{"agent http reused", `agent: {address: "127.0.0.1:7422"}`, `agent: {address: "127.0.0.1:7422", http: "127.0.0.1:7402"}`, "field tiers[0].members[1].agent.http"},
 		{"bad link", "a->b:", "a-b:", "links[\"a-b\"]"},
 		{"link to nobody", "a->b:", "a->z:", "unknown target"},
 		{"unknown key", "arbiter:", "arbitr:", "arbitr"},
@@ -88,8 +109,19 @@ func TestBadFilesNameTheField(t *testing.T) {
 		{"signing key unknown", "tls:", "access: {keys: [{kid: k1, alg: HS256, path: /a}], signing_key: k2}\ntls:", "field access.signing_key"},
 		{"token ttl too long", "tls:", "access: {keys: [{kid: k1, alg: HS256, path: /a}], signing_key: k1, token_ttl: 48h}\ntls:", "field access.token_ttl"},
 		{"lockout after negative", "tls:", "access: {lockout_after: -1}\ntls:", "field access.lockout_after"},
+		{"temporal address", "tls:", "temporal: {address: nowhere}\ntls:", "field temporal.address"},
+		{"temporal cert without key", "tls:", "temporal: {tls: {enabled: true, cert_file: /c}}\ntls:", "field temporal.tls"},
+		{"temporal ca without tls", "tls:", "temporal: {tls: {ca_file: /ca}}\ntls:", "field temporal.tls.enabled"},
+		{"temporal api key in clear", "tls:", "temporal: {api_key_file: /k}\ntls:", "field temporal.api_key_file"},
 		{"lockout for too long", "tls:", "access: {lockout_for: 100h}\ntls:", "field access.lockout_for"},
 		{"access unknown key", "tls:", "access:\n  keys:\n    - {kid: k1, alg: HS256, file: /k}\ntls:", "field access.keys[0]"},
+		{"segment size too small", "tls:", "journal: {segment_size: 4096}\ntls:", "field journal.segment_size"},
+		{"retention unit", "tls:", "journal: {async_retention: 14}\ntls:", "field journal.async_retention"},
+		{"retention too short", "tls:", "journal: {async_retention: 10ms}\ntls:", "field journal.async_retention"},
+		{"max bytes negative", "tls:", "journal: {max_bytes: -1}\ntls:", "field journal.max_bytes"},
+		{"max bytes below two segments", "tls:", "journal: {segment_size: 1048576, max_bytes: 1048576}\ntls:", "field journal.max_bytes"},
+		{"purge interval too long", "tls:", "journal: {purge_interval: 2h}\ntls:", "field journal.purge_interval"},
+		{"journal unknown key", "tls:", "journal: {retention: 1h}\ntls:", "retention"},
 		{"member in two tiers", "    links:", `  - name: labs
     members:
       - {name: a, role: failover, address: "127.0.0.1:8411", http: "127.0.0.1:8401", data_dir: /tmp/la, agent: {address: "127.0.0.1:8421"}}

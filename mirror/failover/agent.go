@@ -78,14 +78,22 @@ func (g *Agent) Step(m Message) Ready {
 		g.st.LastFenced = m.Epoch
 		st := g.st
 		g.rd.AgentState = &st
+		// m.Entries is the member's journal after its base (PrevLSN, PrevEpoch)
+		base, last := m.PrevLSN, m.PrevLSN+LSN(len(m.Entries))
+		epochAt := func(l LSN) Epoch {
+			if l == base {
+				return m.PrevEpoch
+			}
+			return m.Entries[l-base-1].Epoch
+		}
 		for _, q := range g.pending {
 			resp := Message{Type: MsgAgentResp, From: g.cfg.ID, To: q.from, Epoch: m.Epoch, Down: true, Fenced: true,
 				FromLSN: q.fromLSN, FromEpoch: q.fromEpoch}
-			l := LSN(len(m.Entries))
-			if q.fromLSN <= l && (q.fromLSN == 0 || m.Entries[q.fromLSN-1].Epoch == q.fromEpoch) {
-				resp.Entries = append([]Entry(nil), m.Entries[q.fromLSN:]...)
+			if q.fromLSN >= base && q.fromLSN <= last && (q.fromLSN == 0 || epochAt(q.fromLSN) == q.fromEpoch) {
+				resp.Entries = append([]Entry(nil), m.Entries[q.fromLSN-base:]...)
 			} else {
 				resp.FullLog = true
+				resp.PrevLSN, resp.PrevEpoch = base, m.PrevEpoch
 				resp.Entries = append([]Entry(nil), m.Entries...)
 			}
 			g.rd.Messages = append(g.rd.Messages, resp)

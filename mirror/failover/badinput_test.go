@@ -10,12 +10,12 @@ import (
 
 func backupB() *Member {
 	return NewMember(MemberConfig{ID: "B", Peer: "A", PeerAgent: "agentA", Arbiter: "arb", QoS: tQoS},
-		HardState{Epoch: 2, Role: RoleBackup, Known: genesisRec}, []Entry{{Epoch: 1, LSN: 1, Marker: true}, {Epoch: 2, LSN: 2, Marker: true, PrevEnd: 1}}, 0)
+		HardState{Epoch: 2, Role: RoleBackup, Known: genesisRec}, Base{}, []Entry{{Epoch: 1, LSN: 1, Marker: true}, {Epoch: 2, LSN: 2, Marker: true, PrevEnd: 1}}, 0)
 }
 
 func primaryA() *Member {
 	return NewMember(MemberConfig{ID: "A", Peer: "B", PeerAgent: "agentB", Arbiter: "arb", QoS: tQoS},
-		HardState{Epoch: 2, Role: RolePrimary, BackupActive: true, Known: genesisRec}, []Entry{{Epoch: 1, LSN: 1, Marker: true}, {Epoch: 2, LSN: 2, Marker: true, PrevEnd: 1}}, 0)
+		HardState{Epoch: 2, Role: RolePrimary, BackupActive: true, Known: genesisRec}, Base{}, []Entry{{Epoch: 1, LSN: 1, Marker: true}, {Epoch: 2, LSN: 2, Marker: true, PrevEnd: 1}}, 0)
 }
 
 type snap struct {

@@ -185,7 +185,7 @@ func TestWho06_PrimaryActsOnlyOnAnswerToCurrentRequest(t *testing.T) {
 // primary switches only after the backup confirms.
 func TestWho07_EnterAgentMode_BackupPromisesFirst(t *testing.T) {
 	b := NewMember(MemberConfig{ID: "B", Peer: "A", PeerAgent: "agentA", Arbiter: "arb", QoS: tQoS},
-		HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}, []Entry{{Epoch: 1, LSN: 1, Marker: true}}, 0)
+		HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}, Base{}, []Entry{{Epoch: 1, LSN: 1, Marker: true}}, 0)
 	rd := b.Step(Message{Type: MsgAppend, From: "A", To: "B", Epoch: 1, PrevLSN: 1, PrevEpoch: 1, Mode: ModeAgent, ModeSeq: 1})
 	if rd.HardState == nil || rd.HardState.Mode != ModeAgent || rd.HardState.ModeSeq != 1 {
 		t.Fatalf("backup must persist the promise: %+v", rd.HardState)
@@ -234,7 +234,7 @@ func TestWho08_LeaveAgentMode_OnlyWithActiveBackupArbiterFirst(t *testing.T) {
 // A backup that asked for takeover stops acknowledging the old epoch at once.
 func TestWho09_BackupStopsAckingOldEpochAfterAsking(t *testing.T) {
 	b := NewMember(MemberConfig{ID: "B", Peer: "A", PeerAgent: "agentA", Arbiter: "arb", QoS: tQoS},
-		HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}, []Entry{{Epoch: 1, LSN: 1, Marker: true}}, 0)
+		HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}, Base{}, []Entry{{Epoch: 1, LSN: 1, Marker: true}}, 0)
 	b.Step(Message{Type: MsgArbiterResp, From: "arb", To: "B", Epoch: 1, Op: OpRead, OK: true, Record: genesisRec})
 	var ask *Ready
 	for now := Tick(1); now <= 2*tQoS && ask == nil; now++ {
@@ -260,7 +260,7 @@ func TestWho09_BackupStopsAckingOldEpochAfterAsking(t *testing.T) {
 // Epochs fence everything: a member rejects anything from a lower epoch.
 func TestEpochs_LowerEpochRejectedByEveryCore(t *testing.T) {
 	b := NewMember(MemberConfig{ID: "B", Peer: "A", PeerAgent: "agentA", Arbiter: "arb", QoS: tQoS},
-		HardState{Epoch: 3, Role: RoleBackup}, []Entry{{Epoch: 3, LSN: 1, Marker: true}}, 0)
+		HardState{Epoch: 3, Role: RoleBackup}, Base{}, []Entry{{Epoch: 3, LSN: 1, Marker: true}}, 0)
 	before := b.HardState()
 	rd := b.Step(Message{Type: MsgAppend, From: "A", To: "B", Epoch: 2, PrevLSN: 1, PrevEpoch: 3, Entries: []Entry{{Epoch: 2, LSN: 2}}})
 	if b.Counters().StaleEpoch != 1 || len(rd.Entries) != 0 || rd.HardState != nil || b.LastLSN() != 1 || b.HardState().Epoch != before.Epoch {

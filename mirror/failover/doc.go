@@ -19,7 +19,7 @@
 //  4. logs Events and updates metrics.
 //
 // A crash anywhere loses only what was not persisted; the core is rebuilt with
-// NewMember(cfg, hardState, journal, now), NewArbiter(cfg, state, now) or
+// NewMember(cfg, hardState, base, journal, now), NewArbiter(cfg, state, now) or
 // NewAgent(cfg, state).
 //
 // # Types (for the shells and the Promela model)
@@ -27,9 +27,12 @@
 //   - Member: one failover member or async. Durable: HardState {Epoch, Role,
 //     Mode, ModeSeq, BackupActive, Known (last arbiter Record), Asked
 //     (TakeoverAsk), ArbiterSession, NoFailover, SteppedDown, Fenced, Losses
-//     (DataLoss)} plus
-//     the journal ([]Entry, LSN 1..n). Status: primary, in-trouble, backup,
-//     async, transition, waiting.
+//     (DataLoss), NeedsRebuild} plus
+//     the journal ([]Entry after a Base {LSN, Epoch}: records up to it
+//     purged or, after a re-seed, never held). Status: primary, in-trouble,
+//     backup, async, transition, waiting, needs-rebuild. PurgeableUpTo and
+//     Purged bound and record a purge; Reseeded is the hard state after a
+//     re-seed.
 //   - Arbiter: ArbiterState {Seeded, Record}; Record {Version{Epoch,Seq},
 //     Primary, Backup, BackupActive, Mode, ForkLSN}. Requests are
 //     MsgArbiterReq with an ArbiterOp: OpRead, OpBackupInactive,
@@ -106,6 +109,14 @@
 //	  DR promotion without the arbiter                    not implemented (see package sim doc / issue note)
 //	Epochs fence everything / bad input                   TestEpochs_LowerEpochRejectedByEveryCore, TestBadInput_Member,
 //	                                                      TestBadInput_Arbiter, TestBadInput_Agent
+//	Journal purge and rebuild
+//	  primary purges only what the pair and held asyncs   TestPurge01_PrimaryKeepsWhatTheBackupAndEveryHeldAsyncNeed
+//	  released async becomes needs-rebuild, never acks    TestPurge02_ReleasedAsyncBecomesNeedsRebuildAndNeverAcks
+//	  re-seeded member catches up from its snapshot       TestPurge03_ReseededMemberCatchesUpFromItsSnapshot
+//	  needs-rebuild never takes over, never forced        TestPurge04_NeedsRebuildBackupNeverTakesOverOrIsForced
+//	  a stale "journal gone" forces nothing               TestPurge05_StaleJournalGoneDoesNotForceARebuild
+//	  purged records of a lost history: needs-rebuild     TestPurge06_AsyncOnALostBranchNeedsRebuild
+//	  agent tail / whole journal after a base             TestPurge07_AgentTailFromAPurgedJournal, TestPurge08_AgentFullLogAfterABase
 //	Agent                                                 TestAgent_FenceThenPersistThenTail
 //	Architecture                                          TestImportsOnlyStdlib
 //

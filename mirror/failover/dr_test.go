@@ -40,7 +40,9 @@ func newDRTier(t *testing.T) *drTier {
 	return d
 }
 
-func (d *drTier) start(id ID) { d.cores[id] = NewMember(d.cfg[id], d.disk[id], d.jour[id], d.now) }
+func (d *drTier) start(id ID) {
+	d.cores[id] = NewMember(d.cfg[id], d.disk[id], Base{}, d.jour[id], d.now)
+}
 
 func (d *drTier) process(id ID, rd Ready, out *[]Message) {
 	if rd.HardState != nil {

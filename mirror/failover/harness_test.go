@@ -17,7 +17,8 @@ type tier struct {
 	cores   map[ID]any // *Member, *Arbiter, *Agent; nil = down
 	cfgM    map[ID]MemberConfig
 	disk    map[ID]HardState
-	journal map[ID][]Entry
+	journal map[ID][]Entry // after base[id]
+	base    map[ID]Base
 	arbDisk ArbiterState
 	agDisk  map[ID]AgentState
 	cuts    map[[2]string]bool
@@ -38,7 +39,14 @@ var genesisRec = Record{Version: Version{Epoch: 1}, Primary: "A", Backup: "B", B
 
 func newTier(t *testing.T) *tier {
 	t.Helper()
-	tr := &tier{t: t, cores: map[ID]any{}, cfgM: map[ID]MemberConfig{}, disk: map[ID]HardState{}, journal: map[ID][]Entry{},
+	return newTierWith(t)
+}
+
+// newTierWith is newTier with async members (on their own hosts) that the
+// primary ships the journal to.
+func newTierWith(t *testing.T, asyncs ...ID) *tier {
+	t.Helper()
+	tr := &tier{t: t, cores: map[ID]any{}, cfgM: map[ID]MemberConfig{}, disk: map[ID]HardState{}, journal: map[ID][]Entry{}, base: map[ID]Base{},
 		agDisk: map[ID]AgentState{}, cuts: map[[2]string]bool{}, mut: &Mutations{}}
 	marker := Entry{Epoch: 1, LSN: 1, Marker: true}
 	for _, id := range []ID{"A", "B"} {
@@ -46,7 +54,7 @@ func newTier(t *testing.T) *tier {
 		if id == "B" {
 			peer = "A"
 		}
-		tr.cfgM[id] = MemberConfig{ID: id, Peer: peer, PeerAgent: "agent" + peer, Arbiter: "arb", QoS: tQoS, Heartbeat: 2, Retry: 3, Mutations: tr.mut}
+		tr.cfgM[id] = MemberConfig{ID: id, Peer: peer, PeerAgent: "agent" + peer, Arbiter: "arb", Asyncs: asyncs, QoS: tQoS, Heartbeat: 2, Retry: 3, Mutations: tr.mut}
 		hs := HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}
 		if id == "A" {
 			hs.Role, hs.BackupActive = RolePrimary, true
@@ -55,6 +63,12 @@ func newTier(t *testing.T) *tier {
 		tr.journal[id] = []Entry{marker}
 		tr.start(id)
 		tr.start("agent" + id)
+	}
+	for _, id := range asyncs {
+		tr.cfgM[id] = MemberConfig{ID: id, Async: true, Failover: []ID{"A", "B"}, QoS: tQoS, Heartbeat: 2, Retry: 3, Mutations: tr.mut}
+		tr.disk[id] = HardState{Epoch: 1, Role: RoleAsync}
+		tr.journal[id] = []Entry{marker}
+		tr.start(id)
 	}
 	tr.arbDisk = ArbiterState{Seeded: true, Record: genesisRec}
 	tr.start("arb")
@@ -81,7 +95,7 @@ func (tr *tier) start(id ID) {
 		m := ID(strings.TrimPrefix(string(id), "agent"))
 		tr.cores[id] = NewAgent(AgentConfig{ID: id, Member: m, Peer: tr.cfgM[m].Peer}, tr.agDisk[id])
 	default:
-		tr.cores[id] = NewMember(tr.cfgM[id], tr.disk[id], tr.journal[id], tr.now)
+		tr.cores[id] = NewMember(tr.cfgM[id], tr.disk[id], tr.base[id], tr.journal[id], tr.now)
 	}
 }
 
@@ -118,8 +132,11 @@ func (tr *tier) dump() string { return strings.Join(tr.trace, "\n") }
 
 // process executes a Ready: persist, send, act.
 func (tr *tier) process(id ID, rd Ready) {
-	if rd.Truncate != nil && int(rd.Truncate.After) < len(tr.journal[id]) {
-		tr.journal[id] = slices.Clone(tr.journal[id][:rd.Truncate.After])
+	if rd.Truncate != nil && rd.Truncate.After < tr.last(id) {
+		if rd.Truncate.After < tr.base[id].LSN {
+			tr.t.Fatalf("%s truncates after %d, below its base %d", id, rd.Truncate.After, tr.base[id].LSN)
+		}
+		tr.journal[id] = slices.Clone(tr.journal[id][:rd.Truncate.After-tr.base[id].LSN])
 	}
 	if rd.HardState != nil {
 		tr.disk[id] = *rd.HardState
@@ -158,7 +175,8 @@ func (tr *tier) fence(agent, member ID) {
 	hs.Fenced = true
 	tr.disk[member] = hs
 	if g, ok := tr.cores[agent].(*Agent); ok && g != nil {
-		tr.process(agent, g.Step(Message{Type: MsgFenceDone, From: agent, To: agent, Epoch: hs.Epoch, Entries: slices.Clone(tr.journal[member])}))
+		b := tr.base[member]
+		tr.process(agent, g.Step(Message{Type: MsgFenceDone, From: agent, To: agent, Epoch: hs.Epoch, PrevLSN: b.LSN, PrevEpoch: b.Epoch, Entries: slices.Clone(tr.journal[member])}))
 	}
 }
 
@@ -213,7 +231,7 @@ func (tr *tier) run(n int) {
 		for _, m := range q {
 			tr.deliver(m)
 		}
-		for _, id := range []ID{"A", "B", "arb"} {
+		for _, id := range append([]ID{"A", "B", "arb"}, tr.cfgM["A"].Asyncs...) {
 			switch x := tr.cores[id].(type) {
 			case *Member:
 				if x != nil {
@@ -270,6 +288,27 @@ func (tr *tier) hasData(id ID, v string) bool {
 	return false
 }
 
+// last is the last LSN in id's durable journal.
+func (tr *tier) last(id ID) LSN { return tr.base[id].LSN + LSN(len(tr.journal[id])) }
+
+// purge removes id's journal records up to upTo from its "disk" and tells
+// its core, as a shell does; it fails the test if the core does not allow it.
+func (tr *tier) purge(id ID, upTo LSN, released ...ID) {
+	tr.t.Helper()
+	m := tr.m(id)
+	if allowed := m.PurgeableUpTo(released); upTo > allowed {
+		tr.fatalf("%s may purge only up to %d, not %d", id, allowed, upTo)
+	}
+	b := tr.base[id]
+	epoch := m.epochAt(upTo)
+	tr.journal[id] = slices.Clone(tr.journal[id][upTo-b.LSN:])
+	tr.base[id] = Base{LSN: upTo, Epoch: epoch}
+	tr.process(id, m.Purged(upTo, released))
+	if m.Base() != tr.base[id] {
+		tr.fatalf("%s core base %v, disk base %v", id, m.Base(), tr.base[id])
+	}
+}
+
 func (tr *tier) fatalf(format string, args ...any) {
 	tr.t.Helper()
 	tr.t.Fatalf(format+"\ntrace:\n%s", append(args, tr.dump())...)
@@ -278,8 +317,14 @@ func (tr *tier) fatalf(format string, args ...any) {
 // steady writes n values through A and runs until they are acknowledged.
 func (tr *tier) steady(prefix string, n int) {
 	tr.t.Helper()
+	tr.steady2("A", prefix, n)
+}
+
+// steady2 is steady through member id.
+func (tr *tier) steady2(id ID, prefix string, n int) {
+	tr.t.Helper()
 	for i := range n {
-		tr.write("A", fmt.Sprintf("%s%d", prefix, i))
+		tr.write(id, fmt.Sprintf("%s%d", prefix, i))
 	}
 	tr.run(6)
 }

@@ -1,6 +1,9 @@
 package failover
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // MemberConfig configures a Member core. Timeouts are in ticks.
 type MemberConfig struct {
@@ -65,10 +68,11 @@ const drAskTries = 10
 // sees it (log) and its durable HardState; everything else is volatile and
 // rebuilt after a restart.
 type Member struct {
-	cfg MemberConfig
-	hs  HardState
-	log []Entry // log[i] has LSN i+1; mirrors the durable journal once Ready is persisted
-	now Tick
+	cfg  MemberConfig
+	hs   HardState
+	base Base    // the journal starts after base.LSN (purged, or re-seeded there)
+	log  []Entry // log[i] has LSN base.LSN+i+1; mirrors the durable journal once Ready is persisted
+	now  Tick
 
 	// volatile
 	status            Status
@@ -76,7 +80,10 @@ type Member struct {
 	match             LSN // backup's durable match in our epoch
 	next              LSN // next LSN to send to the backup
 	asyncMatch        []LSN
-	asyncNext         []LSN // next LSN to send to each async (a window beyond asyncMatch)
+	asyncNext         []LSN  // next LSN to send to each async (a window beyond asyncMatch)
+	asyncHeard        []Tick // when each async last answered an append
+	asyncGone         []bool // primary: this async needs records we purged (it needs a rebuild)
+	peerGone          bool   // primary: the backup needs records we purged
 	lastBackupAck     Tick
 	lastPrimaryMsg    Tick
 	lastArbiter       Tick
@@ -101,17 +108,25 @@ type Member struct {
 	rd Ready
 }
 
-// NewMember restarts a member from its durable state: hs and the durable
-// journal entries (LSN 1..n). Volatile state starts empty; a primary starts
+// NewMember restarts a member from its durable state: hs, the journal's
+// base (zero for a journal that starts at LSN 1; after a purge or a re-seed,
+// the last LSN no longer held and its epoch) and the durable journal entries
+// after it (base.LSN+1..n). Volatile state starts empty; a primary starts
 // in-trouble until the backup acks or the arbiter consents again.
-func NewMember(cfg MemberConfig, hs HardState, journal []Entry, now Tick) *Member {
+func NewMember(cfg MemberConfig, hs HardState, base Base, journal []Entry, now Tick) *Member {
 	cfg = cfg.withDefaults()
-	m := &Member{cfg: cfg, hs: hs, now: now, started: now,
+	m := &Member{cfg: cfg, hs: hs, base: base, now: now, started: now,
 		lastBackupAck: now, lastPrimaryMsg: now, lastArbiter: now - cfg.QoS - 1,
 		align: Alignment{Aligned: true}}
 	m.log = append([]Entry(nil), journal...)
+	m.dropped = base.LSN
 	m.asyncMatch = make([]LSN, len(cfg.Asyncs))
 	m.asyncNext = make([]LSN, len(cfg.Asyncs))
+	m.asyncHeard = make([]Tick, len(cfg.Asyncs))
+	for i := range m.asyncHeard {
+		m.asyncHeard[i] = now
+	}
+	m.asyncGone = make([]bool, len(cfg.Asyncs))
 	m.next = m.lastLSN() + 1
 	m.hs.Losses = append([]DataLoss(nil), hs.Losses...)
 	if cfg.Async {
@@ -148,8 +163,8 @@ func (m *Member) Commit() LSN    { return m.commit }
 // so the core's memory does not grow with the journal; entries it sends
 // later without Data are filled in from the journal by the shell.
 func (m *Member) DropData(upTo LSN) {
-	for i := m.dropped; i < min(upTo, m.lastLSN()); i++ {
-		m.log[i].Data = nil
+	for l := max(m.dropped, m.base.LSN) + 1; l <= min(upTo, m.lastLSN()); l++ {
+		m.log[l-m.base.LSN-1].Data = nil
 	}
 	m.dropped = max(m.dropped, min(upTo, m.lastLSN()))
 }
@@ -160,10 +175,11 @@ func (m *Member) DropData(upTo LSN) {
 func (m *Member) PrimaryLast() LSN     { return m.primaryLast }
 func (m *Member) Counters() Counters   { return m.counters }
 func (m *Member) Journal() []Entry     { return append([]Entry(nil), m.log...) }
+func (m *Member) Base() Base           { return m.base }
 func (m *Member) IsPrimary() bool      { return m.actingPrimary() }
 func (m *Member) Alignment() Alignment { return m.align }
 
-func (m *Member) lastLSN() LSN { return LSN(len(m.log)) }
+func (m *Member) lastLSN() LSN { return m.base.LSN + LSN(len(m.log)) }
 
 // Transfer is the state of journal shipping between the failover pair as
 // this member measures it (DESIGN §3 "journal transfer"): Status is
@@ -215,16 +231,22 @@ func (m *Member) Transfer() Transfer {
 	}
 	return Transfer{}
 }
+
+// epochAt is the epoch of the record at l: 0 for l == 0, beyond the
+// journal, or below its base (purged: unknown).
 func (m *Member) epochAt(l LSN) Epoch {
-	if l == 0 || l > m.lastLSN() {
+	switch {
+	case l == 0 || l > m.lastLSN() || l < m.base.LSN:
 		return 0
+	case l == m.base.LSN:
+		return m.base.Epoch
 	}
-	return m.log[l-1].Epoch
+	return m.log[l-m.base.LSN-1].Epoch
 }
 
 // actingPrimary: durable role primary, not fenced, not stepped down.
 func (m *Member) actingPrimary() bool {
-	return m.hs.Role == RolePrimary && !m.hs.Fenced && !m.hs.SteppedDown
+	return m.hs.Role == RolePrimary && !m.hs.Fenced && !m.hs.SteppedDown && !m.hs.NeedsRebuild
 }
 
 func (m *Member) take() Ready {
@@ -266,10 +288,15 @@ func (m *Member) truncate(after LSN, quarantine bool) {
 	if after >= m.lastLSN() {
 		return
 	}
+	if after < m.base.LSN {
+		// the callers check first; a fork below the base cannot be bridged
+		m.needsRebuild("journal would have to be cut back to %d, below its base %d", after, m.base.LSN)
+		return
+	}
 	if quarantine {
 		m.event("quarantine", "records %d..%d moved to quarantine", after+1, m.lastLSN())
 	}
-	m.log = m.log[:after]
+	m.log = m.log[:after-m.base.LSN]
 	m.dropped = min(m.dropped, after)
 	// entries appended earlier in this Ready beyond `after` are dropped too
 	kept := m.rd.Entries[:0]
@@ -300,6 +327,8 @@ func (m *Member) replacedByDR() bool {
 
 func (m *Member) computeStatus() Status {
 	switch {
+	case m.hs.NeedsRebuild:
+		return StatusNeedsRebuild
 	case m.cfg.Async:
 		return StatusAsync
 	case m.hs.Role == RolePrimary && m.hs.Fenced:
@@ -501,8 +530,8 @@ func (m *Member) sendAsync(i int, heartbeat bool) {
 }
 
 func (m *Member) appendFor(to ID, from LSN) Message {
-	if from == 0 {
-		from = 1
+	if from <= m.base.LSN {
+		from = m.base.LSN + 1 // the earliest we can still send; the peer says if that is too late
 	}
 	if from > m.lastLSN()+1 {
 		from = m.lastLSN() + 1
@@ -512,7 +541,7 @@ func (m *Member) appendFor(to ID, from LSN) Message {
 	if int(end-prev) > m.cfg.MaxBatch {
 		end = prev + LSN(m.cfg.MaxBatch)
 	}
-	es := append([]Entry(nil), m.log[prev:end]...)
+	es := append([]Entry(nil), m.log[prev-m.base.LSN:end-m.base.LSN]...)
 	mode, seq := m.hs.Mode, m.hs.ModeSeq
 	if m.agentModeSeq > seq {
 		mode, seq = ModeAgent, m.agentModeSeq
@@ -546,13 +575,27 @@ func (m *Member) onAppendResp(msg Message) {
 		return
 	}
 	if ai >= 0 {
+		m.asyncHeard[ai] = m.now
 		if msg.Reject {
 			m.asyncMatch[ai] = msg.Hint
 			m.asyncNext[ai] = msg.Hint + 1
-		} else if msg.Match > m.asyncMatch[ai] && msg.Match <= m.lastLSN() {
-			m.asyncMatch[ai] = msg.Match
+			if msg.Hint < m.base.LSN {
+				// it needs records we purged
+				if !m.asyncGone[ai] {
+					m.asyncGone[ai] = true
+					m.event("peer-needs-rebuild", "async %s needs records after %d; the journal here starts after %d: it needs a rebuild", msg.From, msg.Hint, m.base.LSN)
+				}
+				m.sendJournalGone(msg.From)
+			}
+		} else {
+			if msg.Match > m.asyncMatch[ai] && msg.Match <= m.lastLSN() {
+				m.asyncMatch[ai] = msg.Match
+			}
+			m.asyncGone[ai] = false
 		}
-		m.sendAsync(ai, false) // refill the window
+		if !m.asyncGone[ai] {
+			m.sendAsync(ai, false) // refill the window (a gone async hears again at the heartbeat)
+		}
 		return
 	}
 	m.lastBackupAck = m.now
@@ -560,6 +603,14 @@ func (m *Member) onAppendResp(msg Message) {
 	if msg.Reject {
 		if msg.Hint < m.match {
 			m.match = msg.Hint
+		}
+		if msg.Hint < m.base.LSN {
+			if !m.peerGone {
+				m.peerGone = true
+				m.event("peer-needs-rebuild", "backup %s needs records after %d; the journal here starts after %d: it needs a rebuild", msg.From, msg.Hint, m.base.LSN)
+			}
+			m.sendJournalGone(msg.From)
+			return
 		}
 		m.next = msg.Hint + 1
 		m.send(m.appendFor(m.cfg.Peer, m.next))
@@ -569,6 +620,7 @@ func (m *Member) onAppendResp(msg Message) {
 	if msg.Match > m.match && msg.Match <= m.lastLSN() {
 		m.match = msg.Match
 	}
+	m.peerGone = false
 	// entering agent mode: the backup has persisted its promise
 	if m.agentModeSeq != 0 && msg.Mode == ModeAgent && msg.ModeSeq == m.agentModeSeq {
 		m.hs.Mode, m.hs.ModeSeq = ModeAgent, m.agentModeSeq
@@ -579,6 +631,121 @@ func (m *Member) onAppendResp(msg Message) {
 }
 
 func (m *Member) arbiterContact() bool { return m.now-m.lastArbiter <= m.cfg.QoS }
+
+// sendJournalGone tells a peer that the records it needs were purged here:
+// an empty append from our base, flagged. The peer decides: if its journal
+// reaches our base in the same history (a late or duplicated answer made us
+// think otherwise), it carries on; if not, it needs a rebuild.
+func (m *Member) sendJournalGone(to ID) {
+	msg := m.appendFor(to, m.base.LSN+1)
+	msg.Entries = nil
+	msg.JournalGone = true
+	m.send(msg)
+}
+
+// PurgeableUpTo is the highest LSN this member may purge from its journal
+// now (DESIGN §3 "Journal purge"). On the acting primary: what is committed,
+// durably held by the backup, and by every async not in released (the
+// shell's decision: asyncs disconnected longer than the retention, or
+// holding more than the size cap, stop holding the journal). Elsewhere: what
+// the primary confirmed committed and this member holds. A member that needs
+// a rebuild purges nothing. Never below the current base.
+func (m *Member) PurgeableUpTo(released []ID) LSN {
+	if m.hs.NeedsRebuild {
+		return m.base.LSN
+	}
+	up := min(m.commit, m.lastLSN())
+	if m.actingPrimary() {
+		if m.cfg.Peer != "" {
+			up = min(up, m.match)
+		}
+		for i, a := range m.cfg.Asyncs {
+			if !slices.Contains(released, a) {
+				up = min(up, m.asyncMatch[i])
+			}
+		}
+	}
+	return max(up, m.base.LSN)
+}
+
+// Purged tells the core that the shell removed the journal's records up to
+// upTo (no more than PurgeableUpTo(released) allowed): the core forgets them
+// and its journal starts after upTo. Asyncs in released that still needed
+// them are reported as needing a rebuild. A purge beyond what is allowed is
+// refused (an event, no change).
+func (m *Member) Purged(upTo LSN, released []ID) Ready {
+	if upTo <= m.base.LSN {
+		return m.take()
+	}
+	if allowed := m.PurgeableUpTo(released); upTo > allowed {
+		m.event("reject", "purge up to %d refused: only %d may be purged", upTo, allowed)
+		return m.take()
+	}
+	nb := Base{LSN: upTo, Epoch: m.epochAt(upTo)}
+	m.log = slices.Clone(m.log[upTo-m.base.LSN:]) // a fresh array: the purged entries' memory goes
+	m.base = nb
+	m.dropped = max(m.dropped, upTo)
+	m.next = max(m.next, upTo+1)
+	m.event("purge", "journal now starts after %d (epoch %d)", upTo, m.base.Epoch)
+	if m.actingPrimary() {
+		for i, a := range m.cfg.Asyncs {
+			if slices.Contains(released, a) && m.asyncMatch[i] < upTo && !m.asyncGone[i] {
+				m.asyncGone[i] = true
+				m.event("peer-needs-rebuild", "async %s released (it held LSN %d); the journal here now starts after %d: it needs a rebuild", a, m.asyncMatch[i], upTo)
+			}
+		}
+	}
+	return m.take()
+}
+
+// PeersNeedingRebuild lists, on the primary, the members that need records
+// purged here: they answered from below our base, or were released while
+// they still needed what the last purge removed.
+func (m *Member) PeersNeedingRebuild() []ID {
+	var out []ID
+	if m.peerGone {
+		out = append(out, m.cfg.Peer)
+	}
+	for i, a := range m.cfg.Asyncs {
+		if m.asyncGone[i] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// AsyncsHeard says when each async last answered an append (the tick), for
+// the shell's retention decision; asyncs never heard since this core
+// started count from its start.
+func (m *Member) AsyncsHeard() map[ID]Tick {
+	out := make(map[ID]Tick, len(m.cfg.Asyncs))
+	for i, a := range m.cfg.Asyncs {
+		out[a] = m.asyncHeard[i]
+	}
+	return out
+}
+
+// AsyncMatch is, on the primary, each async's durable match as last
+// reported (0 = unknown since this core started).
+func (m *Member) AsyncMatch() map[ID]LSN {
+	out := make(map[ID]LSN, len(m.cfg.Asyncs))
+	for i, a := range m.cfg.Asyncs {
+		out[a] = m.asyncMatch[i]
+	}
+	return out
+}
+
+// needsRebuild records, durably, that this member cannot continue its
+// journal: it acknowledges nothing, never takes over and serves no reads
+// until it is re-seeded.
+func (m *Member) needsRebuild(format string, args ...any) {
+	if m.hs.NeedsRebuild {
+		return
+	}
+	m.hs.NeedsRebuild = true
+	m.persist()
+	m.event("needs-rebuild", format, args...)
+}
 
 func (m *Member) ask(op ArbiterOp, lsn LSN) {
 	m.pending = &pendingReq{op: op, seen: m.hs.Known.Version, lsn: lsn, sentAt: m.now}
@@ -742,6 +909,44 @@ func (m *Member) onAppend(msg Message) {
 		m.hs.Fenced = false
 		m.persist()
 	}
+	if m.hs.NeedsRebuild {
+		return // acknowledges nothing until re-seeded
+	}
+	if msg.PrevLSN < m.base.LSN {
+		// we purged past where this append starts: skip what we no longer
+		// hold, checking the record at our base
+		skip := m.base.LSN - msg.PrevLSN
+		if LSN(len(msg.Entries)) < skip {
+			if msg.LastLSN < m.base.LSN && msg.Epoch == m.base.Epoch {
+				// a stale append, delivered late: the primary of our base's
+				// epoch wrote the records we purged, and its journal never
+				// shrinks within its epoch (found by the simulation, seed
+				// 1877 once asyncs were shipped a window of batches)
+				return
+			}
+			if msg.LastLSN < m.base.LSN {
+				// what we purged was committed in a history the primary's
+				// journal does not reach (a forced promotion lost it)
+				m.needsRebuild("the primary's journal ends at %d, before our journal's base %d", msg.LastLSN, m.base.LSN)
+				return
+			}
+			// it does not reach our base: ask for what follows (the walk
+			// back from there checks our tail, down to the base)
+			m.send(Message{Type: MsgAppendResp, To: msg.From, Mode: m.hs.Mode, ModeSeq: m.hs.ModeSeq,
+				ArbiterContact: m.arbiterContact(), Reject: true, Hint: min(m.lastLSN(), msg.LastLSN)})
+			return
+		}
+		if msg.Entries[skip-1].Epoch != m.base.Epoch {
+			m.needsRebuild("the primary's history differs at LSN %d, our journal's base", m.base.LSN)
+			return
+		}
+		msg.Entries = msg.Entries[skip:]
+		msg.PrevLSN, msg.PrevEpoch = m.base.LSN, m.base.Epoch
+	}
+	if msg.JournalGone && (msg.PrevLSN > m.lastLSN() || m.epochAt(msg.PrevLSN) != msg.PrevEpoch) {
+		m.needsRebuild("the primary's journal starts after LSN %d (epoch %d); ours ends at %d: the records between were purged", msg.PrevLSN, msg.PrevEpoch, m.lastLSN())
+		return
+	}
 	if msg.ModeSeq > m.hs.ModeSeq && !m.cfg.Async {
 		// entering agent mode: persist the promise before confirming (same Ready)
 		m.hs.Mode, m.hs.ModeSeq = msg.Mode, msg.ModeSeq
@@ -819,7 +1024,7 @@ func (m *Member) tickBackup() {
 	if m.now-m.lastPrimaryMsg <= m.cfg.QoS || m.hs.Role == RolePrimary {
 		return
 	}
-	if m.hs.NoFailover {
+	if m.hs.NoFailover || m.hs.NeedsRebuild {
 		return
 	}
 	if !m.align.Aligned {
@@ -859,7 +1064,7 @@ func (m *Member) onAgentResp(msg Message) {
 		m.event("reject", "agent response from %s, not the peer's agent", msg.From)
 		return
 	}
-	if m.hs.Role == RolePrimary || m.now-m.lastPrimaryMsg <= m.cfg.QoS || m.hs.NoFailover || !m.align.Aligned {
+	if m.hs.Role == RolePrimary || m.now-m.lastPrimaryMsg <= m.cfg.QoS || m.hs.NoFailover || !m.align.Aligned || m.hs.NeedsRebuild {
 		return
 	}
 	if !msg.Down || !msg.Fenced {
@@ -869,8 +1074,23 @@ func (m *Member) onAgentResp(msg Message) {
 	// its journal is still the newest history: fenced + tail is the authority.
 	if !m.cfg.Mutations.NonActiveTakeover {
 		if msg.FullLog {
-			m.truncate(0, true)
-			m.appendEntries(msg.Entries...)
+			// the peer's whole journal, after its base (PrevLSN, PrevEpoch):
+			// it must continue ours at the later of the two bases
+			k := max(msg.PrevLSN, m.base.LSN)
+			peerEpoch := msg.PrevEpoch
+			if k > msg.PrevLSN {
+				if i := int(k - msg.PrevLSN - 1); i < len(msg.Entries) {
+					peerEpoch = msg.Entries[i].Epoch
+				} else {
+					peerEpoch = 0
+				}
+			}
+			if k > m.lastLSN() || (k > 0 && peerEpoch != m.epochAt(k)) {
+				m.event("takeover-refused", "the fenced peer's journal (after %d) does not continue ours (base %d, last %d): not a complete history", msg.PrevLSN, m.base.LSN, m.lastLSN())
+				return
+			}
+			m.truncate(k, true)
+			m.appendEntries(msg.Entries[k-msg.PrevLSN:]...)
 		} else {
 			if msg.FromLSN > m.lastLSN() || m.epochAt(msg.FromLSN) != msg.FromEpoch {
 				return // tail does not fit our journal any more; ask again
@@ -922,7 +1142,7 @@ func (m *Member) onHandover(msg Message) {
 		m.counters.StaleEpoch++
 		return
 	}
-	if msg.Epoch > m.hs.Epoch || m.hs.Role != RoleBackup {
+	if msg.Epoch > m.hs.Epoch || m.hs.Role != RoleBackup || m.hs.NeedsRebuild {
 		return
 	}
 	if m.lastLSN() < msg.LSN || m.epochAt(msg.LSN) != msg.Epoch && msg.LSN > 0 {
@@ -970,7 +1190,7 @@ func (m *Member) onArbiterResp(msg Message) {
 	if rec.Version.Epoch > m.hs.Epoch {
 		if rec.Primary == m.cfg.ID {
 			a := m.hs.Asked
-			if a.Valid && rec.Version.Epoch == a.Epoch+1 && rec.ForkLSN == a.LSN && m.hs.Role == RoleBackup && !m.hs.Fenced {
+			if a.Valid && rec.Version.Epoch == a.Epoch+1 && rec.ForkLSN == a.LSN && m.hs.Role == RoleBackup && !m.hs.Fenced && !m.hs.NeedsRebuild && a.LSN >= m.base.LSN {
 				// our grant, recorded at the arbiter first
 				m.truncate(a.LSN, true)
 				m.hs.Known = rec
@@ -1080,6 +1300,10 @@ func (m *Member) onOperator(msg Message) {
 				m.pending = &pendingReq{op: OpPromoteDR, seen: m.hs.Known.Version, lsn: m.lastLSN(), epoch: msg.Epoch}
 				m.askDR()
 			}
+			return
+		}
+		if m.hs.NeedsRebuild {
+			m.event("force-promote-refused", "this member needs a rebuild: its journal cannot continue the tier's history")
 			return
 		}
 		// msg.Epoch: the highest epoch the operator's tool found in the tier

@@ -20,8 +20,9 @@ const (
 	// member -> peer's agent
 	MsgAgentQuery // is your member down? fence it and give me the tail after (FromLSN, FromEpoch)
 	// agent -> member
-	MsgAgentResp // Down, Fenced, Epoch (member's on-disk epoch), Entries (tail), FullLog
-	// shell -> agent, after executing ActFence: the member's durable journal and epoch
+	MsgAgentResp // Down, Fenced, Epoch (member's on-disk epoch), Entries (tail), FullLog (then PrevLSN/PrevEpoch: the journal's base)
+	// shell -> agent, after executing ActFence: the member's durable journal
+	// (Entries after its base PrevLSN, of epoch PrevEpoch) and epoch
 	MsgFenceDone
 	// shell -> agent: the member process is up / down (Up)
 	MsgMemberStatus
@@ -89,6 +90,11 @@ type Message struct {
 	Mode         Mode
 	ModeSeq      uint64
 	BackupActive bool
+	// JournalGone: the receiver needs records at or below PrevLSN (the
+	// sender's base, with PrevEpoch its epoch) that the sender purged; if
+	// its own journal does not reach that base in the same history, it
+	// needs a rebuild (HardState.NeedsRebuild).
+	JournalGone bool
 
 	// MsgAppendResp
 	Match          LSN
@@ -127,6 +133,9 @@ func (m Message) String() string {
 	switch m.Type {
 	case MsgAppend:
 		s += fmt.Sprintf(" prev=(%d,%d) n=%d commit=%d mode=%v/%d", m.PrevLSN, m.PrevEpoch, len(m.Entries), m.Commit, m.Mode, m.ModeSeq)
+		if m.JournalGone {
+			s += " journal-gone"
+		}
 	case MsgAppendResp:
 		s += fmt.Sprintf(" match=%d reject=%v hint=%d", m.Match, m.Reject, m.Hint)
 	case MsgArbiterReq:
@@ -136,7 +145,7 @@ func (m Message) String() string {
 	case MsgAgentQuery:
 		s += fmt.Sprintf(" from=(%d,%d)", m.FromLSN, m.FromEpoch)
 	case MsgAgentResp:
-		s += fmt.Sprintf(" down=%v fenced=%v n=%d full=%v", m.Down, m.Fenced, len(m.Entries), m.FullLog)
+		s += fmt.Sprintf(" down=%v fenced=%v n=%d full=%v base=(%d,%d)", m.Down, m.Fenced, len(m.Entries), m.FullLog, m.PrevLSN, m.PrevEpoch)
 	case MsgHandover:
 		s += fmt.Sprintf(" lsn=%d", m.LSN)
 	}

@@ -252,7 +252,7 @@ func TestRule06b_AgentSaysPrimaryRunning_NoTakeover(t *testing.T) {
 	}
 	// B lost the primary and the arbiter: it asks A's agent, which says "running"
 	b := NewMember(MemberConfig{ID: "B", Peer: "A", PeerAgent: "agentA", Arbiter: "arb", QoS: tQoS},
-		HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}, []Entry{{Epoch: 1, LSN: 1, Marker: true}}, 0)
+		HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}, Base{}, []Entry{{Epoch: 1, LSN: 1, Marker: true}}, 0)
 	var q []Message
 	for now := Tick(1); now <= 2*tQoS; now++ {
 		for _, m := range b.Tick(now).Messages {

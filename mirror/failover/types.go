@@ -85,7 +85,22 @@ const (
 	StatusInTrouble  Status = "in-trouble" // primary that may not commit
 	StatusTransition Status = "transition" // draining for a planned handover, or stepped down
 	StatusWaiting    Status = "waiting"    // fenced or former primary waiting for the new primary
+	// StatusNeedsRebuild: the journal this member needs to catch up was
+	// purged by the primary (or its history forks below what anyone still
+	// holds). It acknowledges nothing, never takes over and serves no reads
+	// until it is re-seeded from a snapshot (see Reseeded).
+	StatusNeedsRebuild Status = "needs-rebuild"
 )
+
+// Base is where a member's journal starts: every record up to LSN was
+// purged (or never held: a member re-seeded from a snapshot taken at LSN).
+// Epoch is the epoch of the record at LSN, kept so that an append
+// continuing from the base can still be checked. The zero Base is a journal
+// that starts at LSN 1.
+type Base struct {
+	LSN   LSN
+	Epoch Epoch
+}
 
 // Entry is one journal record as the failover core sees it. Marker entries
 // open an epoch; their Data is empty and PrevEnd names the last LSN of the
@@ -149,6 +164,31 @@ type HardState struct {
 	SteppedDown    bool // planned handover: never commits again in Epoch
 	Fenced         bool // data dir marked by the agent: never acts as primary in Epoch
 	Losses         []DataLoss
+	// NeedsRebuild: the primary purged the journal this member needs (or
+	// its history forks below the primary's base). Cleared only by a
+	// re-seed (Reseeded); until then the member never acknowledges, never
+	// takes over and serves no reads.
+	NeedsRebuild bool
+}
+
+// Reseeded is the hard state of a member re-seeded from a snapshot that the
+// primary of epoch e took: a fresh backup (or async) of e whose journal
+// starts after the snapshot's LSN. It keeps only what must never go
+// backwards or is the operator's: the arbiter session and last known
+// record, the no-failover flag and recorded data losses. Like a member that
+// learns a new epoch, it holds the conservative agent-mode promise until the
+// primary's first append. A snapshot from an epoch older than the member's
+// own is refused.
+func Reseeded(old HardState, e Epoch, async bool) (HardState, error) {
+	if e < old.Epoch {
+		return old, fmt.Errorf("failover: snapshot from epoch %d is older than this member's epoch %d", e, old.Epoch)
+	}
+	hs := HardState{Epoch: e, Role: RoleBackup, Mode: ModeAgent, Known: old.Known, ArbiterSession: old.ArbiterSession,
+		NoFailover: old.NoFailover, Losses: append([]DataLoss(nil), old.Losses...)}
+	if async {
+		hs.Role = RoleAsync
+	}
+	return hs, nil
 }
 
 // Truncate tells the shell to drop journal records after LSN After; when

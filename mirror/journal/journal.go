@@ -716,6 +716,15 @@ func (j *Journal) FirstLSN() uint64 {
 	return first
 }
 
+// StartLSN is the LSN of the first record the journal holds or, if it
+// holds none, will hold: 1, or higher after a purge or for a journal
+// created with Options.StartLSN. Records below it are gone.
+func (j *Journal) StartLSN() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.segs[0].first
+}
+
 // LastLSN is the last LSN assigned (enqueued).
 func (j *Journal) LastLSN() uint64 {
 	j.mu.Lock()

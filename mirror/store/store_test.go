@@ -21,7 +21,12 @@ type node struct {
 
 func openNode(tb testing.TB, fs vfs.FS, dir string) *node {
 	tb.Helper()
-	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{FS: fs, SegmentSize: 1 << 20})
+	return openNodeSegments(tb, fs, dir, 1<<20)
+}
+
+func openNodeSegments(tb testing.TB, fs vfs.FS, dir string, segmentSize int64) *node {
+	tb.Helper()
+	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{FS: fs, SegmentSize: segmentSize})
 	if err != nil {
 		tb.Fatalf("open journal: %v", err)
 	}
@@ -264,5 +269,73 @@ func mkdirSynced(tb testing.TB, fs vfs.FS, dir string) {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// TestPurgeNeverPassesTheFlushedLSN: the store runs without a WAL, so its
+// memtable dies in a crash and recovery replays the journal after the
+// store's on-disk applied LSN. Purging the journal up to what FlushDurable
+// returned keeps recovery complete after a crash; purging up to the applied
+// LSN alone (the memtable not flushed) would lose records — the second case
+// shows the guard is needed.
+func TestPurgeNeverPassesTheFlushedLSN(t *testing.T) {
+	big := string(make([]byte, 2<<10)) // 7 records a 16 KiB segment
+	for _, c := range []struct {
+		name      string
+		unflushed bool // purge up to the applied LSN without flushing
+	}{{"up to the flushed LSN", false}, {"past it (the bug the guard prevents)", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			fs := vfs.NewCrashableMem()
+			mkdirSynced(t, fs, "n")
+			n := openNodeSegments(t, fs, "n", 16<<10)
+			for i := range 60 {
+				n.write(t, "fhir", set(fmt.Sprintf("k%02d", i), big))
+			}
+			flushed, err := n.st.FlushDurable()
+			if err != nil || flushed != 60 {
+				t.Fatalf("FlushDurable = %d, %v", flushed, err)
+			}
+			for i := 60; i < 120; i++ { // applied, in the memtable only
+				n.write(t, "fhir", set(fmt.Sprintf("k%03d", i), big))
+			}
+			upTo := flushed
+			if c.unflushed {
+				upTo = n.st.AppliedLSN()
+			}
+			removed, err := n.j.Purge(upTo + 1)
+			if err != nil || removed == 0 {
+				t.Fatalf("purge below %d: removed %d segments, %v", upTo+1, removed, err)
+			}
+			if first := n.j.StartLSN(); first > upTo+1 {
+				t.Fatalf("purge below %d left the journal starting at %d", upTo+1, first)
+			}
+			want, _ := n.st.ContentHash("fhir")
+			crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+			j, err := journal.Open(filepath.Join("n", "journal"), journal.Options{FS: crashed, SegmentSize: 16 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			st, err := store.Open(filepath.Join("n", "store"), store.Options{FS: crashed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			_, err = st.Recover(j)
+			if c.unflushed {
+				if err == nil {
+					t.Fatalf("recovery after purging unflushed records succeeded (applied %d): the test does not show the hazard", st.AppliedLSN())
+				}
+				t.Logf("as expected, recovery fails: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("recovery after a purge up to the flushed LSN: %v", err)
+			}
+			got, _ := st.ContentHash("fhir")
+			if st.AppliedLSN() != 120 || got != want {
+				t.Fatalf("recovered applied LSN %d (want 120), content equal %v", st.AppliedLSN(), got == want)
+			}
+		})
 	}
 }

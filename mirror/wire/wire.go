@@ -158,7 +158,7 @@ func RecordFromEntry(e failover.Entry, prevEpoch uint64) (journal.Record, error)
 // after fencing the member. The core holds the entries in memory, so this
 // costs memory in proportion to the journal (see the mirror's design note).
 func ReadEntries(j *journal.Journal) ([]failover.Entry, error) {
-	r, err := j.NewReader(j.FirstLSN())
+	r, err := j.NewReader(j.StartLSN())
 	if err != nil {
 		return nil, err
 	}
@@ -178,4 +178,63 @@ func ReadEntries(j *journal.Journal) ([]failover.Entry, error) {
 		}
 		out = append(out, e)
 	}
+}
+
+// ReadJournal reads every record of j as core entries, with the base the
+// journal starts after (see failover.Base). The base's epoch comes from the
+// first record: an epoch marker names the epoch before it, any other record
+// is in the same epoch as the one before it. A journal that starts after
+// LSN 1 but holds no record (a member re-seeded and not yet caught up, or
+// purged down to an empty segment) cannot say it: recorded, the base its
+// shell saved when the journal's start last moved, gives it, and must name
+// the LSN just before the journal's start.
+func ReadJournal(j *journal.Journal, recorded *failover.Base) (failover.Base, []failover.Entry, error) {
+	start := j.StartLSN()
+	if start <= 1 {
+		entries, err := ReadEntries(j)
+		return failover.Base{}, entries, err
+	}
+	r, err := j.NewReader(start)
+	if err != nil {
+		return failover.Base{}, nil, err
+	}
+	defer r.Close()
+	base := failover.Base{LSN: failover.LSN(start - 1)}
+	var out []failover.Entry
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return base, nil, err
+		}
+		if len(out) == 0 {
+			base.Epoch = failover.Epoch(rec.Epoch)
+			if rec.Type == journal.TypeEpochMarker {
+				prev, prevEnd, err := journal.DecodeEpochMarker(rec.Payload)
+				if err != nil {
+					return base, nil, fmt.Errorf("epoch marker at LSN %d: %w", rec.LSN, err)
+				}
+				if prevEnd != start-1 {
+					return base, nil, fmt.Errorf("the epoch marker at LSN %d names %d, not %d, as the previous epoch's end", rec.LSN, prevEnd, start-1)
+				}
+				base.Epoch = failover.Epoch(prev)
+			}
+		}
+		e, err := EntryFromRecord(rec)
+		if err != nil {
+			return base, nil, err
+		}
+		out = append(out, e)
+	}
+	switch {
+	case len(out) > 0 && recorded != nil && recorded.LSN == base.LSN && recorded.Epoch != base.Epoch:
+		return base, nil, fmt.Errorf("the journal starts after LSN %d of epoch %d, but its recorded base says epoch %d", base.LSN, base.Epoch, recorded.Epoch)
+	case len(out) == 0 && (recorded == nil || recorded.LSN != base.LSN):
+		return base, nil, fmt.Errorf("the journal starts at LSN %d and holds no record, and no base was recorded for it: its epoch at LSN %d is unknown", start, base.LSN)
+	case len(out) == 0:
+		base.Epoch = recorded.Epoch
+	}
+	return base, out, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/mirror/wire"
 	"github.com/tandemhealth/tandem/services/node"
+	"github.com/tandemhealth/tandem/services/opshttp"
 )
 
 // Server is a running agent.
@@ -38,6 +39,9 @@ type Server struct {
 	statePath string
 	health    *http.Client
 	inbox     chan failover.Message
+
+	metrics *metrics
+	ops     *opshttp.Server // nil without agent.http
 }
 
 // New prepares the agent of member in the cluster file.
@@ -61,12 +65,14 @@ func New(f *cluster.File, member string, log *slog.Logger) (*Server, error) {
 	}
 	id := failover.ID("agent-" + member)
 	s := &Server{log: log, tier: tier.Name, member: me, id: id, inbox: make(chan failover.Message, 256),
-		statePath: filepath.Join(filepath.Dir(filepath.Clean(me.DataDir)), string(id)+".json")}
+		statePath: filepath.Join(filepath.Dir(filepath.Clean(me.DataDir)), string(id)+".json"),
+		metrics:   newMetrics(tier.Name, member)}
 	var st failover.AgentState
 	if err := statefile.Load(s.statePath, &st); err != nil && !errors.Is(err, statefile.ErrNotExist) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	s.core = failover.NewAgent(failover.AgentConfig{ID: id, Member: failover.ID(member), Peer: failover.ID(peer)}, st)
+	s.metrics.publish(s.core, nil)
 	creds, err := f.Credentials(string(id))
 	if err != nil {
 		return nil, err
@@ -74,6 +80,13 @@ func New(f *cluster.File, member string, log *slog.Logger) (*Server, error) {
 	ln, err := transport.Listen(me.Agent.Address, creds.ServerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("%w (field agent.address of member %s)", err, member)
+	}
+	if me.Agent.HTTP != "" {
+		s.ops, err = opshttp.Listen(me.Agent.HTTP, "agent.http of member "+member, creds.ServerConfig(), s.metrics.reg, s.metrics.health, log)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
 	}
 	s.hub = transport.NewHub(ln, log)
 	s.health = &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{TLSClientConfig: creds.ClientConfig("")}}
@@ -96,10 +109,14 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	})
 	defer func() { cancel(); wait() }()
-	s.log.Info("agent serving", "member", s.member.Name, "addr", s.member.Agent.Address)
+	if s.ops != nil {
+		defer s.ops.Close()
+	}
+	s.log.Info("agent serving", "member", s.member.Name, "addr", s.member.Agent.Address, "http", s.HTTPAddr())
 	ticker := time.NewTicker(2 * cluster.TickInterval)
 	defer ticker.Stop()
 	for {
+		s.metrics.loop.Turned()
 		select {
 		case <-ctx.Done():
 			s.log.Info("agent stopped")
@@ -107,6 +124,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ticker.C:
 			up := s.memberUp(ctx)
 			fenced := node.FenceMarked(s.member.DataDir)
+			s.metrics.observe(up, fenced)
 			if err := s.handle(ctx, s.core.Step(failover.Message{Type: failover.MsgMemberStatus, From: s.id, To: s.id, Up: up, Fenced: fenced})); err != nil {
 				return err
 			}
@@ -135,6 +153,7 @@ func (s *Server) handle(ctx context.Context, rd failover.Ready) error {
 			return fmt.Errorf("agent: persist state: %w", err)
 		}
 	}
+	s.metrics.publish(s.core, rd.Events) // before any answer leaves
 	for _, m := range rd.Messages {
 		tm, err := wire.Encode(s.tier, m)
 		if err == nil {
@@ -151,17 +170,29 @@ func (s *Server) handle(ctx context.Context, rd failover.Ready) error {
 		if a.Kind != failover.ActFence {
 			continue
 		}
+		start := time.Now()
 		done, err := s.fence()
 		if err != nil {
+			s.metrics.fenceFailures.Inc()
 			// Not fenced: answer nothing; the partner asks again.
 			s.log.Error("fence failed; the partner will not take over through this agent", "member", s.member.Name, "err", err)
 			continue
 		}
+		s.metrics.fenceSeconds.Observe(time.Since(start).Seconds())
 		if err := s.handle(ctx, s.core.Step(done)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// HTTPAddr is the operations endpoint's address (/healthz, /metrics), or
+// "" without agent.http.
+func (s *Server) HTTPAddr() string {
+	if s.ops == nil {
+		return ""
+	}
+	return s.ops.Addr().String()
 }
 
 // fence kills the member, marks its data directory, and reads its journal
@@ -188,10 +219,12 @@ func (s *Server) fence() (failover.Message, error) {
 	if err := node.WriteFenceMark(s.member.DataDir, node.FenceMark{At: time.Now().UTC(), Epoch: uint64(hs.Epoch), By: string(s.id)}); err != nil {
 		return failover.Message{}, err
 	}
-	entries, err := wire.ReadEntries(j)
+	base, entries, err := node.ReadMemberJournal(s.member.DataDir, j)
 	if err != nil {
 		return failover.Message{}, fmt.Errorf("member journal: %w", err)
 	}
-	s.log.Warn("member fenced", "member", s.member.Name, "killed_running_process", killed, "epoch", hs.Epoch, "journal_last_lsn", len(entries))
-	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: hs.Epoch, Entries: entries}, nil
+	s.log.Warn("member fenced", "member", s.member.Name, "killed_running_process", killed, "epoch", hs.Epoch,
+		"journal_base_lsn", base.LSN, "journal_last_lsn", uint64(base.LSN)+uint64(len(entries)))
+	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: hs.Epoch,
+		PrevLSN: base.LSN, PrevEpoch: base.Epoch, Entries: entries}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/mirror/wire"
+	"github.com/tandemhealth/tandem/services/opshttp"
 )
 
 // Server is a running arbiter.
@@ -29,8 +30,12 @@ type Server struct {
 	hub   *transport.Hub
 	addr  string
 	cores map[string]*failover.Arbiter
+	pairs map[string][2]failover.ID // each tier's failover members
 	start time.Time
 	inbox chan inbound
+
+	metrics *metrics
+	ops     *opshttp.Server // nil without arbiter.http
 }
 
 type inbound struct {
@@ -41,7 +46,7 @@ type inbound struct {
 // New loads every tier's durable record and listens on the arbiter address.
 func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 	s := &Server{file: f, log: log, dir: f.Arbiter.DataDir, cores: map[string]*failover.Arbiter{},
-		inbox: make(chan inbound, 1024), start: time.Now()}
+		pairs: map[string][2]failover.ID{}, inbox: make(chan inbound, 1024), start: time.Now(), metrics: newMetrics()}
 	for _, t := range f.Tiers {
 		st, err := loadState(s.dir, t.Name)
 		if errors.Is(err, ErrNoState) {
@@ -71,6 +76,8 @@ func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 			log.Error("TEST ONLY: deliberate failover bugs are switched on; never run this in production", "mutations", raw)
 		}
 		s.cores[t.Name] = failover.NewArbiter(failover.ArbiterConfig{ID: "arbiter", Members: members, DR: dr, QoS: f.QoSTicks(), Mutations: mut}, st, 0)
+		s.pairs[t.Name] = members
+		s.metrics.publish(t.Name, members, s.cores[t.Name], nil)
 		log.Info("arbiter tier loaded", "tier", t.Name, "seeded", st.Seeded, "record", st.Record.String())
 	}
 	creds, err := f.Credentials("arbiter")
@@ -82,8 +89,24 @@ func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("%w (field arbiter.address)", err)
 	}
 	s.addr = ln.Addr().String()
+	if f.Arbiter.HTTP != "" {
+		s.ops, err = opshttp.Listen(f.Arbiter.HTTP, "arbiter.http", creds.ServerConfig(), s.metrics.reg, s.metrics.health, log)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	s.hub = transport.NewHub(ln, log)
 	return s, nil
+}
+
+// HTTPAddr is the operations endpoint's address (/healthz, /metrics), or
+// "" without arbiter.http.
+func (s *Server) HTTPAddr() string {
+	if s.ops == nil {
+		return ""
+	}
+	return s.ops.Addr().String()
 }
 
 // Addr is the listening address.
@@ -95,11 +118,15 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	wait := s.hub.Serve(ctx, s.onFrame)
 	defer func() { cancel(); wait() }()
-	s.log.Info("arbiter serving", "addr", s.Addr(), "tiers", len(s.cores))
+	if s.ops != nil {
+		defer s.ops.Close()
+	}
+	s.log.Info("arbiter serving", "addr", s.Addr(), "http", s.HTTPAddr(), "tiers", len(s.cores))
 
 	ticker := time.NewTicker(cluster.TickInterval)
 	defer ticker.Stop()
 	for {
+		s.metrics.loop.Turned()
 		select {
 		case <-ctx.Done():
 			s.log.Info("arbiter stopped")
@@ -142,11 +169,17 @@ func (s *Server) now() failover.Tick {
 // stops the arbiter: it must not answer from a record it could not save.
 func (s *Server) handle(tier string, rd failover.Ready) error {
 	if rd.ArbiterState != nil {
-		if err := saveState(s.dir, tier, *rd.ArbiterState); err != nil {
+		start := time.Now()
+		err := saveState(s.dir, tier, *rd.ArbiterState)
+		s.metrics.persist.Observe(time.Since(start).Seconds())
+		if err != nil {
 			s.log.Error("arbiter could not persist its record; stopping so it never answers from an unsaved decision", "tier", tier, "err", err)
 			return fmt.Errorf("arbiter: persist record of tier %s: %w", tier, err)
 		}
 	}
+	// Published before any answer leaves: whoever saw an answer sees its
+	// record on /metrics.
+	s.metrics.publish(tier, s.pairs[tier], s.cores[tier], rd.Events)
 	for _, m := range rd.Messages {
 		tm, err := wire.Encode(tier, m)
 		if err == nil {

@@ -35,13 +35,13 @@ func testCluster(t *testing.T) *cluster.File {
 	dir := t.TempDir()
 	y := fmt.Sprintf(`
 tls: {dev_ca_dir: %s}
-arbiter: {address: "%s", data_dir: %s}
+arbiter: {address: "%s", data_dir: %s, http: "%s"}
 tiers:
   - name: records
     members:
       - {name: a, role: failover, address: "%s", http: "%s", data_dir: /tmp/a, agent: {address: "%s"}}
       - {name: b, role: failover, address: "%s", http: "%s", data_dir: /tmp/b, agent: {address: "%s"}}
-`, filepath.Join(dir, "ca"), freeAddr(t), filepath.Join(dir, "arbiter"),
+`, filepath.Join(dir, "ca"), freeAddr(t), filepath.Join(dir, "arbiter"), freeAddr(t),
 		freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t))
 	f, err := cluster.Parse([]byte(y))
 	if err != nil {

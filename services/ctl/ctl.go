@@ -204,6 +204,19 @@ func PrintStatusTable(w io.Writer, sts []MemberStatus, last map[string]Failover,
 			transfer, lag, j["commit_lsn"], alignment(s.Status), fo, mode, strings.Join(links, " "))
 	}
 	tw.Flush()
+	// Alerts: what an operator must act on (a member needing a rebuild, an
+	// async the primary no longer holds the journal for).
+	seen := map[string]bool{}
+	for _, s := range sts {
+		alerts, _ := s.Status["alerts"].([]any)
+		for _, a := range alerts {
+			line := fmt.Sprintf("ALERT %s/%s: %v", s.Tier, s.Member, a)
+			if !seen[line] {
+				seen[line] = true
+				fmt.Fprintln(w, line)
+			}
+		}
+	}
 }
 
 // alignment summarizes the member's last gate verdict (the gate object of
@@ -345,7 +358,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if cmd == "workflow" { // talks to Temporal, not to the members
-		return workflowMain(ctx, rest, asJSON, watch, stdout)
+		return workflowMain(ctx, rest, clusterPath, asJSON, watch, stdout)
 	}
 	if clusterPath == "" {
 		clusterPath = os.Getenv("TANDEM_CLUSTER")
@@ -453,6 +466,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return configCmd(ctx, c, rest, asJSON, stdout)
 	case "gate": // gate log TIER (config.go)
 		return gateCmd(ctx, c, rest, asJSON, stdout)
+	case "rebuild": // rebuild MEMBER [--force] (rebuild.go)
+		return rebuild(ctx, c, rest, stdout)
 	case "planned-failover": // planned-failover TIER
 		if len(rest) != 1 {
 			return errors.New("usage: tandem ctl planned-failover TIER")
@@ -480,6 +495,7 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   force-promote MEMBER [--confirm T]  promote a backup without its primary: shows what may be lost first
      [--stated-gone TEXT]             a dr member (failover pair gone, arbiter silent): your recorded statement that both failover members are gone
   fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)
+  rebuild MEMBER [--force]            re-seed a member that needs a rebuild from the primary's snapshot, then follow its catch-up
   config diff|apply|show|set|user|role  users, roles, security: desired vs effective (tandem ctl config for details)
   gate log TIER [--limit N]           the failover gate's recorded decisions
   workflow start|status|approve|schedule ...   the Temporal workflows: mirror-setup, planned-failover, promote-async, apply-change, config-sync; the drift-check schedule (tandem ctl workflow)`

@@ -52,3 +52,16 @@ func TestPrintStatusLagIsBehindThePrimarysCommit(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintStatusShowsAlerts(t *testing.T) {
+	sts := []MemberStatus{
+		{Tier: "records", Member: "a", Status: map[string]any{"status": "primary", "journal": map[string]any{"commit_lsn": 10.0},
+			"alerts": []any{"member c needs a rebuild: records it needs were purged here; run: tandem ctl rebuild c"}}},
+		{Tier: "records", Member: "c", Status: map[string]any{"status": "needs-rebuild", "journal": map[string]any{"commit_lsn": 3.0}}},
+	}
+	var out strings.Builder
+	PrintStatusTable(&out, sts, nil, time.Now())
+	if !strings.Contains(out.String(), "ALERT records/a: member c needs a rebuild") || !strings.Contains(out.String(), "needs-rebuild") {
+		t.Fatalf("alerts not shown:\n%s", out.String())
+	}
+}

@@ -20,18 +20,24 @@ import (
 	"go.temporal.io/sdk/client"
 
 	configsync "github.com/tandemhealth/tandem/config-sync"
+	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/worker"
 	"github.com/tandemhealth/tandem/workflows"
 	"github.com/tandemhealth/tandem/workflows/applychange"
 	"github.com/tandemhealth/tandem/workflows/configsyncflow"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
+	"github.com/tandemhealth/tandem/workflows/rebuildmember"
 )
 
 const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HOST:PORT] [--namespace NS] [--json]
   start mirror-setup TIER [--approval] [--approval-ttl 1h] [--watch]
   start planned-failover TIER [--by NAME] [--watch]
   start promote-async TIER MEMBER [--approval-ttl 15m] [--stated-gone TEXT] [--watch]   (--stated-gone: a dr member)
+  start rebuild-member TIER MEMBER [--force] [--by NAME] [--watch]
+                                         re-seed a needs-rebuild member (--force: any backup or async) from a
+                                         snapshot of the primary, follow it to normal, verify equal content
   start apply-change TIER CATEGORY [FILE] [--if-version N] [--deadline 30m] [--by NAME] [--watch]
                                          FILE becomes the desired users|roles|security (passwords are hashed
                                          here, never sent to Temporal); without FILE the current desired state
@@ -48,7 +54,8 @@ const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HO
                                          approve what the workflow waits for (status shows the text)
 The topology workflows of a tier share the workflow ID tier/<TIER>/topology: one at a time.
 Config workflows have their own IDs: tier/<TIER>/apply-change/<CATEGORY>, tier/<TIER>/config-sync.
-Temporal: --temporal-address, else $TANDEM_TEMPORAL, else 127.0.0.1:7233.`
+Temporal: --temporal-address, else $TANDEM_TEMPORAL, else the cluster file's temporal.address (with
+--cluster FILE or $TANDEM_CLUSTER; its TLS and API key are used too), else 127.0.0.1:7233.`
 
 // WorkflowState is a tier's topology workflow as `ctl workflow status`
 // shows it.
@@ -66,7 +73,7 @@ type WorkflowState struct {
 func (s WorkflowState) Closed() bool { return s.Status != "" && s.Status != "Running" }
 
 // StartWorkflow starts kind ("mirror-setup", "planned-failover",
-// "promote-async" on the tier's topology workflow ID; "apply-change",
+// "promote-async", "rebuild-member" on the tier's topology workflow ID; "apply-change",
 // "config-sync" on their own); a second start while one runs under the
 // same ID is refused with what runs.
 func StartWorkflow(ctx context.Context, c client.Client, kind string, input any) (runID string, err error) {
@@ -78,6 +85,8 @@ func StartWorkflow(ctx context.Context, c client.Client, kind string, input any)
 		name, tier = plannedfailover.Name, in.Tier
 	case promoteasync.Input:
 		name, tier = promoteasync.Name, in.Tier
+	case rebuildmember.Input:
+		name, tier = rebuildmember.Name, in.Tier
 	case applychange.Input:
 		name, tier, id = applychange.Name, in.Tier, applychange.WorkflowID(in.Tier, in.Category)
 	case configsyncflow.Input:
@@ -252,7 +261,7 @@ func PrintWorkflowState(w io.Writer, st WorkflowState) {
 	}
 }
 
-func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout io.Writer) error {
+func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON, watch bool, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(workflowUsage)
 	}
@@ -260,7 +269,7 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 	fs := flag.NewFlagSet("ctl workflow", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	address := fs.String("temporal-address", "", "")
-	namespace := fs.String("namespace", "default", "")
+	namespace := fs.String("namespace", "", "")
 	approval := fs.Bool("approval", false, "")
 	ttl := fs.Duration("approval-ttl", 0, "")
 	by := fs.String("by", os.Getenv("USER"), "")
@@ -270,6 +279,7 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 	deadline := fs.Duration("deadline", 0, "")
 	every := fs.Duration("every", 0, "")
 	paused := fs.Bool("paused", false, "")
+	force := fs.Bool("force", false, "")
 	var pos []string
 	rest := args[1:]
 	for len(rest) > 0 {
@@ -284,12 +294,27 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 	if *address == "" {
 		*address = os.Getenv("TANDEM_TEMPORAL")
 	}
-	if *address == "" {
-		*address = "127.0.0.1:7233"
+	// TLS, an API key, and address and namespace defaults come from the
+	// cluster file's temporal section when one is named.
+	var tcfg cluster.Temporal
+	if clusterPath == "" {
+		clusterPath = os.Getenv("TANDEM_CLUSTER")
 	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: *address, Namespace: *namespace, Logger: quietLogger{}})
+	if clusterPath != "" {
+		f, err := cluster.Load(clusterPath)
+		if err != nil {
+			return err
+		}
+		tcfg = f.Temporal
+	}
+	opts, err := worker.ClientOptions(tcfg, *address, *namespace)
 	if err != nil {
-		return fmt.Errorf("temporal at %s does not answer (is `tandem temporal` running? --temporal-address): %w", *address, err)
+		return err
+	}
+	opts.Logger = quietLogger{}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("temporal at %s does not answer (is `tandem temporal` running? --temporal-address, or temporal.address in the cluster file): %w", opts.HostPort, err)
 	}
 	defer c.Close()
 	// idOf names the workflow `status` and `approve` address: the topology
@@ -368,6 +393,11 @@ func workflowMain(ctx context.Context, args []string, asJSON, watch bool, stdout
 				return errors.New("usage: tandem ctl workflow start promote-async TIER MEMBER")
 			}
 			input = promoteasync.Input{Tier: tier, Member: pos[2], ApprovalTTL: *ttl, StatedGone: *statedGone}
+		case "rebuild-member":
+			if len(pos) != 3 {
+				return errors.New("usage: tandem ctl workflow start rebuild-member TIER MEMBER [--force]")
+			}
+			input = rebuildmember.Input{Tier: tier, Member: pos[2], Force: *force, By: *by}
 		case "apply-change":
 			in, err := applyChangeInput(pos, *by, *ifVersion, *deadline)
 			if err != nil {

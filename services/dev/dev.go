@@ -88,12 +88,15 @@ type Endpoints struct {
 	FHIR      string    `json:"fhir"` // the gateway's FHIR base URL: what apps use (the first tier)
 	// TierFHIR is each tier's FHIR base URL through the gateway
 	// (/fhir/{tier}); the first tier is also served at FHIR.
-	TierFHIR  map[string]string `json:"tier_fhir"`
-	Monitor   string            `json:"monitor"`  // the Mirror Monitor page (admin token)
-	Cluster   string            `json:"cluster"`  // the cluster file every process started from
-	Temporal  string            `json:"temporal"` // the embedded Temporal server's frontend (host:port)
-	CA        string            `json:"ca"`       // the development CA's certificate
-	Processes []Process         `json:"processes"`
+	TierFHIR map[string]string `json:"tier_fhir"`
+	Monitor  string            `json:"monitor"`  // the Mirror Monitor page (admin token)
+	Cluster  string            `json:"cluster"`  // the cluster file every process started from
+	Temporal string            `json:"temporal"` // the embedded Temporal server's frontend (host:port)
+	// TemporalUI is the Temporal Web UI on the embedded server (loopback,
+	// no login: development only).
+	TemporalUI string    `json:"temporal_ui"`
+	CA         string    `json:"ca"` // the development CA's certificate
+	Processes  []Process `json:"processes"`
 	// Tokens are bearer tokens for /fhir (and, for admin, the admin API),
 	// minted at every start with the dev signing key: clinician,
 	// patient-app (for Patient/DevPatient) and admin. They last DevTokenTTL.
@@ -208,15 +211,22 @@ func Run(ctx context.Context, o Options) error {
 	// Temporal in its own child (a worker crash does not take it down),
 	// then the worker.
 	temporalAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalPortOffset)
-	if err := portFree(temporalAddr); err != nil {
-		return fmt.Errorf("dev: %s (Temporal) is in use: %w", temporalAddr, err)
+	uiAddr := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalUIPortOffset)
+	temporalMetrics := fmt.Sprintf("127.0.0.1:%d", o.BasePort+TemporalMetricsPortOffset)
+	workerHTTP := fmt.Sprintf("127.0.0.1:%d", o.BasePort+WorkerHTTPPortOffset)
+	for _, a := range []string{temporalAddr, uiAddr, temporalMetrics, workerHTTP} {
+		if err := portFree(a); err != nil {
+			return fmt.Errorf("dev: %s (Temporal) is in use: %w", a, err)
+		}
 	}
-	if err := launch("temporal", "temporal", "grpc://"+temporalAddr, tcpUp(temporalAddr),
-		"temporal", "--data", filepath.Join(dir, "temporal"), "--port", fmt.Sprint(o.BasePort+TemporalPortOffset)); err != nil {
+	temporalUp := func() bool { return tcpUp(temporalAddr)() && tcpUp(uiAddr)() }
+	if err := launch("temporal", "temporal", "grpc://"+temporalAddr, temporalUp,
+		"temporal", "--data", filepath.Join(dir, "temporal"), "--port", fmt.Sprint(o.BasePort+TemporalPortOffset),
+		"--ui-port", fmt.Sprint(o.BasePort+TemporalUIPortOffset), "--metrics", temporalMetrics); err != nil {
 		return err
 	}
 	if err := launch("worker", "worker", "", func() bool { return true },
-		"worker", "--cluster", clusterPath, "--temporal-address", temporalAddr); err != nil {
+		"worker", "--cluster", clusterPath, "--temporal-address", temporalAddr, "--http", workerHTTP); err != nil {
 		return err
 	}
 
@@ -233,7 +243,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Monitor: gwURL + gateway.MonitorPrefix, Cluster: clusterPath, Temporal: temporalAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens, TierFHIR: map[string]string{}}
+	ep := Endpoints{StartedAt: time.Now().UTC(), FHIR: gwURL + "/fhir", Monitor: gwURL + gateway.MonitorPrefix, Cluster: clusterPath, Temporal: temporalAddr, TemporalUI: "http://" + uiAddr, CA: filepath.Join(f.TLS.DevCADir, "ca.pem"), Tokens: tokens, TierFHIR: map[string]string{}}
 	for _, t := range f.Tiers {
 		ep.TierFHIR[t.Name] = gwURL + "/fhir/" + t.Name
 	}
@@ -282,7 +292,8 @@ func Run(ctx context.Context, o Options) error {
 // start keeps it, and the data it points to): tiers tiers, each a failover
 // pair with an agent per member and a DR async member, and one arbiter, on
 // loopback ports from base. The first tier is "records" with members a, b,
-// c on base+0..22 (as before tiers); tier i (from 2) is "records<i>" with
+// c on base+0..22 (as before tiers; their agents' /metrics on base+3..5,
+// the arbiter's on base+98); tier i (from 2) is "records<i>" with
 // members a<i>, b<i>, c<i> on base+100·(i−1)+0..22. Member names are
 // certificate identities, unique in the file.
 func writeClusterFile(path, dir string, base, tiers int) error {
@@ -297,9 +308,10 @@ tls:
   dev_ca_dir: %[1]s/ca
 arbiter:
   address: %[2]s
+  http: %[3]s
   data_dir: %[1]s/arbiter
 tiers:
-`, dir, addr(99))
+`, dir, addr(99), addr(98))
 	for i := range tiers {
 		name, suffix, off := "records", "", 0
 		if i > 0 {
@@ -312,8 +324,8 @@ tiers:
 			if m == "c" {
 				role = "dr"
 			}
-			fmt.Fprintf(&b, "      - {name: %s, role: %s, http: %q, address: %q, data_dir: %s/%s, agent: {address: %q}}\n",
-				m+suffix, role, addr(off+k), addr(off+10+k), dir, m+suffix, addr(off+20+k))
+			fmt.Fprintf(&b, "      - {name: %s, role: %s, http: %q, address: %q, data_dir: %s/%s, agent: {address: %q, http: %q}}\n",
+				m+suffix, role, addr(off+k), addr(off+10+k), dir, m+suffix, addr(off+20+k), addr(off+3+k))
 		}
 	}
 	fmt.Fprintf(&b, `access:
@@ -531,12 +543,19 @@ func printSummary(w io.Writer, dir string, ep Endpoints) {
 	fmt.Fprintf(w, "  ./bin/tandem ctl status --cluster %s\n", ep.Cluster)
 	fmt.Fprintf(w, "  curl --cacert $TANDEM_CA %s/mirror/status\n", node)
 	fmt.Fprintf(w, "  ./bin/tandem ctl workflow status records --temporal-address %s\n", ep.Temporal)
-	fmt.Fprintf(w, "\nTemporal (embedded): %s, namespace default\n", ep.Temporal)
+	fmt.Fprintf(w, "\nTemporal (embedded): %s, namespace default; Web UI (workflows, schedules): %s\n", ep.Temporal, ep.TemporalUI)
 	fmt.Fprintf(w, "\nEvery process, pid and address: %s\n", filepath.Join(dir, "endpoints.json"))
 }
 
-// TemporalPortOffset places the embedded Temporal frontend at base+90.
-const TemporalPortOffset = 90
+// Offsets from the base port: the embedded Temporal frontend (base+90),
+// its Web UI (base+97) and Prometheus metrics (plain HTTP, base+96), and
+// the worker's /healthz and /metrics (base+95).
+const (
+	TemporalPortOffset        = 90
+	TemporalUIPortOffset      = 97
+	TemporalMetricsPortOffset = 96
+	WorkerHTTPPortOffset      = 95
+)
 
 func tcpUp(addr string) func() bool {
 	return func() bool {

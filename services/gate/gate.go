@@ -19,7 +19,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,7 +29,9 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 //go:embed policies/*.rego
@@ -166,13 +167,6 @@ func (g *Gate) Source() string { return g.source }
 // Err is the load error of a broken policy, or nil.
 func (g *Gate) Err() error { return g.err }
 
-// InputDigest is the SHA-256 of the input's JSON.
-func InputDigest(in Input) string {
-	b, _ := json.Marshal(in)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
 // Evaluate decides. A policy error is a refusal (fail closed), never an
 // allowance.
 func (g *Gate) Evaluate(ctx context.Context, in Input) Decision {
@@ -190,7 +184,13 @@ func (g *Gate) Evaluate(ctx context.Context, in Input) Decision {
 	if err != nil {
 		return fail(fmt.Errorf("%w: input: %v", ErrPolicy, err))
 	}
-	rs, err := g.query.Eval(ctx, rego.EvalParsedInput(v))
+	// Cancellation by ctx without a goroutine per evaluation (OPA starts
+	// one to watch ctx unless it is given its own Cancel).
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	rs, err := g.query.Eval(ctx, rego.EvalParsedInput(v), rego.EvalExternalCancel(cancel),
+		rego.EvalMetrics(metrics.NoOp()), rego.EvalGenerateJSON(keepTerm))
 	if err != nil {
 		return fail(fmt.Errorf("%w: evaluation: %v", ErrPolicy, err))
 	}
@@ -201,16 +201,9 @@ func (g *Gate) Evaluate(ctx context.Context, in Input) Decision {
 		name string
 		out  *[]string
 	}{{"deny", &d.Deny}, {"warn", &d.Warn}} {
-		list, ok := rs[0].Bindings[set.name].([]any)
-		if !ok {
-			return fail(fmt.Errorf("%w: %s is not a set of strings", ErrPolicy, set.name))
-		}
-		for _, m := range list {
-			s, ok := m.(string)
-			if !ok {
-				return fail(fmt.Errorf("%w: %s holds a non-string message %v", ErrPolicy, set.name, m))
-			}
-			*set.out = append(*set.out, s)
+		t, _ := rs[0].Bindings[set.name].(*ast.Term)
+		if err := appendMessages(set.out, set.name, t); err != nil {
+			return fail(err)
 		}
 		sort.Strings(*set.out)
 	}
@@ -218,61 +211,101 @@ func (g *Gate) Evaluate(ctx context.Context, in Input) Decision {
 	return d
 }
 
+// keepTerm hands a query's result over as OPA's term, not converted to Go
+// values: the messages are read from it directly.
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+// appendMessages appends the strings of a deny or warn result (a set, or
+// an array) to out.
+func appendMessages(out *[]string, name string, t *ast.Term) error {
+	if t == nil {
+		return fmt.Errorf("%w: %s is not a set of strings", ErrPolicy, name)
+	}
+	var elems []*ast.Term
+	switch v := t.Value.(type) {
+	case ast.Set:
+		elems = v.Slice()
+	case *ast.Array:
+		for i := range v.Len() {
+			elems = append(elems, v.Elem(i))
+		}
+	default:
+		return fmt.Errorf("%w: %s is not a set of strings", ErrPolicy, name)
+	}
+	for _, e := range elems {
+		s, ok := e.Value.(ast.String)
+		if !ok {
+			m, _ := ast.JSON(e.Value)
+			return fmt.Errorf("%w: %s holds a non-string message %v", ErrPolicy, name, m)
+		}
+		*out = append(*out, string(s))
+	}
+	return nil
+}
+
 // toValue builds OPA's value form of the input directly (no JSON text in
 // between: half the cost of an evaluation otherwise). It must match the
 // JSON tags of Input; TestToValueMatchesJSON checks that it does.
+//
+// Object keys and the strings the snapshot repeats on every evaluation
+// (statuses, roles, database and category names) are shared terms (see
+// term); objects are built from their items in one step, since inserting
+// into an empty object grows it once per key. Together these halve the
+// allocations of an evaluation.
 func toValue(in Input) (ast.Value, error) {
-	str := ast.StringTerm
 	num := func(v int64) *ast.Term { return ast.IntNumberTerm(int(v)) }
 	strMap := func(m map[string]string) *ast.Term {
-		o := ast.NewObject()
+		items := make([][2]*ast.Term, 0, len(m))
 		for k, v := range m {
-			o.Insert(str(k), str(v))
+			items = append(items, ast.Item(term(k), term(v)))
 		}
-		return ast.NewTerm(o)
+		return ast.ObjectTerm(items...)
 	}
-	desired := ast.NewObject()
+	desired := make([][2]*ast.Term, 0, len(in.Desired))
 	for k, d := range in.Desired {
-		desired.Insert(str(k), ast.ObjectTerm(
-			ast.Item(str("version"), num(int64(d.Version))),
-			ast.Item(str("digest"), str(d.Digest))))
+		desired = append(desired, ast.Item(term(k), ast.ObjectTerm(
+			ast.Item(keyVersion, num(int64(d.Version))),
+			ast.Item(keyDigest, term(d.Digest)))))
 	}
 	dbs := make([]*ast.Term, len(in.RequiredDatabases))
 	for i, d := range in.RequiredDatabases {
-		dbs[i] = str(d)
+		dbs[i] = term(d)
 	}
 	members := make([]*ast.Term, len(in.Members))
 	for i, m := range in.Members {
 		mdbs := make([]*ast.Term, len(m.Databases))
 		for j, d := range m.Databases {
-			mdbs[j] = ast.ObjectTerm(ast.Item(str("name"), str(d.Name)), ast.Item(str("status"), str(d.Status)))
+			mdbs[j] = ast.ObjectTerm(ast.Item(keyName, term(d.Name)), ast.Item(keyStatus, term(d.Status)))
 		}
-		items := [][2]*ast.Term{
-			ast.Item(str("name"), str(m.Name)),
-			ast.Item(str("role"), str(m.Role)),
-			ast.Item(str("status"), str(m.Status)),
-			ast.Item(str("transfer"), str(m.Transfer)),
-			ast.Item(str("last_lsn"), num(int64(m.LastLSN))),
-			ast.Item(str("durable_lsn"), num(int64(m.DurableLSN))),
-			ast.Item(str("lag_records"), num(int64(m.LagRecords))),
-			ast.Item(str("databases"), ast.ArrayTerm(mdbs...)),
-			ast.Item(str("software_version"), str(m.SoftwareVersion)),
-			ast.Item(str("journal_format"), num(int64(m.JournalFormat))),
-			ast.Item(str("protocol_version"), num(int64(m.ProtocolVersion))),
-			ast.Item(str("cert_not_after_unix"), num(m.CertNotAfter)),
-			ast.Item(str("effective"), strMap(m.Effective)),
+		items := [...][2]*ast.Term{
+			ast.Item(keyName, term(m.Name)),
+			ast.Item(keyRole, term(m.Role)),
+			ast.Item(keyStatus, term(m.Status)),
+			ast.Item(keyTransfer, term(m.Transfer)),
+			ast.Item(keyLastLSN, num(int64(m.LastLSN))),
+			ast.Item(keyDurableLSN, num(int64(m.DurableLSN))),
+			ast.Item(keyLagRecords, num(int64(m.LagRecords))),
+			ast.Item(keyDatabases, ast.ArrayTerm(mdbs...)),
+			ast.Item(keySoftwareVersion, term(m.SoftwareVersion)),
+			ast.Item(keyJournalFormat, num(int64(m.JournalFormat))),
+			ast.Item(keyProtocolVersion, num(int64(m.ProtocolVersion))),
+			ast.Item(keyCertNotAfter, num(m.CertNotAfter)),
+			ast.Item(keyEffective, strMap(m.Effective)),
+			{}, // unalignable, when there is any
 		}
+		n := len(items) - 1
 		if len(m.Unalignable) > 0 {
-			items = append(items, ast.Item(str("unalignable"), strMap(m.Unalignable)))
+			items[n] = ast.Item(keyUnalignable, strMap(m.Unalignable))
+			n++
 		}
-		members[i] = ast.ObjectTerm(items...)
+		members[i] = ast.ObjectTerm(items[:n]...)
 	}
 	return ast.NewObject(
-		ast.Item(str("operation"), str(in.Operation)),
-		ast.Item(str("target"), str(in.Target)),
-		ast.Item(str("now_unix"), num(in.NowUnix)),
-		ast.Item(str("desired"), ast.NewTerm(desired)),
-		ast.Item(str("required_databases"), ast.ArrayTerm(dbs...)),
-		ast.Item(str("members"), ast.ArrayTerm(members...)),
+		ast.Item(keyOperation, term(in.Operation)),
+		ast.Item(keyTarget, term(in.Target)),
+		ast.Item(keyNowUnix, num(in.NowUnix)),
+		ast.Item(keyDesired, ast.ObjectTerm(desired...)),
+		ast.Item(keyRequiredDatabases, ast.ArrayTerm(dbs...)),
+		ast.Item(keyMembers, ast.ArrayTerm(members...)),
 	), nil
 }

@@ -2,10 +2,14 @@ package gate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -55,6 +59,32 @@ func TestEvaluateFromGo(t *testing.T) {
 	if d.Allowed || len(d.Deny) != 1 || !strings.HasPrefix(d.Deny[0], "users: member b is not aligned") {
 		t.Fatalf("misaligned users not refused: %+v", d)
 	}
+}
+
+// Evaluations share the input's key terms and common strings (terms.go);
+// concurrent ones must not race (run with -race) and must all decide alike.
+func TestEvaluateConcurrently(t *testing.T) {
+	g, err := New(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := fixture()
+			in.Members[1].Effective["users"] = "old" // one misaligned category
+			for range 50 {
+				d := g.Evaluate(context.Background(), in)
+				if d.Allowed || len(d.Deny) != 1 || !strings.HasPrefix(d.Deny[0], "users: member b is not aligned") {
+					t.Errorf("goroutine %d: %+v", i, d)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // A broken operator policy fails closed with a clear error.
@@ -144,5 +174,85 @@ func TestToValueMatchesJSON(t *testing.T) {
 	got, _ := toValue(in)
 	if got.Compare(want) != 0 {
 		t.Fatalf("toValue differs from JSON:\n got %v\nwant %v", got, want)
+	}
+}
+
+// BenchmarkGateEvaluate is one evaluation per op, so -benchmem reports the
+// allocations of one decision (BenchmarkGate's figures cover 5000 of them
+// plus the baseline).
+func BenchmarkGateEvaluate(b *testing.B) {
+	g, err := New(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := fixture()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := g.Evaluate(ctx, in); !d.Allowed {
+			b.Fatal(d.Deny)
+		}
+	}
+}
+
+// InputDigest hashes exactly encoding/json's bytes for the input: the
+// digest recorded with every decision does not depend on the encoder.
+func TestInputDigestIsJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	strs := []string{"", "a", "b", "primary", "u1", "0123456789abcdef0123", `q"uote`, `back\slash`, "<tag>&amp;", "tab\tnl\n", "\x00\x1f", "é ü", "\u2028\u2029", "\xff\xfe invalid", "emoji 😀"}
+	pick := func() string { return strs[r.IntN(len(strs))] }
+	strMap := func() map[string]string {
+		switch r.IntN(4) {
+		case 0:
+			return nil
+		case 1:
+			return map[string]string{}
+		}
+		m := map[string]string{}
+		for range r.IntN(4) {
+			m[pick()] = pick()
+		}
+		return m
+	}
+	for i := range 2000 {
+		in := Input{Operation: pick(), Target: pick(), NowUnix: r.Int64() - r.Int64()}
+		if r.IntN(3) > 0 {
+			in.Desired = map[string]DesiredCategory{}
+			for range r.IntN(4) {
+				in.Desired[pick()] = DesiredCategory{Version: r.Uint64(), Digest: pick()}
+			}
+		}
+		for range r.IntN(3) {
+			in.RequiredDatabases = append(in.RequiredDatabases, pick())
+		}
+		if r.IntN(4) == 0 {
+			in.RequiredDatabases = []string{}
+		}
+		for range r.IntN(3) {
+			m := Member{Name: pick(), Role: pick(), Status: pick(), Transfer: pick(), LastLSN: r.Uint64(), DurableLSN: r.Uint64(), LagRecords: r.Uint64(),
+				SoftwareVersion: pick(), JournalFormat: r.IntN(5) - 2, ProtocolVersion: r.IntN(1 << 20), CertNotAfter: r.Int64() - r.Int64(),
+				Effective: strMap(), Unalignable: strMap()}
+			for range r.IntN(3) {
+				m.Databases = append(m.Databases, Database{pick(), pick()})
+			}
+			if r.IntN(4) == 0 {
+				m.Databases = []Database{}
+			}
+			in.Members = append(in.Members, m)
+		}
+		if r.IntN(5) == 0 {
+			in.Members = []Member{}
+		}
+		want, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendInputJSON(nil, in); string(got) != string(want) {
+			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
+		}
+		sum := sha256.Sum256(want)
+		if InputDigest(in) != hex.EncodeToString(sum[:]) {
+			t.Fatalf("case %d: digest differs", i)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -55,6 +56,11 @@ type fhirHandler struct {
 func (n *Node) fhir() (*fhirserver.Server, error) {
 	n.fhirH.once.Do(func() {
 		opts := fhirserver.Options{BasePath: "/fhir", Logger: n.log, Audit: true, ReadBarrier: n.fhirReadBarrier, WriteGuard: n.fhirWriteGuard}
+		if n.mirror != nil {
+			// AuditEvents of accesses served here while not the primary
+			// go to the primary (auditforward.go).
+			opts.CanWrite, opts.AuditForward, opts.AuditObserver = n.IsPrimary, newAuditForwarder(n).forward, n.cfg.Member
+		}
 		if n.verifier != nil {
 			opts.Access = n.verifier
 		}
@@ -65,6 +71,13 @@ func (n *Node) fhir() (*fhirserver.Server, error) {
 
 func (n *Node) serveFHIR(srv *fhirserver.Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := n.readsRefused(); err != nil {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]any{"resourceType": "OperationOutcome",
+				"issue": []map[string]string{{"severity": "error", "code": "transient", "diagnostics": err.Error()}}})
+			return
+		}
 		if operatorCert(r) {
 			srv.ServeHTTP(w, r.WithContext(access.NewContext(r.Context(), access.Operator(AdminIdentity))))
 			return

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -33,6 +34,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		}
 	}
 	n.backupRoutes(mux, admin)
+	n.rebuildRoutes(mux, admin) // tandem ctl rebuild (rebuild.go)
 	// Raw key/value writes through the sequencer and the journal: for tests,
 	// storage benchmarks and operators, until FHIR is mounted.
 	mux.HandleFunc("PUT /admin/kv/{db}/{key...}", admin(func(w http.ResponseWriter, r *http.Request) {
@@ -62,6 +64,10 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	// ?primary=1 asks for a linearizable read: only the primary answers,
 	// after its read barrier (lease + every journaled record applied).
 	mux.HandleFunc("GET /admin/kv/{db}/{key...}", admin(func(w http.ResponseWriter, r *http.Request) {
+		if err := n.readsRefused(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
 		if r.URL.Query().Get("primary") == "1" {
 			if err := n.ReadBarrier(r.Context()); err != nil {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
@@ -141,6 +147,15 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		n.mirror.operator(failover.Message{Type: failover.MsgPlannedFailover})
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "draining; the backup takes over once it has everything"})
 	}))
+}
+
+// readsRefused: a member that needs a rebuild serves no reads (its content
+// is a history the tier cannot continue, or too old to catch up).
+func (n *Node) readsRefused() error {
+	if n.mirror != nil && n.mirror.snapshot().Status == failover.StatusNeedsRebuild {
+		return fmt.Errorf("member %s needs a rebuild and serves no reads: run tandem ctl rebuild %s", n.cfg.Member, n.cfg.Member)
+	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -64,14 +64,9 @@ func (n *Node) openLogin(a cluster.Access, keys []access.Key) error {
 }
 
 // auditLogin writes a login attempt's AuditEvent through the FHIR
-// server's audit, which only the primary can store (the audit lives in the
-// mirrored fhir database). A member that is not primary says so in its log,
-// where the attempt's own line is then the only record.
+// server's audit. The audit lives in the mirrored fhir database: a member
+// that is not the primary forwards it to the primary (auditforward.go).
 func (n *Node) auditLogin(a login.Attempt) {
-	if !n.IsPrimary() {
-		n.log.Warn("login AuditEvent not stored: this member is not the primary; the login line is the record", "user", a.User, "client_id", a.ClientID, "status", a.Status)
-		return
-	}
 	srv, err := n.fhir()
 	if err != nil {
 		return

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemhealth/tandem/mirror/backup"
@@ -57,7 +58,15 @@ type mirror struct {
 	links     map[failover.ID]*link
 	waiting   []*proposal // proposed, not yet acknowledged, in LSN order
 
-	caughtUpAt     time.Time                     // loop-owned: when the transfer was last caught up
+	caughtUpAt time.Time              // loop-owned: when the transfer was last caught up
+	purgeReq   chan uint64            // flushLoop -> loop: the store's durably flushed LSN
+	released   map[failover.ID]string // loop-owned: asyncs the primary no longer holds, and why
+	pins       purgePin               // re-seed snapshots served: the journal is held from their LSN
+	catchup    *catchupMark           // loop-owned: re-seeded, not caught up yet
+	// catchupTarget: the tier primary's commit LSN, read by watchCatchup
+	// while catchup is set; catchupDone ends it.
+	catchupTarget  atomic.Uint64
+	catchupDone    atomic.Bool
 	readers        map[failover.ID][]*shipReader // loop-owned: hydrate's journal readers per destination
 	following      failover.ID                   // loop-owned: the primary whose appends this member took ...
 	followingEpoch uint64                        // ... in this epoch
@@ -106,6 +115,8 @@ type memberSnapshot struct {
 	KnownEpoch    uint64          // epoch of the last arbiter record this member saw
 	BehindSeconds float64         // since the transfer was last caught up (0 when it is)
 	Peers         map[string]bool // link connected?
+	Alerts        []string        // what an operator must act on (needs-rebuild, released asyncs)
+	DBState       string          // re-seeded: needs-catchup or catchup-running; "" = normal
 	mode          failover.Mode   // Mode, for the read lease
 }
 
@@ -143,6 +154,7 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 	m := &mirror{log: n.log, file: f, tier: t, me: me, creds: creds, hsPath: filepath.Join(n.cfg.DataDir, "hardstate.json"),
 		j: n.journal, st: n.store, applier: n.applier, metrics: n.metrics, start: time.Now(),
 		inbox: make(chan failover.Message, 4096), proposals: make(chan *proposal, 1<<16), links: map[failover.ID]*link{},
+		purgeReq: make(chan uint64, 1), released: map[failover.ID]string{},
 		lease: &lease{qos: time.Duration(f.QoSTicks()) * cluster.TickInterval}}
 
 	var failoverIDs, asyncs, feeders, otherAsyncs []failover.ID
@@ -185,14 +197,14 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 		cfg.Promotable, cfg.Asyncs = me.Role == cluster.RoleDR, otherAsyncs
 	}
 
-	entries, err := m.loadJournal()
+	base, entries, err := m.loadJournal()
 	if err != nil {
 		return nil, err
 	}
 	var hs failover.HardState
 	switch err := statefile.Load(m.hsPath, &hs); {
 	case errors.Is(err, statefile.ErrNotExist):
-		if len(entries) != 1 || !entries[0].Marker {
+		if base.LSN != 0 || len(entries) != 1 || !entries[0].Marker {
 			seeded, err := newTierSeed(n.cfg.DataDir, entries, me, failoverIDs)
 			if err != nil {
 				return nil, err
@@ -237,8 +249,11 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 	if err := os.Remove(filepath.Join(n.cfg.DataDir, backup.NewTierSeedFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	if m.catchup, err = loadCatchup(n.cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	m.savedHS = hs
-	m.core = failover.NewMember(cfg, hs, entries, 0)
+	m.core = failover.NewMember(cfg, hs, base, entries, 0)
 	m.publish()
 	return m, nil
 }
@@ -270,17 +285,20 @@ func newTierSeed(dataDir string, entries []failover.Entry, me cluster.Member, fa
 	return true, nil
 }
 
-// loadJournal reads every record into core entries and notes where each
-// epoch starts.
-func (m *mirror) loadJournal() ([]failover.Entry, error) {
-	entries, err := wire.ReadEntries(m.j)
+// loadJournal reads the journal's base and every record into core entries
+// and notes where each epoch starts.
+func (m *mirror) loadJournal() (failover.Base, []failover.Entry, error) {
+	base, entries, err := ReadMemberJournal(filepath.Dir(m.hsPath), m.j)
 	if err != nil {
-		return nil, fmt.Errorf("node: read journal: %w", err)
+		return base, nil, fmt.Errorf("node: read journal: %w; this member needs a rebuild", err)
+	}
+	if base.LSN > 0 {
+		m.noteEpoch(uint64(base.Epoch), uint64(base.LSN))
 	}
 	for _, e := range entries {
 		m.noteEpoch(uint64(e.Epoch), uint64(e.LSN))
 	}
-	return entries, nil
+	return base, entries, nil
 }
 
 func (m *mirror) noteEpoch(epoch, lsn uint64) {
@@ -321,6 +339,12 @@ func (m *mirror) run(ctx context.Context) error {
 	go func() { defer wg.Done(); m.lease.watch(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); m.acceptLoop(ctx, &wg) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); m.flushLoop(ctx) }()
+	if m.catchup != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.watchCatchup(ctx) }()
+	}
 	defer func() {
 		for _, l := range m.links {
 			l.close()
@@ -351,6 +375,12 @@ func (m *mirror) run(ctx context.Context) error {
 		case p := <-m.proposals:
 			batch = append(batch, m.stepProposal(p))
 			stepped = append(stepped, p)
+		case flushed := <-m.purgeReq:
+			if err := m.purge(ctx, flushed); err != nil {
+				return err
+			}
+			m.publish()
+			continue
 		}
 		// Take whatever else is queued, up to a bound, into the same batch:
 		// one group commit for all of it.
@@ -475,7 +505,11 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 	m.core.DropData(failover.LSN(m.st.AppliedLSN()))
 	for _, rd := range batch {
 		for _, e := range rd.Events {
-			m.log.Info("mirror "+e.Kind, "detail", e.Detail)
+			level := slog.LevelInfo
+			if e.Kind == "needs-rebuild" || e.Kind == "peer-needs-rebuild" {
+				level = slog.LevelWarn // an operator must act: tandem ctl rebuild
+			}
+			m.log.Log(ctx, level, "mirror "+e.Kind, "detail", e.Detail)
 		}
 	}
 	return nil
@@ -735,7 +769,8 @@ func (m *mirror) publish() {
 	s := memberSnapshot{Status: m.core.Status(), Epoch: uint64(m.core.Epoch()), Role: hs.Role.String(),
 		Commit: uint64(m.core.Commit()), LastLSN: uint64(m.core.LastLSN()), Mode: hs.Mode.String(), mode: hs.Mode,
 		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Transfer: m.core.Transfer(), Peers: map[string]bool{},
-		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch)}
+		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch), Alerts: m.alerts(),
+		DBState: m.catchupState()}
 	switch {
 	case m.core.IsPrimary():
 		s.Primary = m.me.Name
@@ -824,6 +859,17 @@ func (l *link) enqueue(tm transport.Message) {
 	}
 }
 
+// drop discards every queued frame.
+func (l *link) drop() {
+	for {
+		select {
+		case <-l.queue:
+		default:
+			return
+		}
+	}
+}
+
 func (l *link) connected() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -853,6 +899,10 @@ func (l *link) run() {
 		c, err := transport.Dial(ctx, l.addr, l.m.creds.ClientConfig(hostOf(l.addr)))
 		cancel()
 		if err != nil {
+			// The peer is not there: what was queued for it is stale by the
+			// time it returns (the cores resend what matters, as over any
+			// lossy link), and holding it costs memory while it is away.
+			l.drop()
 			select {
 			case <-l.stop:
 				return

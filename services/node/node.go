@@ -39,6 +39,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/failover"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
+	"github.com/tandemhealth/tandem/mirror/statefile"
 	"github.com/tandemhealth/tandem/mirror/store"
 	"github.com/tandemhealth/tandem/services/login"
 )
@@ -60,6 +61,7 @@ type Node struct {
 	fhirH    fhirHandler
 	login    *login.Handler // POST /auth/token on a mirror member (login.go)
 	metrics  *metrics       // counted events, served at /metrics with the collector
+	rb       rebuilder      // a re-seed fetched by this member (rebuild.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -146,9 +148,16 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 		return nil, fmt.Errorf("node: --member %q is not in tier %q", member, tier)
 	}
 	cfg := Config{Tier: tier, Member: member, Role: me.Role, Listen: me.HTTP, DataDir: me.DataDir}
+	cfg.Journal.SegmentSize = f.Journal.SegmentSize
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	// A re-seed fetched and verified before the last stop is installed
+	// before anything opens the journal or the store (rebuild.go).
+	installed, err := installRebuild(cfg.DataDir, asyncRole(me), log)
+	if err != nil {
+		return nil, fmt.Errorf("%w; the staged snapshot is in %s", err, filepath.Join(cfg.DataDir, rebuildStagedDir))
 	}
 	// The loop batches writes itself: the journal need not wait for more.
 	n, err := openStorage(cfg, log, -1, false)
@@ -161,6 +170,14 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 		return nil, err
 	}
 	n.mirror = m
+	n.rb.restart = make(chan struct{})
+	if installed {
+		// Said in /mirror/status until this process stops, so whoever asked
+		// (tandem ctl rebuild, the RebuildMember workflow) sees it happened.
+		var mark catchupMark
+		_ = statefile.Load(filepath.Join(cfg.DataDir, catchupFile), &mark)
+		n.rb.set(RebuildStatus{State: "installed", Source: mark.Source, LSN: mark.LSN, At: time.Now().UTC()})
+	}
 	if err := n.openConfigSync(); err != nil {
 		n.Close()
 		return nil, err
@@ -215,7 +232,11 @@ type Status struct {
 	NoFail    bool             `json:"no_failover,omitempty"`
 	Rejected  *RejectedInput   `json:"rejected_input,omitempty"`
 	Gate      *GateStatus      `json:"gate,omitempty"` // last policy-gate verdict on this member
-	Error     string           `json:"error,omitempty"`
+	// Alerts are what an operator must act on: this member or another
+	// needing a rebuild, asyncs the primary no longer holds the journal for.
+	Alerts  []string       `json:"alerts,omitempty"`
+	Rebuild *RebuildStatus `json:"rebuild,omitempty"` // the last re-seed this process fetched
+	Error   string         `json:"error,omitempty"`
 }
 
 // TransferStatus is journal shipping between the failover pair as this
@@ -272,6 +293,8 @@ func (n *Node) Status() Status {
 	if n.mirror != nil {
 		snap := n.mirror.snapshot()
 		s.Status, s.Epoch, s.Mode, s.NoFail, s.Links = string(snap.Status), snap.Epoch, snap.Mode, snap.NoFailover, snap.Peers
+		s.Alerts = snap.Alerts
+		s.Rebuild = n.rb.status()
 		s.Mirror = fmt.Sprintf("tier %s, %s member", n.cfg.Tier, n.cfg.Role)
 		s.Primary = snap.Primary
 		if snap.Transfer.Status != "" {
@@ -286,8 +309,12 @@ func (n *Node) Status() Status {
 		s.Error = err.Error()
 	}
 	applied := n.store.DatabaseLSNs()
+	dbState := "normal"
+	if n.mirror != nil && n.mirror.snapshot().DBState != "" {
+		dbState = n.mirror.snapshot().DBState // a re-seeded member catching up
+	}
 	for _, db := range n.cfg.Databases {
-		s.Databases = append(s.Databases, DatabaseStatus{Name: db, Status: "normal", AppliedLSN: applied[db]})
+		s.Databases = append(s.Databases, DatabaseStatus{Name: db, Status: dbState, AppliedLSN: applied[db]})
 	}
 	return s
 }
@@ -364,6 +391,7 @@ func (n *Node) Handler() http.Handler {
 		// Logins with this member's effective users: any member answers,
 		// so a failover target lets people log in (login.go).
 		mux.Handle(login.Path, n.login)
+		mux.HandleFunc("POST "+auditPath, n.serveForwardedAudit)
 	} else if n.verifier != nil {
 		// Standalone: /fhir with bearer tokens only (plain HTTP: keep the
 		// listen address on loopback or behind a TLS-terminating proxy).
@@ -410,6 +438,8 @@ func (n *Node) Run(ctx context.Context) error {
 	case err := <-loopDone:
 		runErr = err
 		loopDone <- err
+	case <-n.rb.restart: // nil (never ready) on a standalone node
+		runErr = ErrRestart
 	}
 	n.log.Info("node stopping")
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)

@@ -20,13 +20,17 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/opshttp"
 	"github.com/tandemhealth/tandem/workflows"
 	"github.com/tandemhealth/tandem/workflows/applychange"
 	"github.com/tandemhealth/tandem/workflows/configsyncflow"
 	"github.com/tandemhealth/tandem/workflows/mirrorsetup"
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
+	"github.com/tandemhealth/tandem/workflows/rebuildmember"
 )
 
 // DefaultAddress is the embedded server's frontend.
@@ -39,8 +43,8 @@ const DefaultNamespace = "default"
 // Options configure a worker.
 type Options struct {
 	Cluster   *cluster.File
-	Address   string // Temporal frontend host:port; DefaultAddress when empty
-	Namespace string // "default" when empty
+	Address   string // Temporal frontend host:port; the cluster file's temporal.address, else DefaultAddress, when empty
+	Namespace string // the cluster file's temporal.namespace, else "default", when empty
 	Log       *slog.Logger
 	// DialFor bounds how long the worker waits for Temporal to answer at
 	// start (it may be starting beside it); 60s when 0.
@@ -50,6 +54,10 @@ type Options struct {
 	// creates a missing schedule (configsyncflow.DefaultEvery) and leaves an
 	// existing one as it is; negative: it leaves the schedules alone.
 	DriftCheck time.Duration
+	// HTTP, when set, serves /healthz and /metrics (the Temporal SDK's
+	// metrics) on this address, TLS with the operator certificate the
+	// worker acts with.
+	HTTP string
 }
 
 // RegisterWorkflows registers every workflow of the administrators.
@@ -59,21 +67,22 @@ func RegisterWorkflows(w sdkworker.WorkflowRegistry) {
 	configsyncflow.Register(w)
 	plannedfailover.Register(w)
 	promoteasync.Register(w)
+	rebuildmember.Register(w)
 }
 
 // Dial connects a client to Temporal, retrying until limit while the
 // server starts.
 func Dial(ctx context.Context, address, namespace string, log *slog.Logger, limit time.Duration) (client.Client, error) {
-	if address == "" {
-		address = DefaultAddress
-	}
-	if namespace == "" {
-		namespace = "default"
-	}
+	opts, _ := ClientOptions(cluster.Temporal{}, address, namespace)
+	return DialOptions(ctx, opts, log, limit)
+}
+
+// DialOptions is Dial with full client options (ClientOptions).
+func DialOptions(ctx context.Context, opts client.Options, log *slog.Logger, limit time.Duration) (client.Client, error) {
+	address, namespace := opts.HostPort, opts.Namespace
 	if limit == 0 {
 		limit = 60 * time.Second
 	}
-	opts := client.Options{HostPort: address, Namespace: namespace}
 	if log != nil {
 		opts.Logger = sdklog.NewStructuredLogger(log)
 	}
@@ -102,11 +111,39 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	c, err := Dial(ctx, o.Address, o.Namespace, o.Log, o.DialFor)
+	metrics := newSDKMetrics()
+	copts, err := ClientOptions(o.Cluster.Temporal, o.Address, o.Namespace)
+	if err != nil {
+		return err
+	}
+	copts.MetricsHandler = metrics.Handler()
+	c, err := DialOptions(ctx, copts, o.Log, o.DialFor)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if o.HTTP != "" {
+		creds, err := o.Cluster.Credentials("operator")
+		if err != nil {
+			return err
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(metrics)
+		ops, err := opshttp.Listen(o.HTTP, "--http", creds.ServerConfig(), reg, func() opshttp.Health {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			detail := map[string]string{"temporal": copts.HostPort, "namespace": copts.Namespace, "task_queue": workflows.TaskQueue}
+			if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+				return opshttp.Health{OK: false, Reason: "Temporal does not answer: " + err.Error(), Detail: detail}
+			}
+			return opshttp.Health{OK: true, Detail: detail}
+		}, o.Log)
+		if err != nil {
+			return err
+		}
+		defer ops.Close()
+		o.Log.Info("worker operations endpoint", "http", ops.Addr().String())
+	}
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
 	RegisterWorkflows(w)
 	w.RegisterActivity(admin)
@@ -127,7 +164,7 @@ func Run(ctx context.Context, o Options) error {
 			o.Log.Info("drift check scheduled", "tier", t.Name, "schedule", configsyncflow.ScheduleID(t.Name), "every", cmp.Or(o.DriftCheck, configsyncflow.DefaultEvery).String(), "created", created)
 		}
 	}
-	o.Log.Info("worker polling", "task_queue", workflows.TaskQueue, "address", o.Address, "namespace", o.Namespace)
+	o.Log.Info("worker polling", "task_queue", workflows.TaskQueue, "address", copts.HostPort, "namespace", copts.Namespace, "tls", copts.ConnectionOptions.TLS != nil)
 	<-ctx.Done()
 	w.Stop()
 	o.Log.Info("worker stopped")

@@ -32,6 +32,7 @@ import (
 	"go.temporal.io/server/common/dynamicconfig"
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/membership/static"
+	"go.temporal.io/server/common/metrics"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
@@ -61,6 +62,9 @@ type Options struct {
 	Retention time.Duration
 	LogLevel  string // debug, info, warn, error; warn when empty
 	LogFile   string // server log output; stderr when empty
+	// MetricsAddress, when set, serves the server's Prometheus metrics at
+	// http://MetricsAddress/metrics (plain HTTP: keep it on loopback).
+	MetricsAddress string
 }
 
 // Server is a running embedded Temporal server.
@@ -166,6 +170,9 @@ func Start(o Options) (*Server, error) {
 			Visibility: config.VisibilityArchivalNamespaceDefaults{State: "disabled"},
 		}},
 		PublicClient: config.PublicClient{HostPort: frontend},
+	}
+	if o.MetricsAddress != "" {
+		conf.Global.Metrics = &metrics.Config{Prometheus: &metrics.PrometheusConfig{Framework: metrics.FrameworkOpentelemetry, ListenAddress: o.MetricsAddress, HandlerPath: "/metrics"}}
 	}
 	logger := log.NewZapLogger(log.BuildZapLogger(log.Config{Level: o.LogLevel, OutputFile: o.LogFile, Format: "json"}))
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)

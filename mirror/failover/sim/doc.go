@@ -7,8 +7,12 @@
 // agent shares its member's host); crashes and restarts that keep only what a
 // core asked to persist (also a crash between fsync and send); arbiter disk
 // loss; pauses; operator actions (no-failover, planned failover, policy gate
-// verdicts, forced promotion with a recorded data-loss decision). Client
-// writes count as acknowledged only when a core emits ActAckClients.
+// verdicts, forced promotion with a recorded data-loss decision); journal
+// purges anywhere up to what each core allows (asyncs down longer than a
+// retention, and now and then a running one — the size cap — are released)
+// and re-seeds of needs-rebuild members from the primary's commit point
+// (always while healing). Client writes count as acknowledged only when a
+// core emits ActAckClients.
 //
 // After every step it checks DESIGN §3 invariants 1–4:
 //  1. the primary of the highest epoch holds every acknowledged write;
@@ -18,7 +22,12 @@
 //     ActPromote), except by a recorded operator decision whose range is
 //     then exempted;
 //  4. journals are prefixes of one history (log matching: equal (LSN, epoch)
-//     implies equal prefix).
+//     implies equal prefix);
+//
+// and, for purge: a member purges only acknowledged records (of the
+// history, or of one a forced promotion explicitly gave up); a
+// needs-rebuild member never acknowledges an append and never becomes
+// primary.
 //
 // At the end it heals every fault, restarts every process, clears operator
 // holds and quiesces, then checks invariant 5 (every member's journal equal).

@@ -51,6 +51,7 @@ type node struct {
 	kind        kind
 	up          bool
 	downUntil   Tick
+	downSince   Tick
 	pausedUntil Tick
 
 	mcfg failover.MemberConfig
@@ -60,9 +61,13 @@ type node struct {
 	a    *failover.Arbiter
 	g    *failover.Agent
 
-	// durable state ("disk"): only what a core asked to persist
+	// durable state ("disk"): only what a core asked to persist. log and
+	// hashes are the whole history from LSN 1 (the checker's view); the
+	// member's journal is log[base:], records up to base being purged (or,
+	// after a re-seed, never held: they are the snapshot's content).
 	hs      failover.HardState
 	log     []failover.Entry
+	base    LSN
 	hashes  []uint64
 	arb     failover.ArbiterState
 	agentSt failover.AgentState
@@ -95,7 +100,8 @@ type world struct {
 	faultRate float64
 	healing   bool
 
-	ackedHash   []uint64 // hash chain of the acknowledged history
+	ackedHash   []uint64   // hash chain of the acknowledged history
+	lostAcked   [][]uint64 // acknowledged histories an operator's forced promotion gave up
 	commitOwner map[Epoch]ID
 	nextVal     uint64
 	maxEpoch    Epoch
@@ -199,7 +205,7 @@ func (w *world) start(n *node) {
 	n.downUntil = 0
 	switch n.kind {
 	case kMember:
-		n.m = failover.NewMember(n.mcfg, n.hs, n.log, w.now)
+		n.m = failover.NewMember(n.mcfg, n.hs, n.journalBase(), n.log[n.base:], w.now)
 	case kArbiter:
 		n.a = failover.NewArbiter(n.acfg, n.arb, w.now)
 	case kAgent:
@@ -207,7 +213,19 @@ func (w *world) start(n *node) {
 	}
 }
 
+// journalBase is where n's journal starts.
+func (n *node) journalBase() failover.Base {
+	b := failover.Base{LSN: n.base}
+	if n.base > 0 {
+		b.Epoch = n.log[n.base-1].Epoch
+	}
+	return b
+}
+
 func (w *world) crash(n *node, down Tick, why string) {
+	if n.up {
+		n.downSince = w.now
+	}
 	n.up = false
 	n.m, n.a, n.g = nil, nil, nil
 	n.downUntil = w.now + down
@@ -265,7 +283,9 @@ func (w *world) process(n *node, rd failover.Ready) {
 	w.steps++
 	// persist
 	if rd.Truncate != nil {
-		if int(rd.Truncate.After) < len(n.log) {
+		if rd.Truncate.After < n.base {
+			w.violate("core bug: %s truncates after %d, below its journal's base %d", n.id, rd.Truncate.After, n.base)
+		} else if int(rd.Truncate.After) < len(n.log) {
 			w.tracef("  %s truncate after %d (quarantine=%v)", n.id, rd.Truncate.After, rd.Truncate.Quarantine)
 			n.log = n.log[:rd.Truncate.After]
 			n.hashes = n.hashes[:rd.Truncate.After]
@@ -275,6 +295,9 @@ func (w *world) process(n *node, rd failover.Ready) {
 		n.hs = *rd.HardState
 		if n.hs.Epoch > w.maxEpoch {
 			w.maxEpoch = n.hs.Epoch
+		}
+		if n.hs.NeedsRebuild && rd.HardState.Role == failover.RolePrimary && !n.hs.Fenced && !n.hs.SteppedDown {
+			w.violate("needs-rebuild: %s needs a rebuild but holds the primary role in epoch %d", n.id, n.hs.Epoch)
 		}
 	}
 	for _, e := range rd.Entries {
@@ -319,6 +342,9 @@ func (w *world) process(n *node, rd failover.Ready) {
 		return
 	}
 	for _, m := range rd.Messages {
+		if n.kind == kMember && n.hs.NeedsRebuild && m.Type == failover.MsgAppendResp && !m.Reject {
+			w.violate("needs-rebuild: %s acknowledges %d although it needs a rebuild", n.id, m.Match)
+		}
 		w.send(m)
 	}
 	for _, a := range rd.Actions {
@@ -348,6 +374,9 @@ func (w *world) act(n *node, a failover.Action) {
 		}
 	case failover.ActPromote:
 		w.tracef("  %s PROMOTE epoch %d by %v (previous epoch ends at %d)", n.id, a.Epoch, a.Reason, a.UpTo)
+		if n.hs.NeedsRebuild {
+			w.violate("needs-rebuild: %s became primary of epoch %d by %v", n.id, a.Epoch, a.Reason)
+		}
 		if a.Reason != failover.PromoteForced && !w.hasAcked(n) {
 			w.violate("invariant 3: %s took over epoch %d by %v without the acknowledged journal (has %d, acked %d)", n.id, a.Epoch, a.Reason, len(n.log), len(w.ackedHash))
 		}
@@ -376,7 +405,9 @@ func (w *world) fence(m *node, agent *node) {
 	if agent.g == nil {
 		return
 	}
-	rd := agent.g.Step(failover.Message{Type: failover.MsgFenceDone, From: agent.id, To: agent.id, Epoch: m.hs.Epoch, Entries: slices.Clone(m.log)})
+	b := m.journalBase()
+	rd := agent.g.Step(failover.Message{Type: failover.MsgFenceDone, From: agent.id, To: agent.id, Epoch: m.hs.Epoch,
+		PrevLSN: b.LSN, PrevEpoch: b.Epoch, Entries: slices.Clone(m.log[m.base:])})
 	w.process(agent, rd)
 }
 
@@ -574,6 +605,9 @@ func (w *world) faults() {
 				}
 				saved := w.ackedHash
 				w.ackedHash = slices.Clone(saved[:common])
+				if common < len(saved) {
+					w.lostAcked = append(w.lostAcked, saved)
+				}
 				// the operator's tool supplies the highest epoch recorded anywhere in the tier
 				w.operator(n, failover.Message{Type: failover.MsgForcePromote, Epoch: w.maxEpoch})
 				if n.hs.Role != failover.RolePrimary || len(n.hs.Losses) == 0 || int(n.hs.Losses[len(n.hs.Losses)-1].From) > common+1 {
@@ -650,6 +684,90 @@ func (w *world) step() {
 			w.process(n, rd)
 			w.check()
 		}
+	}
+	w.purge()
+	w.rebuild()
+}
+
+// retention is how long an async may be down before the primary stops
+// holding the journal for it (the shells' journal.async_retention).
+const retention = 20
+
+// purge: now and then a member purges its journal, anywhere up to what its
+// core allows. Asyncs down longer than the retention are released; now and
+// then a running one too (the size cap). What is purged must have been
+// acknowledged (in the history, or in one an operator's forced promotion
+// explicitly gave up).
+func (w *world) purge() {
+	var released []ID
+	for _, a := range w.members(true) {
+		if (!a.up && w.now-a.downSince > retention) || w.rng.Float64() < 0.05 {
+			released = append(released, a.id)
+		}
+	}
+	for _, n := range w.members(false) {
+		w.purgeOne(n, released)
+	}
+	for _, n := range w.members(true) {
+		w.purgeOne(n, nil)
+	}
+}
+
+func (w *world) purgeOne(n *node, released []ID) {
+	if n.m == nil || n.pausedUntil > w.now || w.rng.Float64() >= 0.03 {
+		return
+	}
+	allowed := n.m.PurgeableUpTo(released)
+	if allowed <= n.base {
+		return
+	}
+	upTo := n.base + 1 + LSN(w.rng.IntN(int(allowed-n.base)))
+	acked := func(h []uint64) bool { return int(upTo) <= len(h) && n.hashes[upTo-1] == h[upTo-1] }
+	if !acked(w.ackedHash) && !slices.ContainsFunc(w.lostAcked, acked) {
+		w.violate("purge: %s may purge up to %d, beyond any acknowledged history (%d acked)", n.id, upTo, len(w.ackedHash))
+		return
+	}
+	w.tracef("PURGE %s up to %d (allowed %d, released %v)", n.id, upTo, allowed, released)
+	n.base = upTo
+	w.process(n, n.m.Purged(upTo, released))
+	if n.m != nil && n.m.Base() != n.journalBase() {
+		w.violate("core bug: %s core base %v, journal base %v", n.id, n.m.Base(), n.journalBase())
+	}
+	w.check()
+}
+
+// rebuild: an operator re-seeds a member that needs a rebuild from a
+// snapshot of the current primary at its commit point or base (always while
+// healing, now and then during the faults).
+func (w *world) rebuild() {
+	var prim *node
+	for _, n := range w.members(false) {
+		if n.m != nil && n.m.IsPrimary() && n.m.Status() == failover.StatusPrimary && n.pausedUntil <= w.now {
+			prim = n
+		}
+	}
+	if prim == nil {
+		return
+	}
+	for _, n := range w.nodes {
+		if n.kind != kMember || n.m == nil || !n.hs.NeedsRebuild || (!w.healing && w.rng.Float64() >= 0.05) {
+			continue
+		}
+		// a snapshot holds what the primary's store applied: committed
+		// records, at least up to its base (purged only once committed)
+		l := max(prim.m.Commit(), prim.base)
+		hs, err := failover.Reseeded(n.hs, prim.hs.Epoch, n.mcfg.Async)
+		if err != nil {
+			w.tracef("REBUILD %s refused: %v", n.id, err)
+			continue
+		}
+		w.tracef("REBUILD %s from %s's snapshot at %d (epoch %d)", n.id, prim.id, l, prim.hs.Epoch)
+		n.hs = hs
+		n.log = slices.Clone(prim.log[:l])
+		n.hashes = slices.Clone(prim.hashes[:l])
+		n.base = l
+		n.m = failover.NewMember(n.mcfg, n.hs, n.journalBase(), nil, w.now)
+		w.check()
 	}
 }
 

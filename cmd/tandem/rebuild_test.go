@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestPurgedAsyncNeedsRebuildAndIsReseeded (issue 5, d): an async down
+// longer than the journal retention is released by the primary, which then
+// purges the journal it needed; restarted, it reports needs-rebuild and
+// serves no reads; `tandem ctl rebuild` re-seeds it from the primary's
+// snapshot, its databases go needs-catchup -> catchup-running -> normal,
+// and it ends with the primary's content and every acknowledged write.
+func TestPurgedAsyncNeedsRebuildAndIsReseeded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTierWith(t, tierOptions{async: true,
+		journal: "{segment_size: 1048576, async_retention: 2s, purge_interval: 200ms}"})
+	tr.waitFor("c async and caught up", 20*time.Second, func() bool {
+		st := tr.memberStatus("c")
+		x, _ := st["transfer"].(map[string]any)
+		return st["status"] == "async" && x != nil && x["status"] == "caught-up"
+	})
+	acked := tr.putMany(t, "before", 20, 100)
+	tr.waitFor("c holds the first writes", 10*time.Second, func() bool { return tr.hash("c") == tr.hash("a") })
+	cLast := tr.journalLSN("c", "last_lsn")
+
+	// The fault: c is down (pid gone, status unreachable).
+	tr.kill9("c")
+	if s := tr.status("c"); s != "unreachable" {
+		t.Fatalf("c answers status %q after kill -9", s)
+	}
+	// Enough writes to roll several 1 MiB segments.
+	for k, v := range tr.putMany(t, "while-down", 300, 16<<10) {
+		acked[k] = v
+	}
+	// The primary released c (down > 2s) and purged what c needs.
+	tr.waitFor("a purged past c's last LSN", 30*time.Second, func() bool {
+		return tr.journalLSN("a", "first_lsn") > cLast+1
+	})
+	segs, _ := filepath.Glob(filepath.Join(tr.dir, "a", "journal", "*.journal"))
+	if first := tr.journalLSN("a", "first_lsn"); len(segs) == 0 || slices.Contains(segs, filepath.Join(tr.dir, "a", "journal", fmt.Sprintf("%020d.journal", 1))) {
+		t.Fatalf("a's first segment (LSN 1) is still on disk: %v (first_lsn %d)", segs, first)
+	}
+	t.Logf("a purged: journal starts at %d, c's last LSN was %d, %d segment files left", tr.journalLSN("a", "first_lsn"), cLast, len(segs))
+	tr.waitFor("a alerts that c needs a rebuild", 10*time.Second, func() bool {
+		return slices.ContainsFunc(tr.alerts("a"), func(s string) bool { return strings.Contains(s, "tandem ctl rebuild c") })
+	})
+
+	// c comes back: it cannot catch up, says so, and serves no reads.
+	tr.start("c")
+	tr.waitFor("c needs-rebuild", 30*time.Second, func() bool { return tr.status("c") == "needs-rebuild" })
+	if _, err := tr.get("c", "before-0"); err == nil || !strings.Contains(err.Error(), "needs a rebuild") {
+		t.Fatalf("a needs-rebuild member served a read: %v", err)
+	}
+	if !slices.ContainsFunc(tr.alerts("c"), func(s string) bool { return strings.Contains(s, "tandem ctl rebuild c") }) {
+		t.Fatalf("c's status carries no alert with the command: %v", tr.alerts("c"))
+	}
+	// (appends queued for c before the purge may have reached it first;
+	// once it needs a rebuild it takes nothing more)
+	frozen := tr.journalLSN("c", "last_lsn")
+	time.Sleep(time.Second)
+	if last := tr.journalLSN("c", "last_lsn"); last != frozen || last >= tr.journalLSN("a", "first_lsn") {
+		t.Fatalf("c appended records (last %d, was %d; a starts at %d) although it needs a rebuild", last, frozen, tr.journalLSN("a", "first_lsn"))
+	}
+	// A rebuild of the primary, or of a member that does not need it, is refused.
+	if out, err := exec.Command(binary, "ctl", "rebuild", "a", "--cluster", tr.cluster).CombinedOutput(); err == nil || !strings.Contains(string(out), "primary") {
+		t.Fatalf("rebuilding the primary was not refused: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(binary, "ctl", "rebuild", "b", "--cluster", tr.cluster).CombinedOutput(); err == nil || !strings.Contains(string(out), "does not need a rebuild") {
+		t.Fatalf("rebuilding a healthy backup was not refused: %v\n%s", err, out)
+	}
+
+	// The re-seed, with c's journal link cut so that its catch-up is seen
+	// step by step: needs-catchup until the primary is heard, then
+	// catchup-running, then normal.
+	tr.proxies["a->c"].cut()
+	var out bytes.Buffer
+	cmd := exec.Command(binary, "ctl", "rebuild", "c", "--cluster", tr.cluster)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var seen []string
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() { // every database status c reports, in order
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			st := tr.memberStatus("c")
+			dbs, _ := st["databases"].([]any)
+			if len(dbs) == 0 || st["status"] == "needs-rebuild" {
+				continue
+			}
+			s := fmt.Sprint(dbs[0].(map[string]any)["status"])
+			mu.Lock()
+			if len(seen) == 0 || seen[len(seen)-1] != s {
+				seen = append(seen, s)
+			}
+			mu.Unlock()
+		}
+	}()
+	tr.waitFor("c re-seeded, waiting for the primary's journal", 60*time.Second, func() bool {
+		st := tr.memberStatus("c")
+		dbs, _ := st["databases"].([]any)
+		return st["status"] == "async" && len(dbs) > 0 && dbs[0].(map[string]any)["status"] == "needs-catchup"
+	})
+	// more writes while c cannot hear the primary: what it must catch up
+	for k, v := range tr.putMany(t, "after-seed", 200, 4<<10) {
+		acked[k] = v
+	}
+	tr.proxies["a->c"].heal()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("tandem ctl rebuild c: %v\n%s", err, out.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("tandem ctl rebuild c did not finish:\n%s", out.String())
+	}
+	close(stop)
+	<-watched
+	t.Logf("tandem ctl rebuild c:\n%s", out.String())
+	mu.Lock()
+	t.Logf("c's database status, in order: %v", seen)
+	if len(seen) == 0 || seen[0] != "needs-catchup" || seen[len(seen)-1] != "normal" || !slices.Contains(seen, "catchup-running") {
+		t.Errorf("c's databases should go needs-catchup -> catchup-running -> normal, saw %v", seen)
+	}
+	mu.Unlock()
+	if !strings.Contains(out.String(), "rebuilt from a") {
+		t.Fatalf("ctl rebuild did not report success:\n%s", out.String())
+	}
+	tr.waitFor("c's content equals a's", 20*time.Second, func() bool { return tr.hash("c") == tr.hash("a") })
+	if s := tr.status("c"); s != "async" {
+		t.Fatalf("c is %s after the rebuild", s)
+	}
+	tr.checkAcked("c", acked)
+	if old, _ := filepath.Glob(filepath.Join(tr.dir, "c", "rebuild-old-*", "journal")); len(old) != 1 {
+		t.Errorf("the replaced journal should be kept aside once: %v", old)
+	}
+	// it keeps following the primary
+	for k, v := range tr.putMany(t, "after-rebuild", 10, 100) {
+		acked[k] = v
+	}
+	tr.waitFor("c follows the primary after the rebuild", 20*time.Second, func() bool { return tr.hash("c") == tr.hash("a") })
+	t.Logf("%d acknowledged writes, all on c; hashes equal", len(acked))
+}
+
+// putMany writes n keys prefix-i with values of size bytes to the primary a,
+// four writers at once, and returns them (every one acknowledged).
+func (tr *tier) putMany(t *testing.T, prefix string, n, size int) map[string]string {
+	t.Helper()
+	return tr.putManyTo(t, "a", prefix, n, size)
+}
+
+// putManyTo is putMany to the primary member.
+func (tr *tier) putManyTo(t *testing.T, member, prefix string, n, size int) map[string]string {
+	t.Helper()
+	var mu sync.Mutex
+	out := map[string]string{}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 4 {
+				k := fmt.Sprintf("%s-%d", prefix, i)
+				v := strings.Repeat(string(rune('a'+i%26)), size-len(k)) + k
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := tr.put(ctx, member, k, v)
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("put %s: %w", k, err)
+					return
+				}
+				mu.Lock()
+				out[k] = v
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// journalLSN reads one field of a member's journal status.
+func (tr *tier) journalLSN(member, field string) uint64 {
+	st := tr.memberStatus(member)
+	j, _ := st["journal"].(map[string]any)
+	v, _ := j[field].(float64)
+	return uint64(v)
+}
+
+// alerts is a member's alerts list.
+func (tr *tier) alerts(member string) []string {
+	var out []string
+	as, _ := tr.memberStatus(member)["alerts"].([]any)
+	for _, a := range as {
+		out = append(out, fmt.Sprint(a))
+	}
+	return out
+}
+
+// TestFailoverAndRejoinOverPurgedJournals: with small segments purged every
+// 200 ms, the primary is killed after both members purged; the backup takes
+// over from a journal that starts after its base, keeps purging within what
+// its core allows, and the old primary rejoins from its own purged journal
+// with every acknowledged write and equal content.
+func TestFailoverAndRejoinOverPurgedJournals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTierWith(t, tierOptions{journal: "{segment_size: 1048576, purge_interval: 200ms}"})
+	acked := tr.putMany(t, "first", 200, 16<<10)
+	tr.waitFor("both members purged", 20*time.Second, func() bool {
+		return tr.journalLSN("a", "first_lsn") > 1 && tr.journalLSN("b", "first_lsn") > 1
+	})
+	t.Logf("before the failover: a starts at %d, b at %d", tr.journalLSN("a", "first_lsn"), tr.journalLSN("b", "first_lsn"))
+	tr.kill9("a")
+	tr.waitFor("b primary in epoch 2", 20*time.Second, func() bool { return tr.status("b") == "primary" && tr.epoch("b") == 2 })
+	for k, v := range tr.putManyTo(t, "b", "second", 100, 16<<10) {
+		acked[k] = v
+	}
+	tr.checkAcked("b", acked)
+	tr.rejoin("a", "b", acked)
+	for k, v := range tr.putManyTo(t, "b", "third", 100, 16<<10) {
+		acked[k] = v
+	}
+	tr.waitFor("equal content after more writes", 20*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
+	tr.waitFor("the new primary purged with its backup back", 20*time.Second, func() bool {
+		return tr.journalLSN("b", "first_lsn") > tr.journalLSN("b", "last_lsn")-300
+	})
+	t.Logf("after: b starts at %d (last %d), a at %d", tr.journalLSN("b", "first_lsn"), tr.journalLSN("b", "last_lsn"), tr.journalLSN("a", "first_lsn"))
+	tr.checkAcked("a", acked)
+}
