@@ -92,6 +92,20 @@ func inv(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, ^n) }
 // CurrentKey is the key of the current version of Type/id.
 func CurrentKey(typ, id string) []byte { return []byte("c/" + typ + "/" + id) }
 
+// ParseCurrentKey is the inverse of CurrentKey: the type and id of a
+// current-version key; ok is false for any other key.
+func ParseCurrentKey(key []byte) (typ, id string, ok bool) {
+	rest, found := strings.CutPrefix(string(key), "c/")
+	if !found {
+		return "", "", false
+	}
+	typ, id, found = strings.Cut(rest, "/")
+	if !found || typ == "" || !ValidID(id) {
+		return "", "", false
+	}
+	return typ, id, true
+}
+
 // CurrentPrefix is the prefix of every current version of a type (the type index).
 func CurrentPrefix(typ string) []byte { return []byte("c/" + typ + "/") }
 

@@ -264,6 +264,28 @@ func (a *Admin) ForcePromote(ctx context.Context, tier, member string, tierEpoch
 	return err
 }
 
+// PromoteDR promotes a dr member with the confirmation the approver
+// accepted and the operator's statement that both failover members are
+// gone (the member asks the arbiter to record it first; see
+// node.ForcePromote). Idempotent like ForcePromote.
+func (a *Admin) PromoteDR(ctx context.Context, tier, member string, tierEpoch uint64, confirm, statement string, newEpoch uint64) error {
+	base, err := a.memberURL(tier, member)
+	if err != nil {
+		return err
+	}
+	var s MemberStatus
+	if err := a.do(ctx, "GET", base+"/mirror/status", nil, &s); err == nil && s.Status == "primary" && s.Epoch >= newEpoch {
+		return nil
+	}
+	body, _ := json.Marshal(map[string]any{"tier_epoch": tierEpoch, "confirm": confirm, "statement": statement})
+	err = a.do(ctx, "POST", base+"/admin/force-promote", body, nil)
+	var he *httpError
+	if errors.As(err, &he) && (he.Code == http.StatusConflict || he.Code == http.StatusBadRequest) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s refused the promotion: %s", member, he.Msg), ErrPromotionRefused, nil)
+	}
+	return err
+}
+
 // RequestRebuild asks member to re-seed itself from source, the tier's
 // primary (POST /admin/rebuild). Idempotent: a member whose re-seed is
 // already fetching, staged or installed is not asked again. A refusal

@@ -267,4 +267,7 @@ type PromotionPreview struct {
 	HeldHere      map[string]int `json:"held_here_per_database"`
 	NeverReceived uint64         `json:"never_received"`
 	Confirm       string         `json:"confirm"`
+	// NeedsStatement: a dr member, promoted only with the operator's
+	// statement that both failover members are gone (PromoteDR).
+	NeedsStatement bool `json:"needs_statement,omitempty"`
 }

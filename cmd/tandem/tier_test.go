@@ -55,7 +55,8 @@ func startTier(t testing.TB, withAsync ...bool) *tier {
 
 // tierOptions change what startTierWith builds.
 type tierOptions struct {
-	async bool
+	async     bool // a dr async member c, fed through the proxy a->c
+	reporting bool // a reporting async member d, fed through the proxy a->d
 	// seed maps a member to a directory copied to its data_dir before it
 	// first starts (a `tandem restore --new-tier` result).
 	seed map[string]string
@@ -106,6 +107,14 @@ func startTierWith(t testing.TB, opts tierOptions) *tier {
 		tr.proxies["a->c"] = p
 		links["a->c"] = p.addr
 	}
+	if opts.reporting {
+		addr["d"] = port()
+		y += fmt.Sprintf("      - {name: d, role: reporting, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
+			addr["d"], port(), filepath.Join(dir, "d"), port())
+		p := newProxy(t, port(), addr["d"])
+		tr.proxies["a->d"] = p
+		links["a->d"] = p.addr
+	}
 	y += "    links:\n"
 	for k, v := range links {
 		y += fmt.Sprintf("      %q: %q\n", k, v)
@@ -143,6 +152,9 @@ func startTierWith(t testing.TB, opts tierOptions) *tier {
 	}
 	if async {
 		tr.start("c")
+	}
+	if opts.reporting {
+		tr.start("d")
 	}
 	t.Cleanup(func() {
 		for name, c := range tr.procs {

@@ -94,6 +94,11 @@ type Options struct {
 	// _search); an error refuses the read with 503. A mirror member's
 	// primary uses it to make reads linearizable (node.ReadBarrier).
 	ReadBarrier func(ctx context.Context) error
+	// WriteGuard, when set, runs before every write is sequenced; an error
+	// refuses the write before anything is stored (a *fhir.Error keeps its
+	// status and code, anything else is a 503). A mirror member that is not
+	// the primary uses it to say where writes go (node.fhirWriteGuard).
+	WriteGuard func(ctx context.Context) error
 	// Audit writes an AuditEvent for every access to clinical data (see
 	// audit.go); AuditWindow bounds how long a read's event waits for its
 	// group commit (default 500ms, at most 1s). Close flushes.
@@ -550,6 +555,15 @@ func (r *replay) Error() string { return "fhir: replay" }
 // interaction, and the storing of its result under the key, all together.
 func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*response, error)) (*response, error) {
 	var out *response
+	if s.opts.WriteGuard != nil {
+		if err := s.opts.WriteGuard(ctx); err != nil {
+			var fe *fhir.Error
+			if errors.As(err, &fe) {
+				return nil, fe
+			}
+			return nil, fhir.Errorf(http.StatusServiceUnavailable, "transient", err.Error())
+		}
+	}
 	reg, err := s.activeRegistry()
 	if err != nil {
 		return nil, err

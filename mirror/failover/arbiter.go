@@ -6,6 +6,7 @@ import "fmt"
 type ArbiterConfig struct {
 	ID      ID
 	Members [2]ID // the two failover members
+	DR      []ID  // dr members: may read the record and ask OpPromoteDR
 	QoS     Tick  // the arbiter has "lost" a member it has not heard from for longer
 
 	// Mutations: TEST ONLY deliberate bugs (zero value = correct).
@@ -62,6 +63,15 @@ func (a *Arbiter) event(kind, format string, args ...any) {
 
 func (a *Arbiter) isMember(id ID) bool { return id == a.cfg.Members[0] || id == a.cfg.Members[1] }
 
+func (a *Arbiter) isDR(id ID) bool {
+	for _, d := range a.cfg.DR {
+		if d == id {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *Arbiter) other(id ID) ID {
 	if id == a.cfg.Members[0] {
 		return a.cfg.Members[1]
@@ -104,16 +114,23 @@ func (a *Arbiter) Step(m Message) Ready {
 		a.event("seeded", "by operator: %v", m.Record)
 		return a.take()
 	}
-	if !a.isMember(m.From) {
+	dr := a.isDR(m.From)
+	if !a.isMember(m.From) && !(dr && (m.Op == OpRead || m.Op == OpPromoteDR)) {
 		a.counters.Forged++
-		a.event("reject", "request from non-member %s", m.From)
+		a.event("reject", "request %v from %s", m.Op, m.From)
 		return a.take()
 	}
-	if m.Op < OpRead || m.Op > OpReport {
+	if m.Op < OpRead || m.Op > OpPromoteDR || (m.Op == OpPromoteDR && !dr) {
 		a.counters.UnknownType++
 		return a.take()
 	}
-	a.lastSeen[m.From] = a.now
+	if dr {
+		if !a.st.Seeded {
+			return a.take() // not part of a re-seed; answers nothing from an empty state
+		}
+	} else {
+		a.lastSeen[m.From] = a.now
+	}
 	if !a.st.Seeded {
 		a.counters.Unseeded++
 		if m.Op != OpReport {
@@ -185,6 +202,23 @@ func (a *Arbiter) Step(m Message) Ready {
 		}
 		n.Primary, n.Backup, n.BackupActive, n.Mode = m.From, a.other(m.From), true, ModeArbiter
 		a.commit(n, m, "arbiter-controlled, backup active")
+	case OpPromoteDR:
+		// The operator promotes a dr member: only once neither failover
+		// member has been heard from for longer than the QoS. (That does
+		// not prove them dead — a pair in agent-controlled mode commits
+		// without the arbiter — so the operator's statement is required
+		// too; this record keeps both from acting as primary once they
+		// hear from the arbiter again.)
+		for _, f := range a.cfg.Members {
+			if a.now-a.lastSeen[f] <= a.cfg.QoS {
+				a.event("refuse", "dr promotion of %s: failover member %s seen %d ticks ago", m.From, f, a.now-a.lastSeen[f])
+				a.reply(m, false)
+				return a.take()
+			}
+		}
+		n = Record{Version: Version{Epoch: max(rec.Version.Epoch, m.Epoch) + 1}, Primary: m.From,
+			BackupActive: false, Mode: ModeAgent, ForkLSN: m.LSN}
+		a.commit(n, m, "dr member promoted by the operator")
 	case OpTakeover:
 		if m.From != rec.Backup || m.Epoch != rec.Version.Epoch {
 			a.counters.Forged++

@@ -14,6 +14,11 @@ type MemberConfig struct {
 	Asyncs    []ID // async members the primary ships the journal to
 	Failover  []ID // async only: the two failover members it accepts the journal from
 	Async     bool // this member is an async (never primary, acks never count)
+	// Promotable: async only, a dr member. An operator may force-promote it
+	// when the failover pair is gone (DESIGN §3); it then is a primary with
+	// no failover partner, shipping to Asyncs (the tier's other asyncs).
+	// A reporting async is never promoted.
+	Promotable bool
 
 	QoS       Tick // missing acks/heartbeats for longer than this = lost
 	Heartbeat Tick // primary heartbeat and arbiter ping interval
@@ -50,7 +55,13 @@ type pendingReq struct {
 	seen   Version
 	lsn    LSN
 	sentAt Tick
+	epoch  Epoch // OpPromoteDR: the highest epoch the operator's tool found
+	tries  int   // OpPromoteDR: requests sent
 }
+
+// drAskTries bounds a dr member's OpPromoteDR requests: an arbiter that
+// answers none of them is taken to be gone too.
+const drAskTries = 10
 
 // Member is the deterministic core of one mirror member (failover member in
 // primary or backup role, or an async). It holds the journal as the core
@@ -69,6 +80,7 @@ type Member struct {
 	match             LSN // backup's durable match in our epoch
 	next              LSN // next LSN to send to the backup
 	asyncMatch        []LSN
+	asyncNext         []LSN  // next LSN to send to each async (a window beyond asyncMatch)
 	asyncHeard        []Tick // when each async last answered an append
 	asyncGone         []bool // primary: this async needs records we purged (it needs a rebuild)
 	peerGone          bool   // primary: the backup needs records we purged
@@ -109,6 +121,7 @@ func NewMember(cfg MemberConfig, hs HardState, base Base, journal []Entry, now T
 	m.log = append([]Entry(nil), journal...)
 	m.dropped = base.LSN
 	m.asyncMatch = make([]LSN, len(cfg.Asyncs))
+	m.asyncNext = make([]LSN, len(cfg.Asyncs))
 	m.asyncHeard = make([]Tick, len(cfg.Asyncs))
 	for i := range m.asyncHeard {
 		m.asyncHeard[i] = now
@@ -117,7 +130,11 @@ func NewMember(cfg MemberConfig, hs HardState, base Base, journal []Entry, now T
 	m.next = m.lastLSN() + 1
 	m.hs.Losses = append([]DataLoss(nil), hs.Losses...)
 	if cfg.Async {
-		m.hs.Role = RoleAsync
+		if cfg.Promotable && m.hs.Role == RolePrimary {
+			m.cfg.Async = false // a dr member promoted before this restart stays primary
+		} else {
+			m.hs.Role = RoleAsync
+		}
 	}
 	m.troubleSince = now
 	if m.hs.Role == RolePrimary && !m.hs.Fenced && !m.hs.SteppedDown && !m.hs.BackupActive && m.hs.Mode == ModeAgent {
@@ -300,6 +317,14 @@ func (m *Member) truncate(after LSN, quarantine bool) {
 	}
 }
 
+// replacedByDR: a failover member whose arbiter record of its epoch (or a
+// later one) names a primary outside the pair — a dr member was promoted.
+// It never takes over again and says it is waiting.
+func (m *Member) replacedByDR() bool {
+	k := m.hs.Known
+	return !m.cfg.Async && k.Version.Epoch >= m.hs.Epoch && k.Primary != "" && k.Primary != m.cfg.ID && k.Primary != m.cfg.Peer
+}
+
 func (m *Member) computeStatus() Status {
 	switch {
 	case m.hs.NeedsRebuild:
@@ -315,6 +340,8 @@ func (m *Member) computeStatus() Status {
 			return StatusInTrouble
 		}
 		return StatusPrimary
+	case m.replacedByDR():
+		return StatusWaiting
 	}
 	return StatusBackup
 }
@@ -376,6 +403,16 @@ func (m *Member) Tick(now Tick) Ready {
 			m.tickSteppedDown()
 		} else {
 			m.tickBackup()
+		}
+	} else if p := m.pending; p != nil && p.op == OpPromoteDR && m.now-p.sentAt >= m.cfg.Retry {
+		if p.tries >= drAskTries {
+			// the arbiter does not answer: the operator's statement that the
+			// failover pair is gone is the only authority left (DESIGN §3)
+			m.pending = nil
+			m.event("dr-promotion", "the arbiter did not answer %d requests: promoted on the operator's statement", p.tries)
+			m.forcePromote(max(m.hs.Epoch, m.hs.Known.Version.Epoch, p.epoch) + 1)
+		} else {
+			m.askDR()
 		}
 	}
 	m.afterChange(before)
@@ -445,7 +482,7 @@ func (m *Member) sendAppends(heartbeat bool) {
 	if heartbeat {
 		m.next = m.match + 1
 	}
-	if m.next <= m.lastLSN() || heartbeat {
+	if m.cfg.Peer != "" && (m.next <= m.lastLSN() || heartbeat) {
 		// Ship up to maxInFlight batches; next follows what was really sent,
 		// so a backlog longer than MaxBatch is not skipped until the next
 		// heartbeat (the rest goes with the next append or heartbeat).
@@ -458,14 +495,37 @@ func (m *Member) sendAppends(heartbeat bool) {
 			}
 		}
 	}
-	for i, a := range m.cfg.Asyncs {
-		from := m.asyncMatch[i] + 1
-		if heartbeat || from <= m.lastLSN() {
-			m.send(m.appendFor(a, from))
-		}
+	for i := range m.cfg.Asyncs {
+		m.sendAsync(i, heartbeat)
 	}
 	if heartbeat {
 		m.lastHeartbeat = m.now
+	}
+}
+
+// sendAsync ships the journal to async i. A heartbeat resends one batch
+// from what the async last acknowledged (a probe: an async that is down
+// costs one batch per heartbeat); otherwise batches are sent while fewer
+// than maxInFlight batches' worth of records are unacknowledged, so an
+// async that answers catches up at the speed of its acks, not one batch
+// per heartbeat.
+func (m *Member) sendAsync(i int, heartbeat bool) {
+	a, match := m.cfg.Asyncs[i], m.asyncMatch[i]
+	if heartbeat || m.asyncNext[i] <= match {
+		m.asyncNext[i] = match + 1
+	}
+	window := LSN(maxInFlight * m.cfg.MaxBatch)
+	for n := 0; n < maxInFlight; n++ {
+		next := m.asyncNext[i]
+		if (next > m.lastLSN() || next-match-1 >= window) && !(heartbeat && n == 0) {
+			return
+		}
+		msg := m.appendFor(a, next)
+		m.send(msg)
+		m.asyncNext[i] = msg.PrevLSN + LSN(len(msg.Entries)) + 1
+		if heartbeat {
+			return
+		}
 	}
 }
 
@@ -518,6 +578,7 @@ func (m *Member) onAppendResp(msg Message) {
 		m.asyncHeard[ai] = m.now
 		if msg.Reject {
 			m.asyncMatch[ai] = msg.Hint
+			m.asyncNext[ai] = msg.Hint + 1
 			if msg.Hint < m.base.LSN {
 				// it needs records we purged
 				if !m.asyncGone[ai] {
@@ -527,10 +588,13 @@ func (m *Member) onAppendResp(msg Message) {
 				m.sendJournalGone(msg.From)
 			}
 		} else {
-			if msg.Match > m.asyncMatch[ai] {
+			if msg.Match > m.asyncMatch[ai] && msg.Match <= m.lastLSN() {
 				m.asyncMatch[ai] = msg.Match
 			}
 			m.asyncGone[ai] = false
+		}
+		if !m.asyncGone[ai] {
+			m.sendAsync(ai, false) // refill the window (a gone async hears again at the heartbeat)
 		}
 		return
 	}
@@ -697,7 +761,7 @@ func (m *Member) sendAsk() {
 func (m *Member) tickPrimary() {
 	if m.now-m.lastHeartbeat >= m.cfg.Heartbeat {
 		m.sendAppends(true)
-		if m.pending == nil {
+		if m.pending == nil && m.cfg.Peer != "" { // a promoted dr member has no pair for the arbiter to judge
 			m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: OpRead, Known: m.hs.Known})
 		}
 	}
@@ -853,6 +917,13 @@ func (m *Member) onAppend(msg Message) {
 		// hold, checking the record at our base
 		skip := m.base.LSN - msg.PrevLSN
 		if LSN(len(msg.Entries)) < skip {
+			if msg.LastLSN < m.base.LSN && msg.Epoch == m.base.Epoch {
+				// a stale append, delivered late: the primary of our base's
+				// epoch wrote the records we purged, and its journal never
+				// shrinks within its epoch (found by the simulation, seed
+				// 1877 once asyncs were shipped a window of batches)
+				return
+			}
 			if msg.LastLSN < m.base.LSN {
 				// what we purged was committed in a history the primary's
 				// journal does not reach (a forced promotion lost it)
@@ -964,6 +1035,9 @@ func (m *Member) tickBackup() {
 		return
 	}
 	k := m.hs.Known
+	if m.replacedByDR() {
+		return // this pair is out of the tier until an operator rebuilds it
+	}
 	// a fenced member (forced down by its agent, or stated gone by an
 	// operator) never completes an arbiter grant; only fence+tail remains
 	arbiterPath := !m.hs.Fenced && m.hs.Mode == ModeArbiter && m.arbiterContact() && k.Version.Epoch == m.hs.Epoch &&
@@ -1024,6 +1098,8 @@ func (m *Member) onAgentResp(msg Message) {
 			m.truncate(msg.FromLSN, true)
 			m.appendEntries(msg.Entries...)
 		}
+		m.event("agent-tail", "%d records after LSN %d received from %s (fenced, epoch %d); journal now ends at %d",
+			len(msg.Entries), m.lastLSN()-LSN(len(msg.Entries)), msg.From, msg.Epoch, m.lastLSN())
 	}
 	ne := max(m.hs.Epoch, msg.Epoch) + 1
 	m.promote(ne, PromoteAgent, ModeAgent, false)
@@ -1050,7 +1126,7 @@ func (m *Member) promote(ne Epoch, why PromoteReason, mode Mode, backupActive bo
 	m.lastBackupAck = m.now
 	m.lastHeartbeat = m.now - m.cfg.Heartbeat
 	for i := range m.asyncMatch {
-		m.asyncMatch[i] = 0
+		m.asyncMatch[i], m.asyncNext[i] = 0, 0
 	}
 	m.act(Action{Kind: ActPromote, Epoch: ne, Reason: why, UpTo: prevEnd})
 	m.event("promote", "epoch %d by %v, previous epoch ends at %d", ne, why, prevEnd)
@@ -1081,6 +1157,10 @@ func (m *Member) onHandover(msg Message) {
 // --------------------------------------------------------------- arbiter answers
 
 func (m *Member) onArbiterResp(msg Message) {
+	if msg.From == m.cfg.Arbiter && m.cfg.Async && m.cfg.Promotable {
+		m.onDRArbiterResp(msg)
+		return
+	}
 	if msg.From != m.cfg.Arbiter || m.cfg.Async {
 		m.counters.Forged++
 		m.event("reject", "arbiter response from %s", msg.From)
@@ -1208,7 +1288,18 @@ func (m *Member) onOperator(msg Message) {
 			m.event("drain", "epoch %d: planned failover requested", m.hs.Epoch)
 		}
 	case MsgForcePromote:
-		if m.cfg.Async || m.hs.Role == RolePrimary {
+		if (m.cfg.Async && !m.cfg.Promotable) || m.hs.Role == RolePrimary {
+			m.event("refuse", "forced promotion of %s: only a backup or a dr member can be promoted", m.cfg.ID)
+			return
+		}
+		if m.cfg.Async {
+			// a dr member: recorded at the arbiter first when it answers
+			// (askDR, onDRArbiterResp); on the operator's word alone when it
+			// does not (Tick)
+			if m.pending == nil {
+				m.pending = &pendingReq{op: OpPromoteDR, seen: m.hs.Known.Version, lsn: m.lastLSN(), epoch: msg.Epoch}
+				m.askDR()
+			}
 			return
 		}
 		if m.hs.NeedsRebuild {
@@ -1217,12 +1308,64 @@ func (m *Member) onOperator(msg Message) {
 		}
 		// msg.Epoch: the highest epoch the operator's tool found in the tier
 		// (arbiter record, every reachable member and agent); epochs must not repeat
-		ne := max(m.hs.Epoch, m.hs.Known.Version.Epoch, msg.Epoch) + 1
-		// everything after what this member knows to be committed may differ
-		// from what the old primary acknowledged
-		loss := DataLoss{Epoch: ne, From: m.commit + 1, To: max(m.primaryLast, m.lastLSN()), By: OperatorID}
-		m.hs.Losses = append(m.hs.Losses, loss)
-		m.event("data-loss", "forced promotion to epoch %d: records %d..%d may be lost", ne, loss.From, loss.To)
-		m.promote(ne, PromoteForced, ModeAgent, false)
+		m.forcePromote(max(m.hs.Epoch, m.hs.Known.Version.Epoch, msg.Epoch) + 1)
 	}
+}
+
+// forcePromote makes this backup or dr member primary of epoch ne on the
+// operator's authority, recording what may be lost: everything after what
+// it knows to be committed, up to the last LSN the primary reported.
+func (m *Member) forcePromote(ne Epoch) {
+	why := PromoteForced
+	if m.cfg.Async {
+		// a dr member: from now on a primary without a failover partner
+		m.cfg.Async = false
+		why = PromoteDR
+	}
+	loss := DataLoss{Epoch: ne, From: m.commit + 1, To: max(m.primaryLast, m.lastLSN()), By: OperatorID}
+	m.hs.Losses = append(m.hs.Losses, loss)
+	m.event("data-loss", "forced promotion to epoch %d: records %d..%d may be lost", ne, loss.From, loss.To)
+	m.promote(ne, why, ModeAgent, false)
+}
+
+// askDR sends a dr member's OpPromoteDR: a compare-and-set on the record
+// version it last saw, in an epoch at least the tier's.
+func (m *Member) askDR() {
+	p := m.pending
+	p.sentAt = m.now
+	p.tries++
+	m.send(Message{Type: MsgArbiterReq, To: m.cfg.Arbiter, Op: OpPromoteDR, Seen: p.seen, LSN: p.lsn,
+		Epoch: max(m.hs.Epoch, m.hs.Known.Version.Epoch, p.epoch), Known: m.hs.Known})
+}
+
+// onDRArbiterResp: the arbiter's answer to a dr member. It promotes only
+// when the record names it primary of a higher epoch after exactly its
+// last LSN (its own request, recorded); a refusal on a version it had not
+// seen is retried once on that version, any other refusal ends the request.
+func (m *Member) onDRArbiterResp(msg Message) {
+	if msg.Reseed || msg.Session != m.hs.ArbiterSession {
+		return
+	}
+	rec := msg.Record
+	if m.hs.Known.Version.Less(rec.Version) {
+		m.hs.Known = rec
+		m.persist()
+	}
+	p := m.pending
+	if p == nil || p.op != OpPromoteDR || msg.Op != OpPromoteDR {
+		return
+	}
+	if rec.Primary == m.cfg.ID && rec.Version.Epoch > m.hs.Epoch && rec.ForkLSN == m.lastLSN() {
+		m.pending = nil
+		m.event("dr-promotion", "recorded at the arbiter: %v", rec)
+		m.forcePromote(rec.Version.Epoch)
+		return
+	}
+	if !msg.OK && p.seen != rec.Version && p.tries < 2 {
+		p.seen = rec.Version
+		m.askDR()
+		return
+	}
+	m.pending = nil
+	m.event("refuse", "dr promotion refused by the arbiter: record %v", rec)
 }

@@ -60,13 +60,14 @@ const (
 	OpArbiterMode                         // primary: "arbiter-controlled, backup active" (leaving agent mode)
 	OpHandover                            // primary: planned handover to the backup at epoch e+1 after LSN
 	OpReport                              // member -> empty arbiter: my Known record, after a Reseed challenge
+	OpPromoteDR                           // dr member, on the operator's command: record me primary of epoch e+1 after LSN (the pair gone)
 )
 
 func (o ArbiterOp) String() string {
-	if int(o) >= 8 {
+	if int(o) >= 9 {
 		return fmt.Sprintf("op(%d)", uint8(o))
 	}
-	return [...]string{"?", "read", "backup-inactive", "backup-active", "takeover", "arbiter-mode", "handover", "report"}[o]
+	return [...]string{"?", "read", "backup-inactive", "backup-active", "takeover", "arbiter-mode", "handover", "report", "promote-dr"}[o]
 }
 
 // Message is the one envelope for all cores. Only the fields meaningful for

@@ -263,10 +263,11 @@ const (
 	PromoteAgent                             // primary's agent fenced it and handed over its journal tail
 	PromoteHandover                          // planned handover from the primary
 	PromoteForced                            // operator forced it; a DataLoss is recorded
+	PromoteDR                                // operator promoted a dr async (failover pair gone); a DataLoss is recorded
 )
 
 func (r PromoteReason) String() string {
-	return [...]string{"?", "arbiter-grant", "agent-fence+tail", "planned-handover", "operator-forced"}[r]
+	return [...]string{"?", "arbiter-grant", "agent-fence+tail", "planned-handover", "operator-forced", "dr-promotion"}[r]
 }
 
 // Action is one instruction to the shell.

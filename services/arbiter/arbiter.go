@@ -57,11 +57,15 @@ func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 		var members [2]failover.ID
+		var dr []failover.ID // may ask to be promoted when the pair is gone
 		i := 0
 		for _, m := range t.Members {
-			if m.Role == cluster.RoleFailover {
+			switch m.Role {
+			case cluster.RoleFailover:
 				members[i] = failover.ID(m.Name)
 				i++
+			case cluster.RoleDR:
+				dr = append(dr, failover.ID(m.Name))
 			}
 		}
 		mut, raw, err := cluster.MutationsFromEnv()
@@ -71,7 +75,7 @@ func New(f *cluster.File, log *slog.Logger) (*Server, error) {
 		if raw != "" {
 			log.Error("TEST ONLY: deliberate failover bugs are switched on; never run this in production", "mutations", raw)
 		}
-		s.cores[t.Name] = failover.NewArbiter(failover.ArbiterConfig{ID: "arbiter", Members: members, QoS: f.QoSTicks(), Mutations: mut}, st, 0)
+		s.cores[t.Name] = failover.NewArbiter(failover.ArbiterConfig{ID: "arbiter", Members: members, DR: dr, QoS: f.QoSTicks(), Mutations: mut}, st, 0)
 		s.pairs[t.Name] = members
 		s.metrics.publish(t.Name, members, s.cores[t.Name], nil)
 		log.Info("arbiter tier loaded", "tier", t.Name, "seeded", st.Seeded, "record", st.Record.String())

@@ -341,6 +341,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		case a == "--confirm" && i+1 < len(args):
 			rest = append(rest, "--confirm="+args[i+1])
 			i++
+		case a == "--stated-gone" && i+1 < len(args):
+			rest = append(rest, "--stated-gone="+args[i+1])
+			i++
 		case a == "--cluster" && i+1 < len(args):
 			clusterPath = args[i+1]
 			i++
@@ -492,6 +495,7 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   no-failover MEMBER on|off           forbid automatic takeover (maintenance)
   planned-failover TIER               hand the primary role to the backup, zero loss
   force-promote MEMBER [--confirm T]  promote a backup without its primary: shows what may be lost first
+     [--stated-gone TEXT]             a dr member (failover pair gone, arbiter silent): your recorded statement that both failover members are gone
   fence MEMBER                        on the member's host: kill its node, mark its data dir (no primary role until it rejoins)
   add-database TIER DB --from DIR [--source-db NAME]
                                       import an existing database (a stopped node's store/, or a restore) on
@@ -502,16 +506,21 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   workflow start|status|approve|schedule ...   the Temporal workflows: mirror-setup, planned-failover, promote-async, apply-change, config-sync; the drift-check schedule (tandem ctl workflow)`
 
 func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Writer) error {
-	var member, confirm string
+	var member, confirm, statement string
 	for _, a := range rest {
 		if v, ok := strings.CutPrefix(a, "--confirm="); ok {
 			confirm = v
+		} else if v, ok := strings.CutPrefix(a, "--stated-gone="); ok {
+			statement = v
 		} else {
 			member = a
 		}
 	}
 	if member == "" {
-		return errors.New("usage: tandem ctl force-promote MEMBER [--confirm TEXT]")
+		return errors.New("usage: tandem ctl force-promote MEMBER [--confirm TEXT] [--stated-gone TEXT]")
+	}
+	if err := c.checkDRPromotion(ctx, member); err != nil {
+		return err
 	}
 	// The highest epoch anyone reachable knows, so the new epoch is new.
 	var tierEpoch uint64
@@ -526,17 +535,72 @@ func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Write
 		return err
 	}
 	fmt.Fprintf(stdout, "Forced promotion of %s to epoch %v\n", member, p["new_epoch"])
-	fmt.Fprintf(stdout, "  records that may be lost: LSN %v to %v\n", p["loss_from"], p["loss_to"])
+	if from, to := p["loss_from"].(float64), p["loss_to"].(float64); from > to {
+		fmt.Fprintf(stdout, "  records that may be lost: LSN %v to %v: none known (this member holds everything it knows to exist)\n", from, to)
+	} else {
+		fmt.Fprintf(stdout, "  records that may be lost: LSN %v to %v\n", from, to)
+	}
 	fmt.Fprintf(stdout, "  of which held here (kept, may differ from the old primary): %v\n", p["held_here_per_database"])
 	fmt.Fprintf(stdout, "  never received here (lost unless the old primary's journal is recovered): %v\n", p["never_received"])
-	if confirm == "" {
-		return fmt.Errorf("nothing done. To accept this loss, run:\n  tandem ctl force-promote %s --confirm %q --cluster FILE", member, p["confirm"])
+	dr := p["needs_statement"] == true
+	if dr {
+		fmt.Fprintf(stdout, "  %s is a dr member: LSN %v is the last the primary reported to it; the failover pair may have written more\n", member, p["loss_to"])
+		fmt.Fprintf(stdout, "  if the arbiter answers, it must record %s as primary first (it refuses while it hears from a failover member);\n  if it does not, your statement is the only authority\n", member)
 	}
-	body, _ := json.Marshal(map[string]any{"tier_epoch": tierEpoch, "confirm": confirm})
+	if confirm == "" || (dr && strings.TrimSpace(statement) == "") {
+		more := ""
+		if dr {
+			more = ` --stated-gone "<why both failover members are gone>"`
+		}
+		return fmt.Errorf("nothing done. To accept this loss, run:\n  tandem ctl force-promote %s --confirm %q%s --cluster FILE", member, p["confirm"], more)
+	}
+	body, _ := json.Marshal(map[string]any{"tier_epoch": tierEpoch, "confirm": confirm, "statement": statement})
 	if err := c.Do(ctx, "POST", member, "/admin/force-promote", body, nil); err != nil {
 		return err
 	}
+	if dr {
+		// The member asks the arbiter to record it primary first (or gives
+		// up on an arbiter that does not answer, after about 2 s).
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			var st map[string]any
+			if c.Do(ctx, "GET", member, "/mirror/status", nil, &st) == nil && st["status"] == "primary" {
+				fmt.Fprintf(stdout, "%s is primary of epoch %v (its log says whether the arbiter recorded it)\n", member, st["epoch"])
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s is not primary after 15s: see its log (\"dr promotion refused by the arbiter\"); nothing else was changed", member)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	fmt.Fprintf(stdout, "%s promoted; the loss is recorded in its hard state. Watch `tandem ctl status`.\n", member)
+	return nil
+}
+
+// checkDRPromotion refuses to promote a dr member while a failover member
+// answers (DESIGN §3: a dr member is promoted when the failover pair is
+// gone). The member itself has the promotion recorded at the arbiter
+// first when the arbiter answers. Other members pass.
+func (c *Client) checkDRPromotion(ctx context.Context, member string) error {
+	for _, t := range c.File.Tiers {
+		m, ok := t.Member(member)
+		if !ok || m.Role != cluster.RoleDR {
+			continue
+		}
+		for _, o := range t.Members {
+			if o.Role != cluster.RoleFailover {
+				continue
+			}
+			var st map[string]any
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			err := c.Do(sctx, "GET", o.Name, "/mirror/status", nil, &st)
+			cancel()
+			if err == nil {
+				return fmt.Errorf("failover member %s answers (%v): a dr member is promoted only when the failover pair is gone; use planned-failover or force-promote the backup", o.Name, st["status"])
+			}
+		}
+	}
 	return nil
 }
 

@@ -35,7 +35,7 @@ import (
 const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HOST:PORT] [--namespace NS] [--json]
   start mirror-setup TIER [--approval] [--approval-ttl 1h] [--watch]
   start planned-failover TIER [--by NAME] [--watch]
-  start promote-async TIER MEMBER [--approval-ttl 15m] [--watch]
+  start promote-async TIER MEMBER [--approval-ttl 15m] [--stated-gone TEXT] [--watch]   (--stated-gone: a dr member)
   start add-database TIER DATABASE --from /abs/store [--source-db NAME] [--by NAME] [--watch]
                                          import an existing database (a stopped node's store/, on the primary's
                                          host) through the journal; verify every member holds its content
@@ -281,6 +281,7 @@ func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON
 	ttl := fs.Duration("approval-ttl", 0, "")
 	by := fs.String("by", os.Getenv("USER"), "")
 	confirm := fs.String("confirm", "", "")
+	statedGone := fs.String("stated-gone", "", "")
 	ifVersion := fs.Int64("if-version", -1, "")
 	deadline := fs.Duration("deadline", 0, "")
 	every := fs.Duration("every", 0, "")
@@ -400,7 +401,7 @@ func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON
 			if len(pos) != 3 {
 				return errors.New("usage: tandem ctl workflow start promote-async TIER MEMBER")
 			}
-			input = promoteasync.Input{Tier: tier, Member: pos[2], ApprovalTTL: *ttl}
+			input = promoteasync.Input{Tier: tier, Member: pos[2], ApprovalTTL: *ttl, StatedGone: *statedGone}
 		case "add-database":
 			if len(pos) != 3 || *from == "" {
 				return errors.New("usage: tandem ctl workflow start add-database TIER DATABASE --from /abs/path/to/store [--source-db NAME]")

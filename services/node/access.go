@@ -3,13 +3,16 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/tandemhealth/tandem/fhir"
 	"github.com/tandemhealth/tandem/fhir/access"
 	fhirserver "github.com/tandemhealth/tandem/fhir/server"
 	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/mirror/failover"
 )
 
 // LoadAccess reads the key files of an access section. It returns a nil
@@ -52,7 +55,7 @@ type fhirHandler struct {
 
 func (n *Node) fhir() (*fhirserver.Server, error) {
 	n.fhirH.once.Do(func() {
-		opts := fhirserver.Options{BasePath: "/fhir", Logger: n.log, Audit: true, ReadBarrier: n.fhirReadBarrier}
+		opts := fhirserver.Options{BasePath: "/fhir", Logger: n.log, Audit: true, ReadBarrier: n.fhirReadBarrier, WriteGuard: n.fhirWriteGuard}
 		if n.mirror != nil {
 			// AuditEvents of accesses served here while not the primary
 			// go to the primary (auditforward.go).
@@ -107,6 +110,36 @@ func (n *Node) closeFHIR(ctx context.Context) {
 			n.log.Error("fhir: audit flush at shutdown", "err", err)
 		}
 	}
+}
+
+// fhirWriteGuard refuses a FHIR write on a mirror member that is not the
+// primary before anything is sequenced, saying where writes go: a
+// reporting async never takes writes (405); any other member may become
+// primary later (503, retry against the primary).
+// A primary that is in-trouble takes writes: they wait for the backup's
+// acks (or the arbiter's consent) like any other.
+func (n *Node) fhirWriteGuard(ctx context.Context) error {
+	if n.mirror == nil {
+		return nil
+	}
+	if s := n.memberState(); s == string(failover.StatusPrimary) || s == string(failover.StatusInTrouble) {
+		return nil
+	}
+	snap := n.mirror.snapshot()
+	where := "send writes to the tier's primary (the member whose /mirror/primary answers 200) or through the gateway"
+	if snap.Primary != "" {
+		where = fmt.Sprintf("send writes to the primary, member %s", snap.Primary)
+		if pm, ok := n.mirror.tier.Member(snap.Primary); ok {
+			where += fmt.Sprintf(" (https://%s/fhir)", pm.HTTP)
+		}
+		where += ", or through the gateway"
+	}
+	if n.cfg.Role == cluster.RoleReporting {
+		return fhir.Errorf(http.StatusMethodNotAllowed, "not-supported",
+			fmt.Sprintf("member %s is a read-only reporting member of tier %s and never takes writes: nothing was stored; %s", n.cfg.Member, n.cfg.Tier, where))
+	}
+	return fhir.Errorf(http.StatusServiceUnavailable, "transient",
+		fmt.Sprintf("member %s of tier %s is %s, not the primary: nothing was stored; %s", n.cfg.Member, n.cfg.Tier, n.memberState(), where))
 }
 
 func (n *Node) mountFHIR(mux *http.ServeMux) {

@@ -124,12 +124,13 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		var req struct {
 			TierEpoch uint64 `json:"tier_epoch"`
 			Confirm   string `json:"confirm"`
+			Statement string `json:"statement"` // a dr member: the operator's statement that the failover pair is gone
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Confirm == "" {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"tier_epoch": N, "confirm": "<the preview's confirm string>"}`})
 			return
 		}
-		p, err := n.ForcePromote(req.TierEpoch, req.Confirm)
+		p, err := n.ForcePromote(req.TierEpoch, req.Confirm, req.Statement)
 		if err != nil {
 			writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "preview": p})
 			return

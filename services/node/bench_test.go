@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,6 +115,14 @@ func startBenchTier(b *testing.B, dir string, log *slog.Logger) (*node.Node, fun
 func startTier(tb testing.TB, dir string, log *slog.Logger) (*cluster.File, []*node.Node, func()) {
 	tb.Helper()
 	f := benchCluster(tb, dir)
+	members, stop := startTierOf(tb, f, log)
+	return f, members, stop
+}
+
+// startTierOf runs the arbiter and the failover members a and b of f's
+// tier "records" (not its async members), as startTier does.
+func startTierOf(tb testing.TB, f *cluster.File, log *slog.Logger) ([]*node.Node, func()) {
+	tb.Helper()
 	if err := arbiter.Seed(f.Arbiter.DataDir, "records", "a", "b"); err != nil {
 		tb.Fatal(err)
 	}
@@ -142,7 +151,7 @@ func startTier(tb testing.TB, dir string, log *slog.Logger) (*cluster.File, []*n
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return f, members, func() { cancel(); wg.Wait() }
+	return members, func() { cancel(); wg.Wait() }
 }
 
 // BenchmarkFHIRIngestMirrored loads Synthea bundles as transactions on the
@@ -210,7 +219,9 @@ func BenchmarkFHIRIngestMirrored(b *testing.B) {
 	}
 }
 
-func benchCluster(b testing.TB, dir string) *cluster.File {
+// benchCluster is a cluster file of tier "records" with failover members
+// a and b and the async members given as name=role (dr or reporting).
+func benchCluster(b testing.TB, dir string, asyncs ...string) *cluster.File {
 	b.Helper()
 	port := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -225,6 +236,11 @@ func benchCluster(b testing.TB, dir string) *cluster.File {
 	for _, m := range []string{"a", "b"} {
 		y += fmt.Sprintf("      - {name: %s, role: failover, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
 			m, port(), port(), filepath.Join(dir, m), port())
+	}
+	for _, a := range asyncs {
+		name, role, _ := strings.Cut(a, "=")
+		y += fmt.Sprintf("      - {name: %s, role: %s, address: %q, http: %q, data_dir: %s, agent: {address: %q}}\n",
+			name, role, port(), port(), filepath.Join(dir, name), port())
 	}
 	f, err := cluster.Parse([]byte(y))
 	if err != nil {

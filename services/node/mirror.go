@@ -65,8 +65,11 @@ type mirror struct {
 	catchup    *catchupMark           // loop-owned: re-seeded, not caught up yet
 	// catchupTarget: the tier primary's commit LSN, read by watchCatchup
 	// while catchup is set; catchupDone ends it.
-	catchupTarget atomic.Uint64
-	catchupDone   atomic.Bool
+	catchupTarget  atomic.Uint64
+	catchupDone    atomic.Bool
+	readers        map[failover.ID][]*shipReader // loop-owned: hydrate's journal readers per destination
+	following      failover.ID                   // loop-owned: the primary whose appends this member took ...
+	followingEpoch uint64                        // ... in this epoch
 
 	propMu  sync.Mutex
 	nextLSN uint64 // LSN the next proposal gets while primary; 0 = not accepting
@@ -108,6 +111,7 @@ type memberSnapshot struct {
 	Counters      failover.Counters
 	Transfer      failover.Transfer
 	PrimaryLast   uint64
+	Primary       string          // this member when primary; else the primary it follows ("" = not known)
 	KnownEpoch    uint64          // epoch of the last arbiter record this member saw
 	BehindSeconds float64         // since the transfer was last caught up (0 when it is)
 	Peers         map[string]bool // link connected?
@@ -153,8 +157,7 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 		purgeReq: make(chan uint64, 1), released: map[failover.ID]string{},
 		lease: &lease{qos: time.Duration(f.QoSTicks()) * cluster.TickInterval}}
 
-	var failoverIDs []failover.ID
-	var asyncs []failover.ID
+	var failoverIDs, asyncs, feeders, otherAsyncs []failover.ID
 	var peer failover.ID
 	for _, o := range t.Members {
 		switch {
@@ -165,6 +168,14 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 			}
 		default:
 			asyncs = append(asyncs, failover.ID(o.Name))
+			if o.Name != me.Name {
+				otherAsyncs = append(otherAsyncs, failover.ID(o.Name))
+			}
+		}
+		// An async takes the journal from a failover member, or from a dr
+		// member promoted when the pair was gone (epochs tell who is current).
+		if o.Name != me.Name && o.Role != cluster.RoleReporting {
+			feeders = append(feeders, failover.ID(o.Name))
 		}
 	}
 	cfg := failover.MemberConfig{ID: failover.ID(me.Name), Arbiter: "arbiter", QoS: f.QoSTicks(), Heartbeat: 2, Retry: 4}
@@ -180,7 +191,10 @@ func newMirror(n *Node, f *cluster.File, tierName, memberName string) (*mirror, 
 		cfg.Peer, cfg.PeerAgent, cfg.Asyncs = peer, failover.ID("agent-"+string(peer)), asyncs
 		m.peer = peer
 	} else {
-		cfg.Async, cfg.Failover = true, failoverIDs
+		cfg.Async, cfg.Failover = true, feeders
+		// A dr member may be promoted by an operator (promote.go); it then
+		// ships to the other asyncs.
+		cfg.Promotable, cfg.Asyncs = me.Role == cluster.RoleDR, otherAsyncs
 	}
 
 	base, entries, err := m.loadJournal()
@@ -335,6 +349,7 @@ func (m *mirror) run(ctx context.Context) error {
 		for _, l := range m.links {
 			l.close()
 		}
+		m.dropReaders()
 		m.failWaiting(ErrNotPrimary)
 	}()
 
@@ -356,7 +371,7 @@ func (m *mirror) run(ctx context.Context) error {
 			// to persist, messages, actions) is part of the batch like any
 			// other Ready — dropping it lost hard-state changes and requests.
 			batch = append(batch, m.core.Tick(m.now()))
-			batch = append(batch, m.core.Step(msg))
+			batch = append(batch, m.step(msg))
 		case p := <-m.proposals:
 			batch = append(batch, m.stepProposal(p))
 			stepped = append(stepped, p)
@@ -376,7 +391,7 @@ func (m *mirror) run(ctx context.Context) error {
 				batch = append(batch, m.stepProposal(p))
 				stepped = append(stepped, p)
 			case msg := <-m.inbox:
-				batch = append(batch, m.core.Step(msg))
+				batch = append(batch, m.step(msg))
 			default:
 				break drain
 			}
@@ -386,6 +401,17 @@ func (m *mirror) run(ctx context.Context) error {
 		}
 		m.publish()
 	}
+}
+
+// step hands a message to the core and notes whom this member follows: the
+// sender of an append the core took in its own epoch is that epoch's primary.
+func (m *mirror) step(msg failover.Message) failover.Ready {
+	forged := m.core.Counters().Forged
+	rd := m.core.Step(msg)
+	if msg.Type == failover.MsgAppend && msg.Epoch == m.core.Epoch() && !m.core.IsPrimary() && m.core.Counters().Forged == forged {
+		m.following, m.followingEpoch = msg.From, uint64(msg.Epoch)
+	}
+	return rd
 }
 
 // stepProposal hands a client write to the core, which must give it the
@@ -489,6 +515,74 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 	return nil
 }
 
+// shipReader is a journal reader kept between appends to one destination:
+// a member catching up asks for consecutive batches, and a new reader
+// scans its segment from the start to get there (quadratic in the
+// backlog: BenchmarkCatchup). Two are kept per destination: the stream of
+// batches, and the heartbeat's probe from the acknowledged LSN.
+type shipReader struct {
+	r    *journal.Reader
+	next uint64 // the LSN its next record has
+}
+
+const readersPerDestination = 2
+
+// reader returns a journal reader positioned at from for destination to,
+// reusing a kept one that is already there, else replacing the one
+// furthest behind.
+func (m *mirror) reader(to failover.ID, from uint64) (*shipReader, error) {
+	kept := m.readers[to]
+	for _, sr := range kept {
+		if sr.next == from {
+			return sr, nil
+		}
+	}
+	r, err := m.j.NewReader(from)
+	if err != nil {
+		return nil, err
+	}
+	sr := &shipReader{r: r, next: from}
+	if len(kept) >= readersPerDestination {
+		oldest := 0
+		for i, k := range kept {
+			if k.next < kept[oldest].next {
+				oldest = i
+			}
+		}
+		kept[oldest].r.Close()
+		kept[oldest] = sr
+	} else {
+		kept = append(kept, sr)
+	}
+	if m.readers == nil {
+		m.readers = map[failover.ID][]*shipReader{}
+	}
+	m.readers[to] = kept
+	return sr, nil
+}
+
+// dropReader forgets one reader (after an error it is somewhere else).
+func (m *mirror) dropReader(to failover.ID, sr *shipReader) {
+	sr.r.Close()
+	kept := m.readers[to]
+	for i, k := range kept {
+		if k == sr {
+			m.readers[to] = append(kept[:i:i], kept[i+1:]...)
+			return
+		}
+	}
+}
+
+// dropReaders closes every kept reader (the journal was cut back).
+func (m *mirror) dropReaders() {
+	for to, kept := range m.readers {
+		for _, sr := range kept {
+			sr.r.Close()
+		}
+		delete(m.readers, to)
+	}
+}
+
 // hydrate fills in, from the journal, the data of entries the core no
 // longer keeps in memory (DropData), checking each record's epoch and LSN.
 func (m *mirror) hydrate(msg *failover.Message) error {
@@ -503,23 +597,31 @@ func (m *mirror) hydrate(msg *failover.Message) error {
 		return nil
 	}
 	entries := append([]failover.Entry(nil), msg.Entries...)
-	r, err := m.j.NewReader(uint64(entries[first].LSN))
+	sr, err := m.reader(msg.To, uint64(entries[first].LSN))
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	ok := false
+	defer func() {
+		if !ok { // an error leaves the reader somewhere else: start afresh next time
+			m.dropReader(msg.To, sr)
+		}
+	}()
+	r := sr.r
 	for i := first; i < len(entries); i++ {
 		e := &entries[i]
 		if e.Marker || e.Data != nil {
 			if _, err := r.Next(); err != nil { // keep the reader in step
 				return err
 			}
+			sr.next++
 			continue
 		}
 		rec, err := r.Next()
 		if err != nil {
 			return fmt.Errorf("record %d: %w", e.LSN, err)
 		}
+		sr.next++
 		if rec.LSN != uint64(e.LSN) || rec.Epoch != uint64(e.Epoch) {
 			return fmt.Errorf("journal record (%d,%d) where the core has (%d,%d)", rec.Epoch, rec.LSN, e.Epoch, e.LSN)
 		}
@@ -529,6 +631,7 @@ func (m *mirror) hydrate(msg *failover.Message) error {
 		}
 		e.Data = full.Data
 	}
+	ok = true
 	msg.Entries = entries
 	m.log.Debug("records shipped from the journal", "to", string(msg.To), "from_lsn", entries[first].LSN, "count", len(entries)-first)
 	return nil
@@ -581,6 +684,7 @@ func (m *mirror) truncate(after uint64, quarantine bool) error {
 		}
 		m.log.Warn("unacknowledged journal tail moved to quarantine", "after_lsn", after, "last_lsn", m.j.LastLSN(), "report", path)
 	}
+	m.dropReaders()
 	if err := m.j.TruncateAfter(after); err != nil {
 		return err
 	}
@@ -667,6 +771,14 @@ func (m *mirror) publish() {
 		NoFailover: hs.NoFailover, Counters: m.core.Counters(), Transfer: m.core.Transfer(), Peers: map[string]bool{},
 		PrimaryLast: uint64(m.core.PrimaryLast()), KnownEpoch: uint64(hs.Known.Version.Epoch), Alerts: m.alerts(),
 		DBState: m.catchupState()}
+	switch {
+	case m.core.IsPrimary():
+		s.Primary = m.me.Name
+	case m.following != "" && m.followingEpoch == uint64(m.core.Epoch()):
+		s.Primary = string(m.following)
+	case hs.Known.Version.Epoch == hs.Epoch && hs.Known.Primary != failover.ID(m.me.Name):
+		s.Primary = string(hs.Known.Primary) // the arbiter's record of this epoch
+	}
 	for id, l := range m.links {
 		s.Peers[string(id)] = l.connected()
 	}
@@ -747,6 +859,17 @@ func (l *link) enqueue(tm transport.Message) {
 	}
 }
 
+// drop discards every queued frame.
+func (l *link) drop() {
+	for {
+		select {
+		case <-l.queue:
+		default:
+			return
+		}
+	}
+}
+
 func (l *link) connected() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -776,6 +899,10 @@ func (l *link) run() {
 		c, err := transport.Dial(ctx, l.addr, l.m.creds.ClientConfig(hostOf(l.addr)))
 		cancel()
 		if err != nil {
+			// The peer is not there: what was queued for it is stale by the
+			// time it returns (the cores resend what matters, as over any
+			// lossy link), and holding it costs memory while it is away.
+			l.drop()
 			select {
 			case <-l.stop:
 				return

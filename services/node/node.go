@@ -222,6 +222,7 @@ type Status struct {
 	Status    string           `json:"status"`
 	Mirror    string           `json:"mirror"`
 	Epoch     uint64           `json:"epoch"`
+	Primary   string           `json:"primary,omitempty"` // the member this one knows as primary of its epoch
 	PID       int              `json:"pid"`
 	StartedAt time.Time        `json:"started_at"`
 	Journal   JournalStatus    `json:"journal"`
@@ -296,6 +297,7 @@ func (n *Node) Status() Status {
 		s.Alerts = snap.Alerts
 		s.Rebuild = n.rb.status()
 		s.Mirror = fmt.Sprintf("tier %s, %s member", n.cfg.Tier, n.cfg.Role)
+		s.Primary = snap.Primary
 		if snap.Transfer.Status != "" {
 			s.Transfer = &TransferStatus{Status: snap.Transfer.Status, BehindRecords: uint64(snap.Transfer.Behind),
 				BehindSeconds: math.Round(snap.BehindSeconds*10) / 10}

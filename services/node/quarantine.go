@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tandemhealth/tandem/fhir"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/statefile"
 )
@@ -15,15 +16,27 @@ import (
 // acknowledged to a client, not in the tier's history, kept so an operator
 // (or RecoverLostJournal) can look at it and decide.
 type QuarantineRecord struct {
-	LSN      uint64           `json:"lsn"`
-	Epoch    uint64           `json:"epoch"`
-	Type     string           `json:"type"`
-	Database string           `json:"database,omitempty"`
-	Ops      []QuarantineOp   `json:"ops,omitempty"`
-	Raw      []byte           `json:"raw_payload,omitempty"`
-	Marker   *json.RawMessage `json:"marker,omitempty"`
+	LSN      uint64         `json:"lsn"`
+	Epoch    uint64         `json:"epoch"`
+	Type     string         `json:"type"`
+	Database string         `json:"database,omitempty"`
+	Ops      []QuarantineOp `json:"ops,omitempty"`
+	// Resources are the FHIR resources the record wrote (fhir database).
+	Resources []QuarantineResource `json:"resources,omitempty"`
+	Raw       []byte               `json:"raw_payload,omitempty"`
+	Marker    *json.RawMessage     `json:"marker,omitempty"`
 }
 
+// QuarantineResource is one FHIR resource version a quarantined record
+// wrote: what an operator looks up to decide whether to re-apply it.
+type QuarantineResource struct {
+	Type        string `json:"resource_type"`
+	ID          string `json:"id"`
+	VersionID   uint64 `json:"version_id,omitempty"`
+	Interaction string `json:"interaction"` // create, update or delete
+}
+
+// QuarantineOp is one key/value operation of a quarantined record.
 type QuarantineOp struct {
 	Kind  string `json:"kind"`
 	Key   string `json:"key"`
@@ -40,6 +53,7 @@ type QuarantineReport struct {
 	FirstLSN  uint64             `json:"first_quarantined_lsn"`
 	LastLSN   uint64             `json:"last_quarantined_lsn"`
 	Databases map[string]int     `json:"records_per_database"`
+	Resources int                `json:"fhir_resources"` // resource versions in the records
 	Records   []QuarantineRecord `json:"records"`
 	Why       string             `json:"why"`
 }
@@ -75,6 +89,10 @@ func quarantineTail(dataDir, tier, member string, j *journal.Journal, after uint
 						kind = "delete"
 					}
 					q.Ops = append(q.Ops, QuarantineOp{Kind: kind, Key: string(op.Key), Value: op.Value})
+					if r, ok := quarantinedResource(rec.Database, op); ok {
+						q.Resources = append(q.Resources, r)
+						rep.Resources++
+					}
 				}
 			} else {
 				q.Raw = rec.Payload
@@ -92,4 +110,28 @@ func quarantineTail(dataDir, tier, member string, j *journal.Journal, after uint
 	}
 	path := filepath.Join(dir, fmt.Sprintf("%s-lsn-%d-%d.json", rep.At.Format("20060102T150405Z"), rep.FirstLSN, rep.LastLSN))
 	return path, statefile.Save(path, rep)
+}
+
+// quarantinedResource names the FHIR resource version an operation wrote:
+// the set of its current-version key (fhir database) carries type, id and
+// version.
+func quarantinedResource(db string, op journal.Op) (QuarantineResource, bool) {
+	if db != fhir.Database || op.Kind == journal.OpDelete {
+		return QuarantineResource{}, false
+	}
+	typ, id, ok := fhir.ParseCurrentKey(op.Key)
+	if !ok {
+		return QuarantineResource{}, false
+	}
+	r := QuarantineResource{Type: typ, ID: id, Interaction: "update"}
+	if v, err := fhir.DecodeVersion(op.Value); err == nil {
+		r.VersionID = v.VersionID
+		switch v.Kind {
+		case fhir.KindCreated:
+			r.Interaction = "create"
+		case fhir.KindDeleted:
+			r.Interaction = "delete"
+		}
+	}
+	return r, true
 }

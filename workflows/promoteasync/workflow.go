@@ -15,6 +15,7 @@ package promoteasync
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -36,6 +37,9 @@ type Input struct {
 	ApprovalTTL time.Duration `json:"approval_ttl"`
 	Wait        time.Duration `json:"wait"` // bound on the promotion taking effect; default 1m
 	Poll        time.Duration `json:"poll"` // default 500ms
+	// StatedGone: promoting a dr member needs the operator's statement that
+	// both failover members are gone (recorded on the member).
+	StatedGone string `json:"stated_gone,omitempty"`
 }
 
 // Result is the promotion that happened.
@@ -98,6 +102,18 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 	p := res.Preview
 	loss := fmt.Sprintf("promote %s to epoch %d; records that may be lost: LSN %d to %d (held here per database: %v; never received here: %d)",
 		in.Member, p.NewEpoch, p.LossFrom, p.LossTo, p.HeldHere, p.NeverReceived)
+	if p.NeedsStatement {
+		// A dr member: only with the failover pair gone, on the operator's statement.
+		if strings.TrimSpace(in.StatedGone) == "" {
+			return res, f.Fail(ctx, workflows.ErrNotReady, in.Member+" is a dr member: start the workflow with the operator's statement that both failover members are gone (stated_gone)")
+		}
+		for _, s := range sts {
+			if s.Role == "failover" && s.Reachable() {
+				return res, f.Fail(ctx, workflows.ErrNotReady, fmt.Sprintf("failover member %s answers (%s): a dr member is promoted only when the failover pair is gone", s.Member, s.Status))
+			}
+		}
+		loss += fmt.Sprintf("; %s is a dr member: the pair may have written beyond LSN %d; operator's statement: %q", in.Member, p.LossTo, in.StatedGone)
+	}
 	f.Check(loss)
 
 	// 3. Approval of exactly that statement, before it expires.
@@ -113,7 +129,11 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 
 	// 4. The forced promotion with the approved statement.
 	f.Step(ctx, 3, "promoting "+in.Member)
-	err = workflow.ExecuteActivity(actx, act.ForcePromote, in.Tier, in.Member, res.TierEpoch, a.Confirm, p.NewEpoch).Get(ctx, nil)
+	if p.NeedsStatement {
+		err = workflow.ExecuteActivity(actx, act.PromoteDR, in.Tier, in.Member, res.TierEpoch, a.Confirm, in.StatedGone, p.NewEpoch).Get(ctx, nil)
+	} else {
+		err = workflow.ExecuteActivity(actx, act.ForcePromote, in.Tier, in.Member, res.TierEpoch, a.Confirm, p.NewEpoch).Get(ctx, nil)
+	}
 	if err != nil {
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) && appErr.Type() == workflows.ErrPromotionRefused {

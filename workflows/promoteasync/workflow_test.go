@@ -131,3 +131,60 @@ func TestPromoteAsyncCanceledWhileWaiting(t *testing.T) {
 		t.Fatalf("progress %+v", p)
 	}
 }
+
+// A dr member (DESIGN §3): promoted only with the operator's statement and
+// the failover pair gone, through the PromoteDR activity (which carries
+// the statement to the member).
+func TestPromoteAsyncDRMember(t *testing.T) {
+	drPreview := workflows.PromotionPreview{Member: "c", Role: "async", Status: "async", NewEpoch: 2, LossFrom: 46, LossTo: 45,
+		HeldHere: map[string]int{}, Confirm: "epoch 2, loss 46-45", NeedsStatement: true}
+	env := func(pairAnswers bool, promoted *bool) *testsuite.TestWorkflowEnvironment {
+		env := tiertest.NewEnv()
+		Register(env)
+		recs := &tiertest.Records{}
+		recs.Mock(env, "records")
+		env.OnActivity(act.TierStatus, mock.Anything, "records").Return(func(context.Context, string) ([]workflows.MemberStatus, error) {
+			c := tiertest.Member("c", "async", 1, "disconnected")
+			c.Role = "dr"
+			a := tiertest.Member("a", "", 0, "")
+			if pairAnswers {
+				a = tiertest.Member("a", "in-trouble", 1, "")
+			}
+			if *promoted {
+				c.Status, c.Epoch = "primary", 2
+			}
+			return []workflows.MemberStatus{a, tiertest.Member("b", "", 0, ""), c}, nil
+		})
+		env.OnActivity(act.PromotionPreview, mock.Anything, "records", "c", uint64(1)).Return(drPreview, nil)
+		return env
+	}
+	t.Run("without the operator's statement nothing is promoted", func(t *testing.T) {
+		e := env(false, new(bool))
+		e.ExecuteWorkflow(Name, Input{Tier: "records", Member: "c"})
+		if err := e.GetWorkflowError(); tiertest.ErrType(err) != workflows.ErrNotReady || !strings.Contains(err.Error(), "stated_gone") {
+			t.Fatalf("error %v", err)
+		}
+	})
+	t.Run("with a failover member answering nothing is promoted", func(t *testing.T) {
+		e := env(true, new(bool))
+		e.ExecuteWorkflow(Name, Input{Tier: "records", Member: "c", StatedGone: "site lost"})
+		if err := e.GetWorkflowError(); tiertest.ErrType(err) != workflows.ErrNotReady || !strings.Contains(err.Error(), "failover member a answers") {
+			t.Fatalf("error %v", err)
+		}
+	})
+	t.Run("statement, approval, promotion", func(t *testing.T) {
+		promoted := new(bool)
+		e := env(false, promoted)
+		e.OnActivity(act.PromoteDR, mock.Anything, "records", "c", uint64(1), drPreview.Confirm, "site lost", uint64(2)).Return(
+			func(context.Context, string, string, uint64, string, string, uint64) error {
+				*promoted = true
+				return nil
+			})
+		var approved error
+		tiertest.Approve(e, time.Minute, workflows.Approval{Confirm: drPreview.Confirm, By: "dr-lead"}, &approved)
+		e.ExecuteWorkflow(Name, Input{Tier: "records", Member: "c", StatedGone: "site lost"})
+		if err := e.GetWorkflowError(); err != nil || approved != nil || !*promoted {
+			t.Fatalf("error %v, approval %v, promoted %v", err, approved, *promoted)
+		}
+	})
+}
