@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
@@ -273,27 +274,43 @@ func BenchmarkSearchScale(b *testing.B) {
 	}
 	data := loadScaleData(b)
 	copies := (want + data.perCopy - 1) / data.perCopy
-	opts := server.Options{NewID: seededIDs(seed)}
-	n := newNode(b, vfs.Default, b.TempDir(), opts)
-	bundles := make(chan []byte, 8)
-	done := make(chan struct{})
-	defer close(done)
-	go data.generate(seed, copies, bundles, done)
-	start := time.Now()
-	cpu0 := cpuTime()
-	next := 0
-	err := n.h.ImportTransactions(context.Background(), bundles, 8<<20, func(nb, ne int) {
-		if ne >= next {
-			fmt.Printf("BenchmarkSearchScale: loading, %d of %d bundles, %d resources after %s\n", nb, copies*len(data.bundles), ne, time.Since(start).Round(time.Second))
-			next += 25000
-		}
-	})
-	if err != nil {
-		b.Fatal(err)
+	// TANDEM_SEARCH_BENCH_DIR keeps the loaded store for later runs (to
+	// repeat the measurements without loading again); default a temporary
+	// folder.
+	dir := os.Getenv("TANDEM_SEARCH_BENCH_DIR")
+	if dir == "" {
+		dir = b.TempDir()
 	}
-	load, loadCPU := time.Since(start), cpuTime()-cpu0
-	if err := n.st.Flush(); err != nil {
-		b.Fatal(err)
+	loaded := filepath.Join(dir, fmt.Sprintf("loaded-seed%d-copies%d", seed, copies))
+	_, err := os.Stat(loaded)
+	reuse := err == nil
+	opts := server.Options{NewID: seededIDs(seed)}
+	n := newNode(b, vfs.Default, dir, opts)
+	var load, loadCPU time.Duration
+	if !reuse {
+		bundles := make(chan []byte, 8)
+		done := make(chan struct{})
+		defer close(done)
+		go data.generate(seed, copies, bundles, done)
+		start := time.Now()
+		cpu0 := cpuTime()
+		next := 0
+		err := n.h.ImportTransactions(context.Background(), bundles, 8<<20, func(nb, ne int) {
+			if ne >= next {
+				fmt.Printf("BenchmarkSearchScale: loading, %d of %d bundles, %d resources after %s\n", nb, copies*len(data.bundles), ne, time.Since(start).Round(time.Second))
+				next += 25000
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		load, loadCPU = time.Since(start), cpuTime()-cpu0
+		if err := n.st.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(loaded, nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 
 	// Index bytes per resource, beside the resources' own bytes.
@@ -357,9 +374,12 @@ func BenchmarkSearchScale(b *testing.B) {
 	for range b.N {
 		base, bc := measure("/Patient/%s")
 		bp50, bp99 := percentile(base, 0.5), percentile(base, 0.99)
-		fmt.Printf("BenchmarkSearchScale: %d resources (%d patients, seed %d) loaded in %s (%.0f res/s, %.0f µs CPU/res); block cache %d MiB (store.DefaultCacheSize); index %.0f bytes/resource (resources themselves %.0f bytes/resource)\n",
-			resources, len(patients), seed, load.Round(time.Second), float64(resources)/load.Seconds(), float64(loadCPU.Microseconds())/float64(resources),
-			store.DefaultCacheSize>>20, float64(idxBytes)/float64(resources), float64(resBytes)/float64(resources))
+		how := fmt.Sprintf("loaded in %s (%.0f res/s, %.0f µs CPU/res)", load.Round(time.Second), float64(resources)/load.Seconds(), float64(loadCPU.Microseconds())/float64(resources))
+		if reuse {
+			how = "reused from " + dir
+		}
+		fmt.Printf("BenchmarkSearchScale: %d resources (%d patients, seed %d) %s; block cache %d MiB (store.DefaultCacheSize); index %.0f bytes/resource (resources themselves %.0f bytes/resource)\n",
+			resources, len(patients), seed, how, store.DefaultCacheSize>>20, float64(idxBytes)/float64(resources), float64(resBytes)/float64(resources))
 		fmt.Printf("  %-18s p50 %8s  p99 %8s  CPU %6.0f µs  allocs %6.0f  keys %5.0f  (baseline)\n", "read-by-id", bp50.Round(time.Microsecond), bp99.Round(time.Microsecond), bc.cpu, bc.allocs, bc.keys)
 		b.ReportMetric(float64(idxBytes)/float64(resources), "index-B/res")
 		for _, q := range queries {
