@@ -256,6 +256,9 @@ func cpuTime() time.Duration {
 // searches for random patients beside a read by id (the baseline) in the
 // same run: p50/p99, process CPU, allocations and store keys read per
 // request; and the index bytes per resource beside the resources' own.
+// TANDEM_SEARCH_BENCH_QUERY=name measures one query alone (to profile it);
+// TANDEM_SEARCH_BENCH_CACHE_MB sets store.Options.CacheSize (default
+// store.DefaultCacheSize, 128 MiB).
 func BenchmarkSearchScale(b *testing.B) {
 	want, seed := 200000, uint64(1)
 	if s := os.Getenv("TANDEM_SEARCH_BENCH_RESOURCES"); s != "" {
@@ -284,8 +287,16 @@ func BenchmarkSearchScale(b *testing.B) {
 	loaded := filepath.Join(dir, fmt.Sprintf("loaded-seed%d-copies%d", seed, copies))
 	_, err := os.Stat(loaded)
 	reuse := err == nil
+	cache := int64(store.DefaultCacheSize)
+	if s := os.Getenv("TANDEM_SEARCH_BENCH_CACHE_MB"); s != "" {
+		mb, err := strconv.Atoi(s)
+		if err != nil || mb <= 0 {
+			b.Fatalf("TANDEM_SEARCH_BENCH_CACHE_MB=%q", s)
+		}
+		cache = int64(mb) << 20
+	}
 	opts := server.Options{NewID: seededIDs(seed)}
-	n := newNode(b, vfs.Default, dir, opts)
+	n := newNodeCache(b, vfs.Default, dir, opts, cache)
 	var load, loadCPU time.Duration
 	if !reuse {
 		bundles := make(chan []byte, 8)
@@ -378,11 +389,14 @@ func BenchmarkSearchScale(b *testing.B) {
 		if reuse {
 			how = "reused from " + dir
 		}
-		fmt.Printf("BenchmarkSearchScale: %d resources (%d patients, seed %d) %s; block cache %d MiB (store.DefaultCacheSize); index %.0f bytes/resource (resources themselves %.0f bytes/resource)\n",
-			resources, len(patients), seed, how, store.DefaultCacheSize>>20, float64(idxBytes)/float64(resources), float64(resBytes)/float64(resources))
+		fmt.Printf("BenchmarkSearchScale: %d resources (%d patients, seed %d) %s; store.Options.CacheSize %d MiB; index %.0f bytes/resource (resources themselves %.0f bytes/resource)\n",
+			resources, len(patients), seed, how, cache>>20, float64(idxBytes)/float64(resources), float64(resBytes)/float64(resources))
 		fmt.Printf("  %-18s p50 %8s  p99 %8s  CPU %6.0f µs  allocs %6.0f  keys %5.0f  (baseline)\n", "read-by-id", bp50.Round(time.Microsecond), bp99.Round(time.Microsecond), bc.cpu, bc.allocs, bc.keys)
 		b.ReportMetric(float64(idxBytes)/float64(resources), "index-B/res")
 		for _, q := range queries {
+			if only := os.Getenv("TANDEM_SEARCH_BENCH_QUERY"); only != "" && only != q.name {
+				continue // one query alone, to profile it
+			}
 			lat, c := measure(q.q)
 			p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99)
 			goal := "ok"
