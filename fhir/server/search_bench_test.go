@@ -324,11 +324,13 @@ func BenchmarkSearchScale(b *testing.B) {
 		}
 	}
 
-	// Measure a settled store: the compactions a bulk load leaves behind
-	// compete with the queries for the 2 cores (a run measured during them
-	// had obs-by-loinc p99 13 ms at 1154 µs CPU per request, twice the
-	// settled runs' for the same keys read). Settled: no compaction
-	// running for 2 s.
+	// Measure a settled store: compactions a bulk load leaves behind run
+	// in this process on the same 2 cores as the queries. (A run measured
+	// right after its load, with the machine's load average at 7.7, had
+	// obs-by-loinc p99 13 ms at 1154 µs CPU per request, twice the CPU of
+	// later runs for the same keys read; that run did not separate the
+	// two causes, and on a quiet machine compactions settled within 3 s.)
+	// Settled: no compaction running for 2 s.
 	settle, idle := time.Now(), 0
 	for idle < 8 {
 		if n.st.Compactions() == 0 {
