@@ -96,6 +96,17 @@ func DecodeRecord(b []byte) ([]Entry, error) {
 	return out, nil
 }
 
+// Rebase points the values of es, decoded from b, at the same bytes of c,
+// a copy of b: entries decoded from an iterator's memory are kept without
+// decoding the record again. A value sliced from b starts cap(b)-cap(v)
+// bytes into it.
+func Rebase(es []Entry, b, c []byte) {
+	for i, e := range es {
+		off := cap(b) - cap(e.Value)
+		es[i].Value = c[off : off+len(e.Value) : off+len(e.Value)]
+	}
+}
+
 // Of returns the entries of one parameter (es sorted by parameter).
 func Of(es []Entry, param string) []Entry {
 	lo, hi := 0, len(es)

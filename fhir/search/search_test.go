@@ -164,3 +164,38 @@ func TestReferenceIdentifierAndModifiers(t *testing.T) {
 		}
 	}
 }
+
+// TestRebase: entries decoded from a buffer (with spare capacity, as an
+// iterator's memory has) and rebased on a copy equal the entries decoded
+// from the copy, and no longer change with the buffer.
+func TestRebase(t *testing.T) {
+	es := []Entry{
+		{Param: "_lastUpdated", Kind: KindDate, Value: []byte("0123456789abcdef")},
+		{Param: "code", Kind: KindToken, Value: []byte("http://loinc.org|8302-2")},
+		{Param: "code", Kind: KindToken, Value: nil},
+		{Param: "status", Kind: KindToken, Value: []byte("final")},
+	}
+	rec := EncodeRecord(es)
+	buf := append(append(make([]byte, 0, len(rec)+64), rec...), "spare"...)[:len(rec)]
+	got, err := DecodeRecord(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := bytes.Clone(buf)
+	Rebase(got, buf, own)
+	for i := range buf {
+		buf[i] = 'X'
+	}
+	want, err := DecodeRecord(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d entries, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].Param != want[i].Param || got[i].Kind != want[i].Kind || !bytes.Equal(got[i].Value, want[i].Value) || !bytes.Equal(got[i].Value, es[i].Value) {
+			t.Fatalf("entry %d: %q %q, want %q", i, got[i].Param, got[i].Value, es[i].Value)
+		}
+	}
+}

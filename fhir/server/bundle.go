@@ -170,8 +170,6 @@ var methodOrder = []string{http.MethodDelete, http.MethodPost, http.MethodPut, h
 
 func (s *Server) transaction(r *http.Request, in []entryIn, ik *idem, pref prefer) (*response, error) {
 	entries := make([]*entry, len(in))
-	refs := map[string]string{} // fullUrl -> Type/id
-	seen := map[string]bool{}   // Type/id of PUT, DELETE and GET entries
 	for i := range in {
 		e, ferr := s.prepare(i, &in[i])
 		if ferr == nil {
@@ -180,6 +178,32 @@ func (s *Server) transaction(r *http.Request, in []entryIn, ik *idem, pref prefe
 		if ferr != nil {
 			return nil, ferr
 		}
+		entries[i] = e
+	}
+	refs, ferr := s.assignIDs(entries)
+	if ferr != nil {
+		return nil, ferr
+	}
+	return s.commit(r.Context(), ik, func(t *txn) (*response, error) {
+		visible := func(e *entry) bool { return s.visibleID(r, e.typ, e.id, e.out.ver.JSON) }
+		if err := s.runTransaction(t, entries, refs, visible); err != nil {
+			return nil, err
+		}
+		b := newBundle("transaction-response", -1, nil)
+		for _, e := range entries {
+			s.writeResultEntry(b, s.baseURL(r), e, pref)
+		}
+		return &response{Status: http.StatusOK, Body: b.bytes()}, nil
+	})
+}
+
+// assignIDs gives every create of a prepared transaction a new server id
+// (in entry order) and maps the fullUrls of creates and updates to
+// Type/id. A resource named twice, or a fullUrl used twice, is a 400.
+func (s *Server) assignIDs(entries []*entry) (map[string]string, *fhir.Error) {
+	refs := map[string]string{} // fullUrl -> Type/id
+	seen := map[string]bool{}   // Type/id of PUT, DELETE and GET entries
+	for _, e := range entries {
 		if e.method == http.MethodPost {
 			e.id = s.opts.NewID()
 		} else {
@@ -194,89 +218,90 @@ func (s *Server) transaction(r *http.Request, in []entryIn, ik *idem, pref prefe
 			}
 			refs[e.fullURL] = e.typ + "/" + e.id
 		}
-		entries[i] = e
 	}
-	return s.commit(r.Context(), ik, func(t *txn) (*response, error) {
-		// Conditional creates first: a match changes what its fullUrl means.
-		// Two entries with the same condition create one resource.
-		firstByCond := map[string]*entry{}
-		for _, e := range entries {
-			if e.method != http.MethodPost || e.cond == nil {
-				continue
-			}
-			key := e.typ + "?" + e.cond.Encode()
-			if first, ok := firstByCond[key]; ok {
-				e.matched, e.id = true, first.id
-				if e.fullURL != "" {
-					refs[e.fullURL] = e.typ + "/" + e.id
-				}
-				continue
-			}
-			firstByCond[key] = e
-			ids, ferr := condSearch(t.get, e.typ, e.cond, e.expr+".request.ifNoneExist")
-			if ferr != nil {
-				return nil, ferr
-			}
-			switch len(ids) {
-			case 0:
-			case 1:
-				e.matched, e.id = true, ids[0]
-				if e.fullURL != "" {
-					refs[e.fullURL] = e.typ + "/" + e.id
-				}
-			default:
-				return nil, fhir.Errorf(http.StatusPreconditionFailed, "duplicate", fmt.Sprintf("conditional create matched %d resources", len(ids)), e.expr+".request.ifNoneExist")
-			}
+	return refs, nil
+}
+
+// runTransaction carries out prepared entries inside a Write: conditional
+// creates first, then references rewritten, then every entry in the R4
+// method order, its result in entry.out. visible decides whether a GET
+// entry's resource may be returned (nil: always).
+func (s *Server) runTransaction(t *txn, entries []*entry, refs map[string]string, visible func(*entry) bool) error {
+	// Conditional creates first: a match changes what its fullUrl means.
+	// Two entries with the same condition create one resource.
+	firstByCond := map[string]*entry{}
+	for _, e := range entries {
+		if e.method != http.MethodPost || e.cond == nil {
+			continue
 		}
+		key := e.typ + "?" + e.cond.Encode()
+		if first, ok := firstByCond[key]; ok {
+			e.matched, e.id = true, first.id
+			if e.fullURL != "" {
+				refs[e.fullURL] = e.typ + "/" + e.id
+			}
+			continue
+		}
+		firstByCond[key] = e
+		ids, ferr := condSearch(t.get, e.typ, e.cond, e.expr+".request.ifNoneExist")
+		if ferr != nil {
+			return ferr
+		}
+		switch len(ids) {
+		case 0:
+		case 1:
+			e.matched, e.id = true, ids[0]
+			if e.fullURL != "" {
+				refs[e.fullURL] = e.typ + "/" + e.id
+			}
+		default:
+			return fhir.Errorf(http.StatusPreconditionFailed, "duplicate", fmt.Sprintf("conditional create matched %d resources", len(ids)), e.expr+".request.ifNoneExist")
+		}
+	}
+	for _, e := range entries {
+		if e.res == nil || e.matched || !e.res.HasReferences() {
+			continue
+		}
+		err := e.res.RewriteReferences(func(ref string) (string, bool, error) {
+			return s.resolveRef(t, refs, ref, e.expr+".resource")
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, m := range methodOrder {
 		for _, e := range entries {
-			if e.res == nil || e.matched || !e.res.HasReferences() {
+			if e.method != m {
 				continue
 			}
-			err := e.res.RewriteReferences(func(ref string) (string, bool, error) {
-				return s.resolveRef(t, refs, ref, e.expr+".resource")
-			})
+			var err error
+			switch m {
+			case http.MethodDelete:
+				e.out, err = s.doDelete(t, e.typ, e.id, e.pre)
+			case http.MethodPost:
+				if e.matched {
+					cur, _, gerr := current(t.get, e.typ, e.id)
+					e.out, err = &result{status: http.StatusOK, typ: e.typ, id: e.id, ver: cur, message: "a matching resource exists"}, gerr
+				} else {
+					e.out, err = s.doCreate(t, e.typ, e.id, e.res, nil, "")
+				}
+			case http.MethodPut:
+				e.out, err = s.doUpdate(t, e.typ, e.id, e.res, e.pre)
+			case http.MethodGet:
+				e.out, err = s.doRead(t.get, e.typ, e.id)
+				if err == nil && visible != nil && !visible(e) {
+					err = notVisible()
+				}
+			}
 			if err != nil {
-				return nil, err
+				if fe, ok := err.(*fhir.Error); ok {
+					return fe.Prefix(e.expr, "")
+				}
+				return err
 			}
 		}
-		for _, m := range methodOrder {
-			for _, e := range entries {
-				if e.method != m {
-					continue
-				}
-				var err error
-				switch m {
-				case http.MethodDelete:
-					e.out, err = s.doDelete(t, e.typ, e.id, e.pre)
-				case http.MethodPost:
-					if e.matched {
-						cur, _, gerr := current(t.get, e.typ, e.id)
-						e.out, err = &result{status: http.StatusOK, typ: e.typ, id: e.id, ver: cur, message: "a matching resource exists"}, gerr
-					} else {
-						e.out, err = s.doCreate(t, e.typ, e.id, e.res, nil, "")
-					}
-				case http.MethodPut:
-					e.out, err = s.doUpdate(t, e.typ, e.id, e.res, e.pre)
-				case http.MethodGet:
-					e.out, err = s.doRead(t.get, e.typ, e.id)
-					if err == nil && !s.visibleID(r, e.typ, e.id, e.out.ver.JSON) {
-						err = notVisible()
-					}
-				}
-				if err != nil {
-					if fe, ok := err.(*fhir.Error); ok {
-						return nil, fe.Prefix(e.expr, "")
-					}
-					return nil, err
-				}
-			}
-		}
-		b := newBundle("transaction-response", -1, nil)
-		for _, e := range entries {
-			s.writeResultEntry(b, s.baseURL(r), e, pref)
-		}
-		return &response{Status: http.StatusOK, Body: b.bytes()}, nil
-	})
+	}
+	return nil
 }
 
 // resolveRef maps a reference inside a transaction: a fullUrl of the

@@ -47,11 +47,18 @@ type node struct {
 // newNode starts a node on fs (vfs.NewMem() or vfs.Default) in dir.
 func newNode(tb testing.TB, fs vfs.FS, dir string, opts server.Options) *node {
 	tb.Helper()
+	return newNodeCache(tb, fs, dir, opts, 0)
+}
+
+// newNodeCache is newNode with a store block cache of cacheSize bytes (0:
+// store.DefaultCacheSize).
+func newNodeCache(tb testing.TB, fs vfs.FS, dir string, opts server.Options, cacheSize int64) *node {
+	tb.Helper()
 	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{FS: fs})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(dir, "store"), store.Options{FS: fs})
+	st, err := store.Open(filepath.Join(dir, "store"), store.Options{FS: fs, CacheSize: cacheSize})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -266,9 +266,7 @@ func (s *Server) candidates(q *search.Query, after *candidate, limit int) ([]*ca
 			}
 		}
 		if !owned {
-			if es, err = search.DecodeRecord(bytes.Clone(raw)); err != nil {
-				return err
-			}
+			search.Rebase(es, raw, bytes.Clone(raw))
 		}
 		c := &candidate{id: id, es: es, key: make([][]byte, len(q.Sort))}
 		for i, k := range q.Sort {

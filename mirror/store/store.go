@@ -349,6 +349,10 @@ func (s *Store) Checkpoint(destDir string) (lsn, epoch uint64, err error) {
 	return s.applied, s.epoch, nil
 }
 
+// Compactions reports how many compactions Pebble is running. A bulk load
+// leaves compactions behind; they compete with reads for CPU and disk.
+func (s *Store) Compactions() int64 { return s.db.Metrics().Compact.NumInProgress }
+
 // Flush writes the memtable to sstables, shortening the next recovery.
 func (s *Store) Flush() error { return s.db.Flush() }
 
