@@ -32,7 +32,6 @@ func BenchmarkGateway(b *testing.B) {
 	base := tr.startGateway("gateway", startRedis(b), "--rate-limit", "1000000")
 	direct, _ := tr.client.MemberURL("a")
 	gw := tr.gatewayClient()
-	gw.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
 	op := tr.client.HTTP
 	op.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
 
