@@ -470,6 +470,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return rebuild(ctx, c, rest, stdout)
 	case "add-database": // add-database TIER DB --from DIR (adddb.go)
 		return addDatabase(ctx, c, rest, asJSON, stdout)
+	case "search-params": // search-params TIER [--disable A,B | --enable-all] (searchparams.go)
+		return searchParams(ctx, c, rest, asJSON, stdout)
 	case "planned-failover": // planned-failover TIER
 		if len(rest) != 1 {
 			return errors.New("usage: tandem ctl planned-failover TIER")
@@ -500,6 +502,8 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   add-database TIER DB --from DIR [--source-db NAME]
                                       import an existing database (a stopped node's store/, or a restore) on
                                       the primary's host into the running tier, through the journal
+  search-params TIER [--disable Type.code,... | --enable-all]
+                                      FHIR search parameters not indexed; a change reindexes (journaled)
   rebuild MEMBER [--force]            re-seed a member that needs a rebuild from the primary's snapshot, then follow its catch-up
   config diff|apply|show|set|user|role  users, roles, security: desired vs effective (tandem ctl config for details)
   gate log TIER [--limit N]           the failover gate's recorded decisions

@@ -97,7 +97,8 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	// FHIR R4 on this member: bearer tokens with SMART scopes (when access
 	// keys are configured) or the operator's client certificate.
 	n.mountFHIR(mux)
-	n.configSyncRoutes(mux, admin) // /admin/config/*, /admin/gate/* (configsync.go)
+	n.configSyncRoutes(mux, admin)  // /admin/config/*, /admin/gate/* (configsync.go)
+	n.searchParamRoutes(mux, admin) // /admin/search/disabled (searchparams.go)
 	mux.HandleFunc("POST /admin/no-failover", admin(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Set bool `json:"set"`
