@@ -328,9 +328,20 @@ func (tr *tier) writers(n int, stop chan struct{}) func() (acked map[string]stri
 
 func (tr *tier) checkAcked(member string, acked map[string]string) {
 	tr.t.Helper()
+	// A member that has just taken over may still be applying the tail it
+	// received (the store applies asynchronously): on a primary, read
+	// through its read barrier, which waits for every journaled record.
+	get := tr.get
+	if tr.status(member) == "primary" {
+		get = func(member, key string) (string, error) {
+			var v []byte
+			err := tr.client.Do(context.Background(), "GET", member, "/admin/kv/fhir/"+key+"?primary=1", nil, &v)
+			return string(v), err
+		}
+	}
 	lost := 0
 	for k, v := range acked {
-		got, err := tr.get(member, k)
+		got, err := get(member, k)
 		if err != nil || got != v {
 			lost++
 			if lost <= 5 {
