@@ -197,14 +197,7 @@ func TestFormerPrimaryQuarantinesUnacknowledgedTail(t *testing.T) {
 	}
 	tr := startTier(t)
 	ctx := context.Background()
-	acked := map[string]string{}
-	for i := range 10 {
-		k := fmt.Sprintf("before-%d", i)
-		if err := tr.put(ctx, "a", k, "v"); err != nil {
-			t.Fatal(err)
-		}
-		acked[k] = "v"
-	}
+	acked := tr.putN(ctx, "a", "before-", 10)
 	committed := tr.commitLSN("a")
 
 	tr.proxies["a->b"].cut()
@@ -382,14 +375,7 @@ func TestDRPromotionWithThePairGone(t *testing.T) {
 	tr := startTierWith(t, tierOptions{async: true, reporting: true})
 	tr.waitFor("c and d async", 20*time.Second, func() bool { return tr.status("c") == "async" && tr.status("d") == "async" })
 	ctx := context.Background()
-	acked := map[string]string{}
-	for i := range 20 {
-		k := fmt.Sprintf("k%d", i)
-		if err := tr.put(ctx, "a", k, "v"); err != nil {
-			t.Fatal(err)
-		}
-		acked[k] = "v"
-	}
+	acked := tr.putN(ctx, "a", "k", 20)
 	tr.waitFor("c and d caught up", 20*time.Second, func() bool { h := tr.hash("a"); return tr.hash("c") == h && tr.hash("d") == h })
 	var out strings.Builder
 	if err := ctl.Main(ctx, []string{"force-promote", "c", "--cluster", tr.cluster}, &out); err == nil || !strings.Contains(err.Error(), "failover member a answers") {
@@ -478,14 +464,7 @@ func TestDRPromotionThroughTheArbiter(t *testing.T) {
 	tr := startTierWith(t, tierOptions{async: true})
 	tr.waitFor("c async", 20*time.Second, func() bool { return tr.status("c") == "async" })
 	ctx := context.Background()
-	acked := map[string]string{}
-	for i := range 20 {
-		k := fmt.Sprintf("k%d", i)
-		if err := tr.put(ctx, "a", k, "v"); err != nil {
-			t.Fatal(err)
-		}
-		acked[k] = "v"
-	}
+	acked := tr.putN(ctx, "a", "k", 20)
 	tr.waitFor("c caught up", 20*time.Second, func() bool { return tr.hash("c") == tr.hash("a") })
 	for _, p := range []string{"agent-a", "agent-b", "a", "b"} {
 		tr.kill9(p)

@@ -267,6 +267,21 @@ func (tr *tier) put(ctx context.Context, member, key, value string) error {
 	return tr.client.Do(ctx, "PUT", member, "/admin/kv/fhir/"+key, []byte(value), nil)
 }
 
+// putN writes n keys prefix0…prefix(n-1) with value "v" on member and
+// returns them as acknowledged writes.
+func (tr *tier) putN(ctx context.Context, member, prefix string, n int) map[string]string {
+	tr.t.Helper()
+	acked := map[string]string{}
+	for i := range n {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		if err := tr.put(ctx, member, k, "v"); err != nil {
+			tr.t.Fatal(err)
+		}
+		acked[k] = "v"
+	}
+	return acked
+}
+
 func (tr *tier) get(member, key string) (string, error) {
 	var v []byte
 	err := tr.client.Do(context.Background(), "GET", member, "/admin/kv/fhir/"+key, nil, &v)
