@@ -534,7 +534,7 @@ func idemFor(r *http.Request, body []byte) (*idem, *fhir.Error) {
 	kh := sha256.Sum256([]byte(k))
 	h := sha256.New()
 	io.WriteString(h, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery+"\n")
-	for _, name := range []string{"If-Match", "If-None-Exist"} {
+	for _, name := range []string{"If-Match", "If-None-Match", "If-None-Exist"} {
 		io.WriteString(h, name+": "+r.Header.Get(name)+"\n")
 	}
 	if p := access.FromContext(r.Context()); p != nil {
@@ -778,6 +778,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, typ, id string) 
 		return
 	}
 	pre, ferr := parseIfMatch(r.Header.Get("If-Match"), "")
+	if ferr == nil {
+		pre, ferr = parseIfNoneMatch(r.Header.Get("If-None-Match"), pre)
+	}
 	if ferr != nil {
 		s.fail(w, ferr)
 		return

@@ -71,8 +71,9 @@ func TestCRUDLifecycle(t *testing.T) {
 	if n.hash(t) != before {
 		t.Fatal("second delete wrote something")
 	}
-	// Update after delete: a new version after the tombstone.
-	rec = n.do(t, "PUT", "/Patient/"+id, upd)
+	// Update after delete: a new version after the tombstone (If-None-Match
+	// "*" allows it: no live version exists).
+	rec = n.do(t, "PUT", "/Patient/"+id, upd, "If-None-Match", "*")
 	wantStatus(t, rec, http.StatusCreated)
 	if rec.Header().Get("ETag") != `W/"4"` {
 		t.Fatalf("ETag after re-create %q", rec.Header().Get("ETag"))
@@ -90,9 +91,10 @@ func TestCRUDLifecycle(t *testing.T) {
 		t.Fatalf("history methods %v, want %v (newest first)", methods, want)
 	}
 
-	// Create-on-update with a client id.
-	rec = n.do(t, "PUT", "/Patient/client-1", patientWithID("client-1"))
+	// Create-on-update with a client id, create only.
+	rec = n.do(t, "PUT", "/Patient/client-1", patientWithID("client-1"), "If-None-Match", "*")
 	wantStatus(t, rec, http.StatusCreated)
+	wantStatus(t, n.do(t, "PUT", "/Patient/client-1", patientWithID("client-1"), "If-None-Match", "*"), http.StatusPreconditionFailed)
 	if rec.Header().Get("Location") != "/fhir/Patient/client-1/_history/1" {
 		t.Fatalf("Location %q", rec.Header().Get("Location"))
 	}
@@ -182,6 +184,9 @@ func TestErrors(t *testing.T) {
 		{"stale If-Match", "PUT", "/Patient/p1", string(patientWithID("p1")), []string{"If-Match", `W/"7"`}, 412, ""},
 		{"If-Match on absent", "PUT", "/Patient/p3", string(patientWithID("p3")), []string{"If-Match", `W/"1"`}, 412, ""},
 		{"malformed If-Match", "PUT", "/Patient/p1", string(patientWithID("p1")), []string{"If-Match", `soon`}, 400, ""},
+		{"If-None-Match on existing", "PUT", "/Patient/p1", string(patientWithID("p1")), []string{"If-None-Match", "*"}, 412, ""},
+		{"If-None-Match not *", "PUT", "/Patient/p4", string(patientWithID("p4")), []string{"If-None-Match", `W/"1"`}, 400, ""},
+		{"If-None-Match with If-Match", "PUT", "/Patient/p4", string(patientWithID("p4")), []string{"If-None-Match", "*", "If-Match", `W/"1"`}, 400, ""},
 		{"stale If-Match delete", "DELETE", "/Patient/p1", "", []string{"If-Match", `W/"9"`}, 412, ""},
 		{"read missing", "GET", "/Patient/nope", "", nil, 404, ""},
 		{"read deleted", "GET", "/Patient/gone", "", nil, 410, ""},

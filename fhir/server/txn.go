@@ -157,11 +157,28 @@ func (t *txn) guardWrite(typ string, kind fhir.Kind, cur, nv *fhir.Version) erro
 	return t.guard(typ, access.Update, nv.JSON)
 }
 
-// precondition is an If-Match: a version id, or any existing version ("*").
+// precondition is an If-Match: a version id, or any existing version
+// ("*"); or an If-None-Match "*" on an update: no live version may exist
+// (create only; a deleted resource may be created again).
 type precondition struct {
-	set bool
-	any bool
-	vid uint64
+	set  bool
+	any  bool
+	vid  uint64
+	none bool
+}
+
+// parseIfNoneMatch reads the If-None-Match header of an update: only "*".
+func parseIfNoneMatch(h string, pre precondition) (precondition, *fhir.Error) {
+	switch strings.TrimSpace(h) {
+	case "":
+		return pre, nil
+	case "*":
+		if pre.set {
+			return pre, fhir.Errorf(http.StatusBadRequest, "invalid", "If-None-Match and If-Match together: send one")
+		}
+		return precondition{none: true}, nil
+	}
+	return pre, fhir.Errorf(http.StatusBadRequest, "invalid", `If-None-Match on an update must be "*" (create only if the resource does not exist)`)
 }
 
 func parseIfMatch(h, expr string) (precondition, *fhir.Error) {
@@ -184,6 +201,12 @@ func parseIfMatch(h, expr string) (precondition, *fhir.Error) {
 }
 
 func (p precondition) check(cur *fhir.Version) *fhir.Error {
+	if p.none {
+		if cur != nil && !cur.Deleted() {
+			return fhir.Errorf(http.StatusPreconditionFailed, "conflict", "If-None-Match: the resource exists (version "+strconv.FormatUint(cur.VersionID, 10)+")")
+		}
+		return nil
+	}
 	if !p.set {
 		return nil
 	}
