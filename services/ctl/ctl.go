@@ -472,6 +472,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return addDatabase(ctx, c, rest, asJSON, stdout)
 	case "search-params": // search-params TIER [--disable A,B | --enable-all] (searchparams.go)
 		return searchParams(ctx, c, rest, asJSON, stdout)
+	case "quarantine": // quarantine MEMBER [REPORT] (quarantine.go)
+		return quarantine(ctx, c, rest, asJSON, stdout)
 	case "planned-failover": // planned-failover TIER
 		if len(rest) != 1 {
 			return errors.New("usage: tandem ctl planned-failover TIER")
@@ -504,10 +506,12 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
                                       the primary's host into the running tier, through the journal
   search-params TIER [--disable Type.code,... | --enable-all]
                                       FHIR search parameters not indexed; a change reindexes (journaled)
+  quarantine MEMBER [REPORT]          journal tails MEMBER moved aside at a rejoin (never acknowledged), the FHIR
+                                      resources they lost; re-apply them with workflow start recover-lost-journal
   rebuild MEMBER [--force]            re-seed a member that needs a rebuild from the primary's snapshot, then follow its catch-up
   config diff|apply|show|set|user|role  users, roles, security: desired vs effective (tandem ctl config for details)
   gate log TIER [--limit N]           the failover gate's recorded decisions
-  workflow start|status|approve|schedule ...   the Temporal workflows: mirror-setup, planned-failover, promote-async, apply-change, config-sync; the drift-check schedule (tandem ctl workflow)`
+  workflow start|status|approve|schedule ...   the Temporal workflows: mirror-setup, planned-failover, promote-async, rebuild-member, add-database, recover-lost-journal, apply-change, config-sync; the drift-check schedule (tandem ctl workflow)`
 
 func forcePromote(ctx context.Context, c *Client, rest []string, stdout io.Writer) error {
 	var member, confirm, statement string

@@ -30,6 +30,7 @@ import (
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
 	"github.com/tandemhealth/tandem/workflows/rebuildmember"
+	"github.com/tandemhealth/tandem/workflows/recoverlostjournal"
 )
 
 const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HOST:PORT] [--namespace NS] [--json]
@@ -42,6 +43,10 @@ const workflowUsage = `usage: tandem ctl workflow COMMAND [--temporal-address HO
   start rebuild-member TIER MEMBER [--force] [--by NAME] [--watch]
                                          re-seed a needs-rebuild member (--force: any backup or async) from a
                                          snapshot of the primary, follow it to normal, verify equal content
+  start recover-lost-journal TIER MEMBER [--report NAME] [--approval-ttl 15m] [--watch]
+                                         re-apply the FHIR resources of MEMBER's quarantine report (the newest
+                                         not recovered; tandem ctl quarantine lists them) on the primary, after
+                                         an approval of the plan; resources the primary changed since are left alone
   start apply-change TIER CATEGORY [FILE] [--if-version N] [--deadline 30m] [--by NAME] [--watch]
                                          FILE becomes the desired users|roles|security (passwords are hashed
                                          here, never sent to Temporal); without FILE the current desired state
@@ -94,6 +99,8 @@ func StartWorkflow(ctx context.Context, c client.Client, kind string, input any)
 		name, tier = rebuildmember.Name, in.Tier
 	case adddatabase.Input:
 		name, tier = adddatabase.Name, in.Tier
+	case recoverlostjournal.Input:
+		name, tier = recoverlostjournal.Name, in.Tier
 	case applychange.Input:
 		name, tier, id = applychange.Name, in.Tier, applychange.WorkflowID(in.Tier, in.Category)
 	case configsyncflow.Input:
@@ -288,6 +295,7 @@ func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON
 	paused := fs.Bool("paused", false, "")
 	force := fs.Bool("force", false, "")
 	from := fs.String("from", "", "")
+	report := fs.String("report", "", "")
 	sourceDB := fs.String("source-db", "", "")
 	var pos []string
 	rest := args[1:]
@@ -412,6 +420,11 @@ func workflowMain(ctx context.Context, args []string, clusterPath string, asJSON
 				return errors.New("usage: tandem ctl workflow start rebuild-member TIER MEMBER [--force]")
 			}
 			input = rebuildmember.Input{Tier: tier, Member: pos[2], Force: *force, By: *by}
+		case "recover-lost-journal":
+			if len(pos) != 3 {
+				return errors.New("usage: tandem ctl workflow start recover-lost-journal TIER MEMBER [--report NAME] [--approval-ttl 15m]")
+			}
+			input = recoverlostjournal.Input{Tier: tier, Member: pos[2], Report: *report, ApprovalTTL: *ttl}
 		case "apply-change":
 			in, err := applyChangeInput(pos, *by, *ifVersion, *deadline)
 			if err != nil {

@@ -36,6 +36,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	n.backupRoutes(mux, admin)
 	n.rebuildRoutes(mux, admin)     // tandem ctl rebuild (rebuild.go)
 	n.addDatabaseRoutes(mux, admin) // tandem ctl add-database (adddb.go)
+	n.quarantineRoutes(mux, admin)  // RecoverLostJournal, tandem ctl quarantine (quarantine_admin.go)
 	// Raw key/value writes through the sequencer and the journal: for tests,
 	// storage benchmarks and operators, until FHIR is mounted.
 	mux.HandleFunc("PUT /admin/kv/{db}/{key...}", admin(func(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,7 @@ import (
 	"github.com/tandemhealth/tandem/workflows/plannedfailover"
 	"github.com/tandemhealth/tandem/workflows/promoteasync"
 	"github.com/tandemhealth/tandem/workflows/rebuildmember"
+	"github.com/tandemhealth/tandem/workflows/recoverlostjournal"
 )
 
 // DefaultAddress is the embedded server's frontend.
@@ -70,6 +71,7 @@ func RegisterWorkflows(w sdkworker.WorkflowRegistry) {
 	promoteasync.Register(w)
 	rebuildmember.Register(w)
 	adddatabase.Register(w)
+	recoverlostjournal.Register(w)
 }
 
 // Dial connects a client to Temporal, retrying until limit while the
