@@ -42,6 +42,7 @@ type temporalTier struct {
 
 func startTemporalTier(t testing.TB) *temporalTier {
 	t.Helper()
+	needTemporal(t)
 	tr := startTier(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -133,14 +132,14 @@ func (n *Node) quarantineDir() string { return filepath.Join(n.cfg.DataDir, "qua
 func (n *Node) loadQuarantine(name string) (QuarantineReport, *QuarantineRecovery, error) {
 	var rep QuarantineReport
 	if !quarantineName.MatchString(name) {
-		return rep, nil, fs.ErrNotExist
+		return rep, nil, statefile.ErrNotExist
 	}
 	if err := statefile.Load(filepath.Join(n.quarantineDir(), name+".json"), &rep); err != nil {
 		return rep, nil, err
 	}
 	var rec QuarantineRecovery
 	err := statefile.Load(filepath.Join(n.quarantineDir(), "recovered", name+".json"), &rec)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, statefile.ErrNotExist) {
 		return rep, nil, nil
 	}
 	if err != nil {
@@ -174,7 +173,7 @@ func (n *Node) quarantineRoutes(mux *http.ServeMux, admin func(http.HandlerFunc)
 	mux.HandleFunc("GET /admin/quarantine/{name}", admin(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		rep, rec, err := n.loadQuarantine(name)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, statefile.ErrNotExist) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no quarantine report %q on %s: list them with GET /admin/quarantine", name, n.cfg.Member)})
 			return
 		}
@@ -209,7 +208,7 @@ func (n *Node) quarantineRoutes(mux *http.ServeMux, admin func(http.HandlerFunc)
 			return
 		}
 		_, prev, err := n.loadQuarantine(name)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, statefile.ErrNotExist) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no quarantine report %q on %s", name, n.cfg.Member)})
 			return
 		}
