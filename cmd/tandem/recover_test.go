@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +71,7 @@ func TestRecoverLostJournalOnARealTier(t *testing.T) {
 	}
 
 	// tandem ctl quarantine lists it, not recovered.
-	out := ctlRun(t, tt.tier, "quarantine", "a")
+	out := tt.mustCtl("quarantine", "a")
 	if !strings.Contains(out, "not recovered") {
 		t.Fatalf("tandem ctl quarantine a:\n%s", out)
 	}
@@ -132,7 +131,7 @@ func TestRecoverLostJournalOnARealTier(t *testing.T) {
 	if rec, err := tt.systemRecord("b", workflows.RecordKey(recoverlostjournal.Name, "records", run, "done")); err != nil || rec.By != "ops" || rec.Result != "recovered" {
 		t.Fatalf("RecoverLostJournal record: %+v %v", rec, err)
 	}
-	if out := ctlRun(t, tt.tier, "quarantine", "a"); !strings.Contains(out, "by ops at") || !strings.Contains(out, "3 applied, 0 present, 1 conflicts") {
+	if out := tt.mustCtl("quarantine", "a"); !strings.Contains(out, "by ops at") || !strings.Contains(out, "3 applied, 0 present, 1 conflicts") {
 		t.Fatalf("tandem ctl quarantine a after the recovery:\n%s", out)
 	}
 
@@ -147,13 +146,3 @@ func TestRecoverLostJournalOnARealTier(t *testing.T) {
 	tt.saveHistory("recoverlostjournal", "nothing-left", run)
 }
 
-// ctlRun runs tandem ctl against the tier's cluster file and returns its
-// output.
-func ctlRun(t *testing.T, tr *tier, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(binary, append(append([]string{"ctl"}, args...), "--cluster", tr.cluster)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tandem ctl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}

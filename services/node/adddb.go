@@ -104,7 +104,7 @@ func (n *Node) startImport(db, dir, sourceDB, by string) (DatabaseRecord, error)
 	}
 	rec := &DatabaseRecord{Name: db, State: "needs-activation", Source: dir, SourceDB: sourceDB, Started: time.Now().UTC(), By: by}
 	n.imports.running[db] = rec
-	go n.runImport(rec)
+	n.background(func(ctx context.Context) { n.runImport(ctx, rec) })
 	return *rec, nil
 }
 
@@ -115,8 +115,8 @@ func (n *Node) setImport(rec *DatabaseRecord, f func(*DatabaseRecord)) {
 }
 
 // runImport copies the source database through the journal.
-func (n *Node) runImport(rec *DatabaseRecord) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Hour)
+func (n *Node) runImport(ctx context.Context, rec *DatabaseRecord) {
+	ctx, cancel := context.WithTimeout(ctx, 6*time.Hour)
 	defer cancel()
 	fail := func(err error) {
 		n.log.Error("database import failed; run it again to finish it (every key is written again)", "database", rec.Name, "source", rec.Source, "err", err)

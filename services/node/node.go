@@ -64,8 +64,25 @@ type Node struct {
 	rb       rebuilder      // a re-seed fetched by this member (rebuild.go)
 	imports  importer       // databases this primary is importing (adddb.go)
 
+	// Work that outlives a request (a database import, a re-seed fetch)
+	// runs under life, which Close cancels and then waits for (bg), so it
+	// never writes to a closed journal or store.
+	life     context.Context
+	stopLife context.CancelFunc
+	bg       sync.WaitGroup
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// background runs f on its own goroutine under the node's lifetime: Close
+// cancels ctx and waits for f to return.
+func (n *Node) background(f func(ctx context.Context)) {
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		f(n.life)
+	}()
 }
 
 // openStorage opens journal and store. recoverAll replays the whole journal
@@ -117,6 +134,7 @@ func openStorage(cfg Config, log *slog.Logger, commitDelay time.Duration, recove
 		log.Info("store recovered", "replayed_records", n, "applied_lsn", st.AppliedLSN(), "duration_ms", time.Since(t0).Milliseconds())
 	}
 	n := &Node{cfg: cfg, log: log, journal: j, store: st, started: time.Now(), metrics: newMetrics(cfg.Tier, cfg.Member)}
+	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.applier = store.NewApplier(st, j)
 	return n, nil
 }
@@ -477,6 +495,8 @@ func (n *Node) Run(ctx context.Context) error {
 // Close closes the journal and the store. It is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.stopLife()
+		n.bg.Wait()
 		n.applier.Close()
 		serr := n.store.Close()
 		jerr := n.journal.Close()

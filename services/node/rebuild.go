@@ -305,14 +305,14 @@ func (n *Node) startRebuild(source string, force bool) error {
 		return errors.New("a re-seed is already in progress on " + n.cfg.Member)
 	}
 	n.log.Warn("re-seed started: fetching a snapshot", "source", source, "force", force, "status", string(snap.Status))
-	go n.fetchRebuild(source)
+	n.background(func(ctx context.Context) { n.fetchRebuild(ctx, source) })
 	return nil
 }
 
 // fetchRebuild fetches, verifies and stages a snapshot, then asks Run to
 // restart the node so that OpenMember installs it.
-func (n *Node) fetchRebuild(source string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+func (n *Node) fetchRebuild(ctx context.Context, source string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	man, err := n.fetchSnapshot(ctx, source)
 	if err != nil {
