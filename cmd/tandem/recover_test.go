@@ -145,4 +145,3 @@ func TestRecoverLostJournalOnARealTier(t *testing.T) {
 	}
 	tt.saveHistory("recoverlostjournal", "nothing-left", run)
 }
-
