@@ -255,3 +255,59 @@ func TestFailoverAndRejoinOverPurgedJournals(t *testing.T) {
 	t.Logf("after: b starts at %d (last %d), a at %d", tr.journalLSN("b", "first_lsn"), tr.journalLSN("b", "last_lsn"), tr.journalLSN("a", "first_lsn"))
 	tr.checkAcked("a", acked)
 }
+
+// TestArchiverHoldsTheJournal: a backup archiver that keeps fetching from
+// an LSN holds the member's journal there — the member purges nothing it
+// has not archived while its peer, held by no archiver, purges — and an
+// archiver silent for longer than journal.async_retention is released
+// (logged), after which a fetch from its LSN is refused as purged (HTTP
+// 410: the archive needs a new snapshot), never answered with a gap.
+func TestArchiverHoldsTheJournal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTierWith(t, tierOptions{journal: "{segment_size: 1048576, async_retention: 3s, purge_interval: 200ms}"})
+	tr.putMany(t, "before", 20, 100)
+	const from = 5
+	fetch := func() error {
+		var out []byte
+		return tr.client.Do(context.Background(), "GET", "a", fmt.Sprintf("/admin/backup/records?from=%d&max=10&archiver=test:/archive", from), nil, &out)
+	}
+	if err := fetch(); err != nil {
+		t.Fatal(err)
+	}
+	// An archiver stuck at LSN 5 but alive: it asks again and again.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(500 * time.Millisecond):
+				fetch()
+			}
+		}
+	}()
+	tr.putMany(t, "rolling", 300, 16<<10)
+	// The fault is real: b, held by nobody, purges.
+	tr.waitFor("b purged past LSN 5", 30*time.Second, func() bool { return tr.journalLSN("b", "first_lsn") > from })
+	time.Sleep(time.Second) // several purge intervals on a too
+	if first := tr.journalLSN("a", "first_lsn"); first > from {
+		close(stop)
+		t.Fatalf("a purged to first LSN %d while an archiver still needed LSN %d", first, from)
+	}
+	t.Logf("a holds its journal from LSN %d for the archiver (b's starts at %d)", tr.journalLSN("a", "first_lsn"), tr.journalLSN("b", "first_lsn"))
+
+	// The archiver goes silent: released after the retention, then purged.
+	close(stop)
+	<-done
+	tr.waitFor("a purged past LSN 5 after the archiver went silent", 30*time.Second, func() bool { return tr.journalLSN("a", "first_lsn") > from })
+	if log := tailFile(filepath.Join(tr.dir, "a.log"), 400); !strings.Contains(log, "backup archiver released") || !strings.Contains(log, "test:/archive") {
+		t.Fatalf("a's log does not name the released archiver:\n%s", log)
+	}
+	if err := fetch(); err == nil || !strings.Contains(err.Error(), "HTTP 410") {
+		t.Fatalf("a fetch from a purged LSN: %v, want HTTP 410", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,10 @@ import (
 type Remote struct {
 	Client *ctl.Client
 	Member string
+	// Archiver names this archive to the member, which then holds its
+	// journal from the last LSN fetched (journal.async_retention at most)
+	// so that a purge leaves no gap in the archive. "" for one-off reads.
+	Archiver string
 }
 
 var _ backup.Source = (*Remote)(nil)
@@ -113,7 +118,7 @@ func (r *Remote) Records(ctx context.Context, from uint64, max int) ([][]byte, e
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/admin/backup/records?from=%d&max=%d", base, from, max), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/admin/backup/records?from=%d&max=%d&archiver=%s", base, from, max, url.QueryEscape(r.Archiver)), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +157,16 @@ func (r *Remote) Records(ctx context.Context, from uint64, max int) ([][]byte, e
 	return frames, nil
 }
 
+// archiverName names an archive to the member it reads from: this host and
+// the archive's absolute path.
+func archiverName(to string) string {
+	host, _ := os.Hostname()
+	if abs, err := filepath.Abs(to); err == nil {
+		to = abs
+	}
+	return host + ":" + to
+}
+
 // Backup runs `tandem backup`.
 func Backup(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
@@ -175,7 +190,7 @@ func Backup(ctx context.Context, args []string, stdout io.Writer, log *slog.Logg
 	if _, err := c.MemberURL(*member); err != nil {
 		return fmt.Errorf("field --member: %w", err)
 	}
-	a := &backup.Archiver{Source: &Remote{Client: c, Member: *member}, Store: backup.Dir{Root: *to}, Log: log, TempDir: *to}
+	a := &backup.Archiver{Source: &Remote{Client: c, Member: *member, Archiver: archiverName(*to)}, Store: backup.Dir{Root: *to}, Log: log, TempDir: *to}
 	if err := os.MkdirAll(*to, 0o750); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/tandemhealth/tandem/mirror/backup"
 )
@@ -60,6 +61,11 @@ func (n *Node) backupRoutes(mux *http.ServeMux, admin func(http.HandlerFunc) htt
 		if err1 != nil || err2 != nil || from == 0 || max <= 0 || max > 100000 {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "query parameters from (LSN >= 1) and max (1..100000) are required"})
 			return
+		}
+		if name := r.URL.Query().Get("archiver"); name != "" && len(name) <= 256 && n.mirror != nil {
+			// This archiver holds everything it has not fetched yet, for up
+			// to journal.async_retention after this fetch (purge.go).
+			n.mirror.pins.hold(name, from-1, time.Now().Add(time.Duration(n.mirror.file.Journal.AsyncRetention)))
 		}
 		frames, err := n.backupSource().Records(r.Context(), from, max)
 		if errors.Is(err, backup.ErrPurged) {

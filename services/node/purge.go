@@ -86,6 +86,7 @@ func (m *mirror) flushLoop(ctx context.Context) {
 // allows, flushed) and tells the core. Loop only.
 func (m *mirror) purge(ctx context.Context, flushed uint64) error {
 	released := m.releasedAsyncs()
+	m.releaseArchivers()
 	allowed := uint64(m.core.PurgeableUpTo(released))
 	target := min(allowed, flushed, m.j.DurableLSN(), m.pins.limit(time.Now()))
 	segs := m.j.Segments()
@@ -114,6 +115,31 @@ func (m *mirror) purge(ctx context.Context, flushed uint64) error {
 	}
 	m.log.Info("journal purged", "removed_segments", removed, "first_lsn", start, "allowed_lsn", allowed, "store_flushed_lsn", flushed)
 	return m.handle(ctx, []failover.Ready{m.core.Purged(base.LSN, released)}, nil)
+}
+
+// releaseArchivers lets go of the backup archivers the journal is held for
+// (each at the last LSN it fetched, see GET /admin/backup/records) that
+// were silent for longer than journal.async_retention or would need more
+// than journal.max_bytes: like an async, an archiver never fills the disk.
+// Its archive then has a gap it reports on its next fetch (HTTP 410: take
+// a new snapshot). Each release is logged.
+func (m *mirror) releaseArchivers() {
+	pol := m.file.Journal
+	live, expired := m.pins.holds(time.Now())
+	for _, name := range expired {
+		m.log.Error("backup archiver released: it fetched nothing for longer than journal.async_retention; the journal is no longer held for it, its archive will need a new snapshot",
+			"archiver", name, "async_retention", time.Duration(pol.AsyncRetention).String())
+	}
+	if pol.MaxBytes <= 0 {
+		return
+	}
+	for name, lsn := range live {
+		if b := m.journalBytesAfter(lsn); b > pol.MaxBytes {
+			m.pins.drop(name)
+			m.log.Error("backup archiver released: it would need more journal than journal.max_bytes; its archive will need a new snapshot",
+				"archiver", name, "from_lsn", lsn+1, "bytes", b, "max_bytes", pol.MaxBytes)
+		}
+	}
 }
 
 // releasedAsyncs are, on the primary, the asyncs it no longer holds the

@@ -112,11 +112,19 @@ func (r *rebuilder) set(s RebuildStatus) {
 	r.mu.Unlock()
 }
 
-// purgePin holds the primary's journal from an LSN on while a re-seed
-// taken there is installed and catches up.
+// purgePin holds the journal from an LSN on: a re-seed taken there while it
+// is installed and catches up (add, by LSN, until a time), and each backup
+// archiver at the last LSN it fetched (hold, by name: every fetch replaces
+// the archiver's pin and pushes its end out).
 type purgePin struct {
-	mu   sync.Mutex
-	pins map[uint64]time.Time // LSN -> until
+	mu    sync.Mutex
+	pins  map[uint64]time.Time // LSN -> until
+	named map[string]namedPin  // archiver -> its pin
+}
+
+type namedPin struct {
+	lsn   uint64
+	until time.Time
 }
 
 func (p *purgePin) add(lsn uint64, until time.Time) {
@@ -126,6 +134,40 @@ func (p *purgePin) add(lsn uint64, until time.Time) {
 		p.pins = map[uint64]time.Time{}
 	}
 	p.pins[lsn] = until
+}
+
+// hold sets name's pin to lsn until until.
+func (p *purgePin) hold(name string, lsn uint64, until time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.named == nil {
+		p.named = map[string]namedPin{}
+	}
+	p.named[name] = namedPin{lsn: lsn, until: until}
+}
+
+// drop removes name's pin.
+func (p *purgePin) drop(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.named, name)
+}
+
+// holds returns the named pins that have not expired, and removes and
+// returns the names of those that have.
+func (p *purgePin) holds(now time.Time) (live map[string]uint64, expired []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	live = map[string]uint64{}
+	for name, np := range p.named {
+		if now.After(np.until) {
+			delete(p.named, name)
+			expired = append(expired, name)
+			continue
+		}
+		live[name] = np.lsn
+	}
+	return live, expired
 }
 
 // limit is the highest LSN a purge may reach under the pins (math.MaxUint64-ish when none).
@@ -139,6 +181,11 @@ func (p *purgePin) limit(now time.Time) uint64 {
 			continue
 		}
 		lim = min(lim, lsn)
+	}
+	for _, np := range p.named {
+		if !now.After(np.until) {
+			lim = min(lim, np.lsn)
+		}
 	}
 	return lim
 }
