@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tandemhealth/tandem/services/opshttp/opstest"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,16 +20,6 @@ import (
 	"github.com/tandemhealth/tandem/mirror/wire"
 	"github.com/tandemhealth/tandem/services/node"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestOperationsEndpointFollowsTheMemberAndFences: agent.http reports the
 // member down (nothing answers its /healthz), then a fence requested by the
@@ -47,9 +35,9 @@ tiers:
     members:
       - {name: a, role: failover, address: "%s", http: "%s", data_dir: %s, agent: {address: "%s", http: "%s"}}
       - {name: b, role: failover, address: "%s", http: "%s", data_dir: %s, agent: {address: "%s"}}
-`, filepath.Join(dir, "ca"), freeAddr(t), filepath.Join(dir, "arbiter"),
-		freeAddr(t), freeAddr(t), dataA, freeAddr(t), freeAddr(t),
-		freeAddr(t), freeAddr(t), filepath.Join(dir, "b"), freeAddr(t))
+`, filepath.Join(dir, "ca"), opstest.FreeAddr(t), filepath.Join(dir, "arbiter"),
+		opstest.FreeAddr(t), opstest.FreeAddr(t), dataA, opstest.FreeAddr(t), opstest.FreeAddr(t),
+		opstest.FreeAddr(t), opstest.FreeAddr(t), filepath.Join(dir, "b"), opstest.FreeAddr(t))
 	f, err := cluster.Parse([]byte(y))
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +90,7 @@ tiers:
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			got, ok := sample(metrics(), series)
+			got, ok := opstest.Sample(metrics(), series)
 			if ok && got == want {
 				return
 			}
@@ -161,15 +149,4 @@ tiers:
 	waitFor(`tandem_agent_fence_seconds_count{member="a",tier="records"}`, 1)
 	waitFor(`tandem_agent_events_total{kind="fence",member="a",tier="records"}`, 1)
 	waitFor(`tandem_agent_member_fenced{member="a",tier="records"}`, 1)
-}
-
-// sample finds one series' value in a Prometheus text exposition.
-func sample(exposition, series string) (float64, bool) {
-	for _, line := range strings.Split(exposition, "\n") {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
 }

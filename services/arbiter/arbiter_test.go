@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tandemhealth/tandem/services/opshttp/opstest"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,16 +20,6 @@ import (
 	"github.com/tandemhealth/tandem/mirror/wire"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func testCluster(t *testing.T) *cluster.File {
 	t.Helper()
 	dir := t.TempDir()
@@ -41,8 +31,8 @@ tiers:
     members:
       - {name: a, role: failover, address: "%s", http: "%s", data_dir: /tmp/a, agent: {address: "%s"}}
       - {name: b, role: failover, address: "%s", http: "%s", data_dir: /tmp/b, agent: {address: "%s"}}
-`, filepath.Join(dir, "ca"), freeAddr(t), filepath.Join(dir, "arbiter"), freeAddr(t),
-		freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t))
+`, filepath.Join(dir, "ca"), opstest.FreeAddr(t), filepath.Join(dir, "arbiter"), opstest.FreeAddr(t),
+		opstest.FreeAddr(t), opstest.FreeAddr(t), opstest.FreeAddr(t), opstest.FreeAddr(t), opstest.FreeAddr(t), opstest.FreeAddr(t))
 	f, err := cluster.Parse([]byte(y))
 	if err != nil {
 		t.Fatal(err)

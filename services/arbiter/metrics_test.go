@@ -2,10 +2,9 @@ package arbiter
 
 import (
 	"encoding/json"
+	"github.com/tandemhealth/tandem/services/opshttp/opstest"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/tandemhealth/tandem/mirror/failover"
@@ -59,7 +58,7 @@ func TestOperationsEndpointShowsTheDurableRecord(t *testing.T) {
 		`tandem_arbiter_record_mode{mode="arbiter-controlled",tier="records"}`: 1,
 	}
 	for series, v := range want {
-		if got, ok := sample(m, series); !ok || got != v {
+		if got, ok := opstest.Sample(m, series); !ok || got != v {
 			t.Errorf("%s = %v (present %v), want %v", series, got, ok, v)
 		}
 	}
@@ -77,19 +76,8 @@ func TestOperationsEndpointShowsTheDurableRecord(t *testing.T) {
 		`tandem_arbiter_events_total{kind="decision",tier="records"}`: 1,
 		`tandem_arbiter_persist_seconds_count`:                        1,
 	} {
-		if got, ok := sample(m, series); !ok || got != v {
+		if got, ok := opstest.Sample(m, series); !ok || got != v {
 			t.Errorf("after the decision: %s = %v (present %v), want %v", series, got, ok, v)
 		}
 	}
-}
-
-// sample finds one series' value in a Prometheus text exposition.
-func sample(exposition, series string) (float64, bool) {
-	for _, line := range strings.Split(exposition, "\n") {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
 }

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"github.com/tandemhealth/tandem/services/opshttp/opstest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,8 +15,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/cluster"
@@ -23,56 +22,6 @@ import (
 	"github.com/tandemhealth/tandem/mirror/sequencer"
 	"github.com/tandemhealth/tandem/services/node"
 )
-
-// scrape reads url's /metrics as Prometheus does and returns the text and
-// its families.
-func scrape(t *testing.T, c *http.Client, url string) (string, map[string]*dto.MetricFamily) {
-	t.Helper()
-	resp, err := c.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s/metrics: %d %s", url, resp.StatusCode, b)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
-	if err != nil {
-		t.Fatalf("GET %s/metrics: not the Prometheus text format: %v", url, err)
-	}
-	return string(b), fams
-}
-
-// value is the series of family name with these label pairs (name, value,
-// ...): a counter's or gauge's value, a histogram's count. It fails the
-// test when there is no such series.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	t.Helper()
-series:
-	for _, m := range fams[name].GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, lp := range m.GetLabel() {
-				found = found || lp.GetName() == labels[i] && lp.GetValue() == labels[i+1]
-			}
-			if !found {
-				continue series
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	t.Fatalf("no series %s%v in /metrics", name, labels)
-	return 0
-}
 
 type want struct {
 	name   string
@@ -83,7 +32,7 @@ type want struct {
 func check(t *testing.T, who string, fams map[string]*dto.MetricFamily, wants ...want) {
 	t.Helper()
 	for _, w := range wants {
-		if got := value(t, fams, w.name, w.labels...); got != w.value {
+		if got := opstest.Value(t, fams, w.name, w.labels...); got != w.value {
 			t.Errorf("%s: %s%v = %v, want %v", who, w.name, w.labels, got, w.value)
 		}
 	}
@@ -119,7 +68,7 @@ func TestStandaloneMetricsCountCommitsAndFHIRRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, m := scrape(t, srv.Client(), srv.URL)
+	_, m := opstest.Scrape(t, srv.Client(), srv.URL+"/metrics")
 	check(t, "solo", m,
 		want{"tandem_commit_seconds", []string{"outcome", "ok"}, writes},
 		want{"tandem_commit_seconds", []string{"outcome", "error"}, 0})
@@ -162,13 +111,13 @@ func TestStandaloneMetricsCountCommitsAndFHIRRequests(t *testing.T) {
 			t.Fatalf("%s %s: %d, want %d", r.method, r.path, resp.StatusCode, r.want)
 		}
 	}
-	text, m := scrape(t, srv.Client(), srv.URL)
+	text, m := opstest.Scrape(t, srv.Client(), srv.URL+"/metrics")
 	check(t, "solo", m,
 		want{"tandem_fhir_request_seconds", []string{"interaction", "update", "code", "2xx"}, 1},
 		want{"tandem_fhir_request_seconds", []string{"interaction", "read", "code", "2xx"}, 1},
 		want{"tandem_fhir_request_seconds", []string{"interaction", "read", "code", "4xx"}, 1},
 		want{"tandem_fhir_request_seconds", []string{"interaction", "search-type", "code", "2xx"}, 1})
-	if got := value(t, m, "tandem_commit_seconds", "outcome", "ok"); got <= writes {
+	if got := opstest.Value(t, m, "tandem_commit_seconds", "outcome", "ok"); got <= writes {
 		t.Errorf("commits %v after the FHIR update, want more than %d", got, writes)
 	}
 	for _, secret := range []string{"pid-secret", "Doe", "Patient"} {
@@ -212,7 +161,7 @@ func TestMirrorMetricsFollowTheTier(t *testing.T) {
 	for i := range writes {
 		do("PUT", fmt.Sprintf("%s/admin/kv/fhir/k%d", a, i), "v", http.StatusOK)
 	}
-	_, m := scrape(t, c, a)
+	_, m := opstest.Scrape(t, c, a+"/metrics")
 	check(t, "a", m,
 		want{"tandem_commit_seconds", []string{"outcome", "ok"}, writes},
 		want{"tandem_mirror_status", []string{"status", "primary"}, 1},
@@ -221,12 +170,12 @@ func TestMirrorMetricsFollowTheTier(t *testing.T) {
 		want{"tandem_mirror_transfer_status", []string{"status", "disconnected"}, 0},
 		want{"tandem_mirror_lag_records", nil, 0},
 		want{"tandem_mirror_behind_seconds", nil, 0},
-		want{"tandem_mirror_commit_lsn", nil, value(t, m, "tandem_journal_last_lsn")},
+		want{"tandem_mirror_commit_lsn", nil, opstest.Value(t, m, "tandem_journal_last_lsn")},
 		want{"tandem_failovers_total", []string{"reason", "planned-handover"}, 0})
 
 	do("PUT", a+"/fhir/Patient/pid-secret", `{"resourceType":"Patient","id":"pid-secret"}`, http.StatusCreated)
 	do("GET", a+"/fhir/Patient/pid-secret", "", http.StatusOK)
-	text, m := scrape(t, c, a)
+	text, m := opstest.Scrape(t, c, a+"/metrics")
 	check(t, "a", m,
 		want{"tandem_fhir_request_seconds", []string{"interaction", "update", "code", "2xx"}, 1},
 		want{"tandem_fhir_request_seconds", []string{"interaction", "read", "code", "2xx"}, 1})
@@ -237,8 +186,8 @@ func TestMirrorMetricsFollowTheTier(t *testing.T) {
 	// The backup's gate approves an automatic takeover onto it (re-evaluated
 	// every 200 ms).
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		_, m = scrape(t, c, b)
-		if value(t, m, "tandem_gate_decisions_total", "decision", "allow", "kind", "automatic_failover") > 0 {
+		_, m = opstest.Scrape(t, c, b+"/metrics")
+		if opstest.Value(t, m, "tandem_gate_decisions_total", "decision", "allow", "kind", "automatic_failover") > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -264,7 +213,7 @@ func TestMirrorMetricsFollowTheTier(t *testing.T) {
 		t.Fatal(err)
 	}
 	do("POST", a+"/admin/planned-failover", "", http.StatusAccepted)
-	_, m = scrape(t, c, a)
+	_, m = opstest.Scrape(t, c, a+"/metrics")
 	check(t, "a", m,
 		want{"tandem_gate_decisions_total", []string{"decision", "refuse", "kind", "planned_failover"}, 1},
 		want{"tandem_gate_decisions_total", []string{"decision", "allow", "kind", "planned_failover"}, 1})
@@ -273,12 +222,12 @@ func TestMirrorMetricsFollowTheTier(t *testing.T) {
 			t.Fatalf("b did not take over: %s", members[1].Status().Status)
 		}
 	}
-	_, m = scrape(t, c, b)
+	_, m = opstest.Scrape(t, c, b+"/metrics")
 	check(t, "b", m,
 		want{"tandem_failovers_total", []string{"reason", "planned-handover"}, 1},
 		want{"tandem_failovers_total", []string{"reason", "arbiter-grant"}, 0},
 		want{"tandem_mirror_status", []string{"status", "primary"}, 1},
 		want{"tandem_mirror_status", []string{"status", "backup"}, 0})
-	_, m = scrape(t, c, a)
+	_, m = opstest.Scrape(t, c, a+"/metrics")
 	check(t, "a", m, want{"tandem_failovers_total", []string{"reason", "planned-handover"}, 0})
 }
