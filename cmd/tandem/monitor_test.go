@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemhealth/tandem/mirror/statefile"
 	"github.com/tandemhealth/tandem/services/ctl"
+	"github.com/tandemhealth/tandem/services/node"
 )
 
 // chromium finds a Chromium to drive headless. Without one the browser
@@ -226,6 +228,25 @@ func TestMonitorInChromium(t *testing.T) {
 	}
 	if !strings.Contains(dom, "workflows: not connected (start the gateway with --temporal-address)") {
 		t.Fatalf("the workflows section does not say it is not connected:\n%s", tailString(dom, 3000))
+	}
+
+	// What an operator must act on is on the page: an unrecovered
+	// quarantine report on a (written as a rejoin writes one).
+	rep := node.QuarantineReport{Member: "a", Tier: "records", At: time.Now().UTC(), AfterLSN: 10, FirstLSN: 11, LastLSN: 12, Databases: map[string]int{"fhir": 2}, Resources: 2}
+	if err := os.MkdirAll(filepath.Join(tr.dir, "a", "quarantine"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := statefile.Save(filepath.Join(tr.dir, "a", "quarantine", "20261126T000000Z-lsn-11-12.json"), rep); err != nil {
+		t.Fatal(err)
+	}
+	tr.waitFor("a alerts about the report", 15*time.Second, func() bool { return len(tr.alerts("a")) > 0 })
+	var shownAlert bool
+	for attempt := 0; attempt < 5 && !shownAlert; attempt++ {
+		dom = scriptRE.ReplaceAllString(headless(t, chrome, page, "--dump-dom"), "")
+		shownAlert = strings.Contains(dom, "<li data-alert=\"\">a: this member holds a journal tail it set aside") && strings.Contains(dom, "tandem ctl quarantine a 20261126T000000Z-lsn-11-12")
+	}
+	if !shownAlert {
+		t.Fatalf("the page does not show a's alert %q:\n%s", tr.alerts("a"), tailString(dom, 3000))
 	}
 
 	shot := filepath.Join(artifactDir(t), "monitor-after-planned-failover.png")

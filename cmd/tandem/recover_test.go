@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,10 @@ func TestRecoverLostJournalOnARealTier(t *testing.T) {
 		t.Fatalf("quarantine reports on a: %+v", reports)
 	}
 
-	// tandem ctl quarantine lists it, not recovered.
+	// a's status tells the operator, and tandem ctl quarantine lists it.
+	tt.waitFor("a alerts about its quarantine report", 10*time.Second, func() bool {
+		return slices.ContainsFunc(tt.alerts("a"), func(s string) bool { return strings.Contains(s, "recover-lost-journal records a") })
+	})
 	out := tt.mustCtl("quarantine", "a")
 	if !strings.Contains(out, "not recovered") {
 		t.Fatalf("tandem ctl quarantine a:\n%s", out)
@@ -133,6 +137,10 @@ func TestRecoverLostJournalOnARealTier(t *testing.T) {
 	}
 	if out := tt.mustCtl("quarantine", "a"); !strings.Contains(out, "by ops at") || !strings.Contains(out, "3 applied, 0 present, 1 conflicts") {
 		t.Fatalf("tandem ctl quarantine a after the recovery:\n%s", out)
+	}
+
+	if slices.ContainsFunc(tt.alerts("a"), func(s string) bool { return strings.Contains(s, "recover-lost-journal") }) {
+		t.Fatalf("a still alerts about a recovered report: %v", tt.alerts("a"))
 	}
 
 	// A second run: nothing left to recover.

@@ -59,10 +59,11 @@ type Node struct {
 
 	verifier *access.Verifier // nil: no bearer tokens accepted
 	fhirH    fhirHandler
-	login    *login.Handler // POST /auth/token on a mirror member (login.go)
-	metrics  *metrics       // counted events, served at /metrics with the collector
-	rb       rebuilder      // a re-seed fetched by this member (rebuild.go)
-	imports  importer       // databases this primary is importing (adddb.go)
+	login    *login.Handler       // POST /auth/token on a mirror member (login.go)
+	metrics  *metrics             // counted events, served at /metrics with the collector
+	rb       rebuilder            // a re-seed fetched by this member (rebuild.go)
+	imports  importer             // databases this primary is importing (adddb.go)
+	qalerts  quarantineAlertCache // unrecovered quarantine reports (quarantine_admin.go)
 
 	// Work that outlives a request (a database import, a re-seed fetch)
 	// runs under life, which Close cancels and then waits for (bg), so it
@@ -312,7 +313,7 @@ func (n *Node) Status() Status {
 	if n.mirror != nil {
 		snap := n.mirror.snapshot()
 		s.Status, s.Epoch, s.Mode, s.NoFail, s.Links = string(snap.Status), snap.Epoch, snap.Mode, snap.NoFailover, snap.Peers
-		s.Alerts = snap.Alerts
+		s.Alerts = append(snap.Alerts, n.quarantineAlerts()...)
 		s.Rebuild = n.rb.status()
 		s.Mirror = fmt.Sprintf("tier %s, %s member", n.cfg.Tier, n.cfg.Role)
 		s.Primary = snap.Primary

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandemhealth/tandem/fhir"
@@ -129,6 +130,42 @@ func LostResources(rep QuarantineReport) []LostResource {
 
 func (n *Node) quarantineDir() string { return filepath.Join(n.cfg.DataDir, "quarantine") }
 
+// quarantineAlertTTL bounds how often /mirror/status rescans the reports.
+const quarantineAlertTTL = 5 * time.Second
+
+// quarantineAlerts names the reports on this member not recovered yet (an
+// unacknowledged journal tail an operator should look at), for the
+// status's alerts; rescanned at most every quarantineAlertTTL.
+func (n *Node) quarantineAlerts() []string {
+	q := &n.qalerts
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if time.Since(q.at) < quarantineAlertTTL {
+		return q.alerts
+	}
+	q.at, q.alerts = time.Now(), nil
+	files, _ := filepath.Glob(filepath.Join(n.quarantineDir(), "*.json"))
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		rep, rec, err := n.loadQuarantine(name)
+		switch {
+		case err != nil:
+			q.alerts = append(q.alerts, fmt.Sprintf("quarantine report %s cannot be read (%v): inspect %s", name, err, f))
+		case rec == nil:
+			q.alerts = append(q.alerts, fmt.Sprintf("this member holds a journal tail it set aside at a rejoin, never acknowledged to a client (report %s: LSN %d-%d, %d FHIR resources): look at it with tandem ctl quarantine %s %s; re-apply it with tandem ctl workflow start recover-lost-journal %s %s",
+				name, rep.FirstLSN, rep.LastLSN, rep.Resources, n.cfg.Member, name, n.cfg.Tier, n.cfg.Member))
+		}
+	}
+	return q.alerts
+}
+
+// quarantineAlertCache is quarantineAlerts' last scan.
+type quarantineAlertCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	alerts []string
+}
+
 func (n *Node) loadQuarantine(name string) (QuarantineReport, *QuarantineRecovery, error) {
 	var rep QuarantineReport
 	if !quarantineName.MatchString(name) {
@@ -237,6 +274,9 @@ func (n *Node) quarantineRoutes(mux *http.ServeMux, admin func(http.HandlerFunc)
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
+		n.qalerts.mu.Lock()
+		n.qalerts.at = time.Time{}
+		n.qalerts.mu.Unlock()
 		n.log.Info("quarantine report recovered", "report", name, "by", in.By, "workflow", in.Workflow, "primary", in.Primary,
 			"applied", in.Applied, "already_present", in.Present, "conflicts", in.Conflict)
 		writeJSON(w, http.StatusOK, in)
