@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -309,5 +310,60 @@ func TestArchiverHoldsTheJournal(t *testing.T) {
 	}
 	if err := fetch(); err == nil || !strings.Contains(err.Error(), "HTTP 410") {
 		t.Fatalf("a fetch from a purged LSN: %v, want HTTP 410", err)
+	}
+}
+
+// TestCorruptJournalMemberIsReseededOffline: a backup whose journal is
+// damaged in the middle refuses to start and says where; `tandem ctl
+// rebuild b --offline` on its host stages the primary's snapshot; started
+// again, b installs it in place of the damaged journal, rejoins as backup
+// and holds every acknowledged write.
+func TestCorruptJournalMemberIsReseededOffline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	acked := tr.putMany(t, "before", 60, 300)
+	tr.waitFor("b holds the writes", 10*time.Second, func() bool { return tr.hash("b") == tr.hash("a") })
+	tr.kill9("b")
+
+	// The fault: a flipped byte in the middle of b's first segment.
+	segs, _ := filepath.Glob(filepath.Join(tr.dir, "b", "journal", "*.journal"))
+	if len(segs) == 0 {
+		t.Fatal("b has no journal segment")
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(segs[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr.start("b")
+	c := tr.procs["b"]
+	tr.waitFor("b to refuse to start", 20*time.Second, func() bool { return c.ProcessState != nil })
+	if log := tailFile(filepath.Join(tr.dir, "b.log"), 20); c.ProcessState.ExitCode() == 0 || !strings.Contains(log, "corrupt") {
+		t.Fatalf("b with a damaged journal: exit %d, log:\n%s", c.ProcessState.ExitCode(), log)
+	}
+	for k, v := range tr.putMany(t, "while-down", 40, 300) {
+		acked[k] = v
+	}
+
+	out := tr.mustCtl("rebuild", "b", "--offline")
+	t.Logf("tandem ctl rebuild b --offline:\n%s", out)
+	if !strings.Contains(out, "verified and staged") {
+		t.Fatalf("offline re-seed output:\n%s", out)
+	}
+	tr.start("b")
+	tr.waitFor("b backup again", 30*time.Second, func() bool { return tr.status("b") == "backup" })
+	tr.waitFor("equal content", 20*time.Second, func() bool { return tr.hash("b") == tr.hash("a") })
+	tr.checkAcked("b", acked)
+	if rb, _ := tr.memberStatus("b")["rebuild"].(map[string]any); rb == nil || rb["state"] != "installed" || rb["source"] != "a" {
+		t.Fatalf("b does not report an installed re-seed from a: %v", rb)
+	}
+	// A running member is never re-seeded offline.
+	if out, err := tr.ctlRun("rebuild", "b", "--offline"); err == nil || !strings.Contains(err.Error(), "node runs") {
+		t.Fatalf("offline re-seed of a running member: %v\n%s", err, out)
 	}
 }

@@ -509,6 +509,7 @@ const ctlUsage = `usage: tandem ctl COMMAND --cluster FILE [--json]
   quarantine MEMBER [REPORT]          journal tails MEMBER moved aside at a rejoin (never acknowledged), the FHIR
                                       resources they lost; re-apply them with workflow start recover-lost-journal
   rebuild MEMBER [--force]            re-seed a member that needs a rebuild from the primary's snapshot, then follow its catch-up
+  rebuild MEMBER --offline            on the host of a member that cannot start (corrupt journal): stage the primary's snapshot; its next start installs it
   config diff|apply|show|set|user|role  users, roles, security: desired vs effective (tandem ctl config for details)
   gate log TIER [--limit N]           the failover gate's recorded decisions
   workflow start|status|approve|schedule ...   the Temporal workflows: mirror-setup, planned-failover, promote-async, rebuild-member, add-database, recover-lost-journal, apply-change, config-sync; the drift-check schedule (tandem ctl workflow)`

@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tandemhealth/tandem/services/node"
 )
 
 // rebuild re-seeds a member that needs a rebuild from the tier's primary
@@ -16,9 +20,10 @@ import (
 // a snapshot) and follows it until its databases are normal again.
 func rebuild(ctx context.Context, c *Client, rest []string, stdout io.Writer) error {
 	force := slices.Contains(rest, "--force")
-	rest = slices.DeleteFunc(slices.Clone(rest), func(s string) bool { return s == "--force" })
+	offline := slices.Contains(rest, "--offline")
+	rest = slices.DeleteFunc(slices.Clone(rest), func(s string) bool { return s == "--force" || s == "--offline" })
 	if len(rest) != 1 {
-		return errors.New("usage: tandem ctl rebuild MEMBER [--force]   (re-seed a member that needs a rebuild from the tier's primary)")
+		return errors.New("usage: tandem ctl rebuild MEMBER [--force | --offline]   (re-seed a member that needs a rebuild from the tier's primary; --offline: on the host of a member that cannot start, e.g. a corrupt journal)")
 	}
 	member := rest[0]
 	tier := c.tierOf(member)
@@ -31,6 +36,9 @@ func rebuild(ctx context.Context, c *Client, rest []string, stdout io.Writer) er
 	}
 	if primary == member {
 		return fmt.Errorf("refused: %s is the primary of tier %s; a primary is never re-seeded (hand the role over first: tandem ctl planned-failover %s)", member, tier, tier)
+	}
+	if offline {
+		return rebuildOffline(ctx, c, tier, member, primary, stdout)
 	}
 	var before map[string]any
 	if err := c.Do(ctx, "GET", member, "/mirror/status", nil, &before); err != nil {
@@ -88,4 +96,28 @@ func dbStates(st map[string]any) string {
 		}
 	}
 	return strings.Join(states, "/")
+}
+
+// rebuildOffline stages the primary's snapshot in the data directory of a
+// member that is not running (it refuses to start: a corrupt journal), on
+// its host; its next start installs it and catches up.
+func rebuildOffline(ctx context.Context, c *Client, tier, member, primary string, stdout io.Writer) error {
+	t, _ := c.File.Tier(tier)
+	m, _ := t.Member(member)
+	src, _ := t.Member(primary)
+	if _, err := os.Stat(m.DataDir); err != nil {
+		return fmt.Errorf("%s is not on this host (%v): run tandem ctl rebuild %s --offline on %s's host", m.DataDir, err, member, member)
+	}
+	tr, ok := c.HTTP.Transport.(*http.Transport)
+	if !ok {
+		return errors.New("the operator client has no TLS transport")
+	}
+	fmt.Fprintf(stdout, "%s: fetching a snapshot from %s into %s\n", member, primary, m.DataDir)
+	man, err := node.StageOfflineReseed(ctx, m.DataDir, tier, member, src, tr.TLSClientConfig)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: snapshot of %s at LSN %d (epoch %d, %d files) verified and staged; start %s's node: it installs the snapshot in place of its journal and store, then catches up from %s (watch tandem ctl status)\n",
+		member, primary, man.LSN, man.Epoch, len(man.Files), member, primary)
+	return nil
 }

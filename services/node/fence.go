@@ -105,6 +105,28 @@ func KillMember(dataDir, member string, wait time.Duration) (killed bool, err er
 	}
 }
 
+// memberRunning reports whether the tandem node of member runs on
+// dataDir (its pid file names a live process started as that member's
+// node).
+func memberRunning(dataDir, member string) (int, bool) {
+	data, err := os.ReadFile(filepath.Join(dataDir, pidFileName))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return 0, false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return 0, false
+	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+		return 0, false
+	}
+	return pid, isNodeOf(strings.Split(string(cmdline), "\x00"), member)
+}
+
 func isNodeOf(args []string, member string) bool {
 	node, mem := false, false
 	for i, a := range args {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -374,19 +375,28 @@ func (n *Node) fetchRebuild(ctx context.Context, source string) {
 }
 
 func (n *Node) fetchSnapshot(ctx context.Context, source string) (RebuildManifest, error) {
-	var man RebuildManifest
 	src, ok := n.mirror.tier.Member(source)
 	if !ok {
-		return man, fmt.Errorf("no member %q in tier %s", source, n.cfg.Tier)
+		return RebuildManifest{}, fmt.Errorf("no member %q in tier %s", source, n.cfg.Tier)
 	}
-	tmp := filepath.Join(n.cfg.DataDir, rebuildTmpDir)
+	return stageSnapshot(ctx, n.cfg.DataDir, n.cfg.Tier, src, n.mirror.creds.ClientConfig(""), n.mirror.snapshot().Epoch)
+}
+
+// stageSnapshot fetches a re-seed snapshot from src (the tier's primary)
+// with tlsConf, verifies every file, and stages it in dataDir, where the
+// member's next start installs it (installRebuild). A snapshot from an
+// epoch older than minEpoch is refused.
+func stageSnapshot(ctx context.Context, dataDir, tier string, src cluster.Member, tlsConf *tls.Config, minEpoch uint64) (RebuildManifest, error) {
+	var man RebuildManifest
+	source := src.Name
+	tmp := filepath.Join(dataDir, rebuildTmpDir)
 	if err := os.RemoveAll(tmp); err != nil {
 		return man, err
 	}
 	if err := mkdirDurable(filepath.Join(tmp, "store")); err != nil {
 		return man, err
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: n.mirror.creds.ClientConfig("")}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+src.HTTP+"/admin/rebuild/snapshot", nil)
 	if err != nil {
 		return man, err
@@ -405,12 +415,12 @@ func (n *Node) fetchSnapshot(ctx context.Context, source string) (RebuildManifes
 		return man, fmt.Errorf("snapshot from %s: %w", source, err)
 	}
 	switch {
-	case man.Tier != n.cfg.Tier || man.Source != source:
-		return man, fmt.Errorf("snapshot is of %s/%s, not %s/%s", man.Tier, man.Source, n.cfg.Tier, source)
+	case man.Tier != tier || man.Source != source:
+		return man, fmt.Errorf("snapshot is of %s/%s, not %s/%s", man.Tier, man.Source, tier, source)
 	case man.JournalFormat != journal.FormatVersion || man.PayloadFormat != journal.PayloadVersion:
 		return man, fmt.Errorf("snapshot formats journal %d / payload %d; this member reads %d / %d", man.JournalFormat, man.PayloadFormat, journal.FormatVersion, journal.PayloadVersion)
-	case man.Epoch < n.mirror.snapshot().Epoch:
-		return man, fmt.Errorf("snapshot from epoch %d, older than this member's epoch %d: %s is not the current primary", man.Epoch, n.mirror.snapshot().Epoch, source)
+	case man.Epoch < minEpoch:
+		return man, fmt.Errorf("snapshot from epoch %d, older than this member's epoch %d: %s is not the current primary", man.Epoch, minEpoch, source)
 	}
 	if err := statefile.Save(filepath.Join(tmp, rebuildManifest), man); err != nil {
 		return man, err
@@ -418,14 +428,33 @@ func (n *Node) fetchSnapshot(ctx context.Context, source string) (RebuildManifes
 	if err := syncDir(tmp); err != nil {
 		return man, err
 	}
-	staged := filepath.Join(n.cfg.DataDir, rebuildStagedDir)
+	staged := filepath.Join(dataDir, rebuildStagedDir)
 	if err := os.RemoveAll(staged); err != nil {
 		return man, err
 	}
 	if err := os.Rename(tmp, staged); err != nil {
 		return man, err
 	}
-	return man, syncDir(n.cfg.DataDir)
+	return man, syncDir(dataDir)
+}
+
+// StageOfflineReseed re-seeds a member that is not running — one whose
+// journal is corrupt refuses to start, so it cannot fetch a snapshot
+// itself: on the member's host, it fetches the primary's snapshot with
+// tlsConf (the operator's or the member's certificate), verifies it and
+// stages it in the member's data directory. Its next start installs it
+// (the corrupt journal is replaced, the hard state re-seeded) and catches
+// up from the primary as a rebuilt member does. Refused while the member's
+// node runs.
+func StageOfflineReseed(ctx context.Context, dataDir, tier string, member string, src cluster.Member, tlsConf *tls.Config) (RebuildManifest, error) {
+	if pid, running := memberRunning(dataDir, member); running {
+		return RebuildManifest{}, fmt.Errorf("%s's node runs (pid %d): an offline re-seed is for a member that cannot start; for a running one use tandem ctl rebuild %s [--force]", member, pid, member)
+	}
+	var hs failover.HardState
+	if err := statefile.Load(filepath.Join(dataDir, "hardstate.json"), &hs); err != nil && !errors.Is(err, statefile.ErrNotExist) {
+		hs = failover.HardState{} // unreadable: the install starts from an empty one, and says so
+	}
+	return stageSnapshot(ctx, dataDir, tier, src, tlsConf, uint64(hs.Epoch))
 }
 
 // receiveSnapshot reads the manifest and the files of a re-seed tar into
