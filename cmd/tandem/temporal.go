@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -17,8 +16,11 @@ import (
 
 // runTemporal runs the embedded Temporal server, which lives in its own
 // binary (tandem-temporal, built beside this one) so that the Temporal
-// server's 200 MB stays out of the binary every other process runs.
-func runTemporal(ctx context.Context, args []string) error {
+// server's 200 MB stays out of the binary every other process runs. It
+// replaces this process (exec), so the pid a supervisor or a test started
+// is the server's: a SIGTERM stops it cleanly and a SIGKILL leaves no
+// orphaned server behind (a child process did, holding its port and files).
+func runTemporal(_ context.Context, args []string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -27,14 +29,7 @@ func runTemporal(ctx context.Context, args []string) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("the embedded Temporal server is a separate binary, %s, not found: build it with `make build` (go build -o bin/tandem-temporal ./cmd/tandem-temporal)", path)
 	}
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 30 * time.Second
-	if err := cmd.Run(); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
+	return fmt.Errorf("exec %s: %w", path, syscall.Exec(path, append([]string{path}, args...), os.Environ()))
 }
 
 func runWorker(ctx context.Context, args []string) error {
