@@ -36,8 +36,9 @@ import (
 //
 //	~a/s                           uint64 BE: the last audit sequence number
 //	~a/e/<first uint64 BE>         the AuditEvents of one Write, in sequence
-//	                               order, one JSON per line (id = its sequence
-//	                               number in decimal; first = the first's)
+//	                               order, compact (audit_codec.go; the i-th
+//	                               one's id is first+i, in decimal); batches
+//	                               stored before: one JSON per line
 //	~a/p/<patient id>/<first>      index by patient: the sequence numbers
 //	                               (uint64 BE each) of that batch naming it
 //	~a/u/<escaped subject>/<first> index by agent (token subject), likewise
@@ -273,9 +274,9 @@ func (a *auditLog) flush(ctx context.Context) error {
 		_, err := a.s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 			t := newTxn(v, a.s.now())
 			b := a.s.beginAudit(t)
-			// About 700 bytes an event: sized once, not grown by copying
-			// (growing it was most of the bytes audit allocated).
-			b.events = make([]byte, 0, min(len(recs)*768, maxAuditChunk+4096))
+			// About 100 bytes an event: sized once, not grown by copying.
+			b.events = make([]byte, 1, min(len(recs)*128, maxAuditChunk+4096))
+			b.events[0] = auditCompact
 			n = 0
 			for n < len(recs) && (n == 0 || len(b.events) < maxAuditChunk) {
 				a.s.addAudit(t, b, recs[n], recs[n].status, recs[n].entities(), recs[n].at)
@@ -359,7 +360,8 @@ func (a *auditLog) remember(ref string, ps []string) {
 // auditBatch is the AuditEvents of one sequencer Write.
 type auditBatch struct {
 	first, seq uint64
-	events     []byte
+	events     []byte // compact (audit_codec.go)
+	enc        auditEncoder
 	byPatient  map[string][]byte // patient -> sequence numbers, 8 bytes BE each
 	byAgent    map[string][]byte
 }
@@ -370,7 +372,7 @@ func (s *Server) beginAudit(t *txn) *auditBatch {
 	if len(b) == 8 {
 		seq = binary.BigEndian.Uint64(b)
 	}
-	return &auditBatch{first: seq + 1, seq: seq, byPatient: map[string][]byte{}, byAgent: map[string][]byte{}}
+	return &auditBatch{first: seq + 1, seq: seq, events: []byte{auditCompact}, byPatient: map[string][]byte{}, byAgent: map[string][]byte{}}
 }
 
 // addAudit adds one AuditEvent for rec with the given entities.
@@ -388,10 +390,7 @@ func (s *Server) addAudit(t *txn, b *auditBatch, rec *auditRec, status int, ents
 			}
 		}
 	}
-	if len(b.events) > 0 {
-		b.events = append(b.events, '\n')
-	}
-	b.events = appendAuditEvent(b.events, rec, status, ents, patients, at, b.seq)
+	b.events = b.enc.appendEvent(b.events, rec, status, ents, patients, at)
 	for _, p := range patients {
 		b.byPatient[p] = binary.BigEndian.AppendUint64(b.byPatient[p], b.seq)
 	}
@@ -442,8 +441,10 @@ func subjectOf(p *access.Principal) string {
 const auditSubjectSystem = "urn:tandem:token-subject"
 
 // appendAuditEvent appends an R4 AuditEvent to b. It is written by hand
-// (no reflection) and straight into the batch's buffer: it runs once per
-// audited request. patients is sorted.
+// (no reflection): it runs once per AuditEvent a search returns. patients
+// is sorted. What it writes for a stored event is part of the stored
+// format's contract (audit_codec.go): batches stored as JSON hold its
+// output of the time.
 func appendAuditEvent(b []byte, rec *auditRec, status int, ents []auditEntity, patients []string, at time.Time, seq uint64) []byte {
 	if status == 0 {
 		status = http.StatusOK
@@ -637,7 +638,11 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, seg []strin
 		prefix = auditEventPrefix
 	}
 	agent := q.Get("agent")
-	var events [][]byte
+	type auditHit struct {
+		seq  uint64
+		json []byte
+	}
+	var events []auditHit
 	var next uint64
 	var scanErr error
 	err := s.st.Scan(fhir.Database, prefix, func(k, v []byte) bool {
@@ -669,24 +674,28 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, seg []strin
 				}
 			}
 		}
-		for _, ev := range bytes.Split(batch, []byte{'\n'}) {
-			seq, err := strconv.ParseUint(idOf("AuditEvent", ev), 10, 64)
-			if err != nil || seq <= after || (want != nil && !want[seq]) {
-				continue
+		err := eachStoredAudit(binary.BigEndian.Uint64(fb), batch, func(ev *storedAudit) bool {
+			if ev.seq <= after || (want != nil && !want[ev.seq]) {
+				return true
 			}
 			if !from.IsZero() || !to.IsZero() {
-				var x struct{ Recorded time.Time }
-				if json.Unmarshal(ev, &x) != nil || (!from.IsZero() && x.Recorded.Before(from)) || (!to.IsZero() && !x.Recorded.Before(to)) {
-					continue
+				at, ok := ev.recorded()
+				if !ok || (!from.IsZero() && at.Before(from)) || (!to.IsZero() && !at.Before(to)) {
+					return true
 				}
 			}
 			if len(events) == count {
-				next = seq - 1
+				next = ev.seq - 1
 				return false
 			}
-			events = append(events, bytes.Clone(ev))
+			events = append(events, auditHit{ev.seq, ev.appendJSON(nil)})
+			return true
+		})
+		if err != nil {
+			scanErr = err
+			return false
 		}
-		return true
+		return next == 0
 	})
 	if err == nil {
 		err = scanErr
@@ -711,7 +720,7 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, seg []strin
 	}
 	b := newBundle("searchset", -1, links)
 	for _, ev := range events {
-		b.entry(base+"/AuditEvent/"+idOf("AuditEvent", ev), ev, "search", map[string]string{"mode": "match"})
+		b.entry(base+"/AuditEvent/"+strconv.FormatUint(ev.seq, 10), ev.json, "search", map[string]string{"mode": "match"})
 	}
 	s.send(w, &response{Status: http.StatusOK, Body: b.bytes()})
 }
