@@ -20,6 +20,7 @@ import (
 	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
+	"github.com/tandemhealth/tandem/services/httpstatus"
 )
 
 // Audit (Options.Audit). Every request that touches clinical data gets one
@@ -84,6 +85,11 @@ type auditRec struct {
 	status      int
 	seen        []auditEntity
 	written     bool // a write's AuditEvent is already in the journal
+
+	// Set by ServeHTTP: the response's status, and room for the first
+	// entity seen (most requests see one).
+	sw    httpstatus.Recorder
+	first [1]auditEntity
 
 	// A login attempt's record (AuditLogin): the client's network address
 	// and what the token endpoint answered (an OAuth error code).
@@ -153,12 +159,13 @@ func (rec *auditRec) saw(typ, id string, body []byte) {
 	rec.mu.Unlock()
 }
 
-// entities copies the entities seen so far (a flush that fails keeps
-// them for the next one).
+// entities returns the entities seen, once the request is over (a
+// buffered record): only the flush that took the record from the buffer
+// uses them, and a flush that fails puts the record back as it is.
 func (rec *auditRec) entities() []auditEntity {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	return append([]auditEntity(nil), rec.seen...)
+	return rec.seen
 }
 
 func (rec *auditRec) take() []auditEntity {
@@ -199,7 +206,7 @@ type auditLog struct {
 	// pcache remembers the patients of recently audited resources, so a
 	// read's AuditEvent needs no lookup of x/p/. Writes refresh it.
 	pmu    sync.Mutex
-	pcache map[string][]string
+	pcache map[resourceRef][]string
 
 	kick chan struct{}
 	stop chan struct{}
@@ -211,7 +218,7 @@ type auditLog struct {
 const maxAuditBuffer = 4096
 
 func newAuditLog(s *Server, window time.Duration) *auditLog {
-	a := &auditLog{s: s, window: window, pcache: map[string][]string{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	a := &auditLog{s: s, window: window, pcache: map[resourceRef][]string{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.loop()
 	return a
 }
@@ -330,7 +337,7 @@ const maxPatientCache = 1 << 18
 // patientsOf returns the patients of an entity read: from the cache, the
 // x/p/ index, or its body.
 func (a *auditLog) patientsOf(t *txn, e *auditEntity) []string {
-	ref := e.typ + "/" + e.id
+	ref := resourceRef{e.typ, e.id}
 	a.pmu.Lock()
 	ps, ok := a.pcache[ref]
 	a.pmu.Unlock()
@@ -348,7 +355,10 @@ func (a *auditLog) patientsOf(t *txn, e *auditEntity) []string {
 	return ps
 }
 
-func (a *auditLog) remember(ref string, ps []string) {
+// resourceRef is Type/id as a map key (no string built per lookup).
+type resourceRef struct{ typ, id string }
+
+func (a *auditLog) remember(ref resourceRef, ps []string) {
 	a.pmu.Lock()
 	if len(a.pcache) >= maxPatientCache {
 		clear(a.pcache)
