@@ -388,7 +388,8 @@ func (s *Server) beginAudit(t *txn) *auditBatch {
 // addAudit adds one AuditEvent for rec with the given entities.
 func (s *Server) addAudit(t *txn, b *auditBatch, rec *auditRec, status int, ents []auditEntity, at time.Time) {
 	b.seq++
-	var patients []string // sorted, without duplicates; most events name one
+	var pbuf [4]string
+	patients := pbuf[:0] // sorted, without duplicates; most events name one
 	for i := range ents {
 		e := &ents[i]
 		if !e.known {

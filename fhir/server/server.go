@@ -868,7 +868,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, typ, id string, vi
 		s.fail(w, fhir.Errorf(http.StatusGone, "deleted", "resource deleted"))
 		return
 	}
-	if !s.visible(r, typ, v.JSON) {
+	if !s.visibleID(r, typ, id, v.JSON) {
 		s.fail(w, notVisible())
 		return
 	}
