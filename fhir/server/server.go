@@ -307,6 +307,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			rec.mu.Lock()
 			rec.status = rec.sw.Status
+			rec.sw.ResponseWriter = nil // the buffered record keeps no connection alive
 			pending := !rec.written || len(rec.seen) > 0
 			rec.mu.Unlock()
 			if pending {
