@@ -22,6 +22,16 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 	if access.FromContext(r.Context()) != nil {
 		return r, true
 	}
+	p, ok := s.principal(w, r)
+	if !ok {
+		return r, false
+	}
+	return r.WithContext(access.NewContext(r.Context(), p)), true
+}
+
+// principal authenticates the bearer token of r; on failure it answers
+// (401 with WWW-Authenticate) and returns false.
+func (s *Server) principal(w http.ResponseWriter, r *http.Request) (*access.Principal, bool) {
 	p, err := s.opts.Access.Authenticate(r)
 	if err != nil {
 		fe := fhir.AsError(err)
@@ -29,9 +39,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tandem", error="invalid_token"`)
 		}
 		s.fail(w, fe)
-		return r, false
+		return nil, false
 	}
-	return r.WithContext(access.NewContext(r.Context(), p)), true
+	return p, true
 }
 
 // interaction names the FHIR interaction of a request (as in AuditEvent

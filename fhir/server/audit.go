@@ -20,6 +20,7 @@ import (
 	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
+	"github.com/tandemhealth/tandem/services/httpstatus"
 )
 
 // Audit (Options.Audit). Every request that touches clinical data gets one
@@ -36,8 +37,9 @@ import (
 //
 //	~a/s                           uint64 BE: the last audit sequence number
 //	~a/e/<first uint64 BE>         the AuditEvents of one Write, in sequence
-//	                               order, one JSON per line (id = its sequence
-//	                               number in decimal; first = the first's)
+//	                               order, compact (audit_codec.go; the i-th
+//	                               one's id is first+i, in decimal); batches
+//	                               stored before: one JSON per line
 //	~a/p/<patient id>/<first>      index by patient: the sequence numbers
 //	                               (uint64 BE each) of that batch naming it
 //	~a/u/<escaped subject>/<first> index by agent (token subject), likewise
@@ -83,6 +85,11 @@ type auditRec struct {
 	status      int
 	seen        []auditEntity
 	written     bool // a write's AuditEvent is already in the journal
+
+	// Set by ServeHTTP: the response's status, and room for the first
+	// entity seen (most requests see one).
+	sw    httpstatus.Recorder
+	first [1]auditEntity
 
 	// A login attempt's record (AuditLogin): the client's network address
 	// and what the token endpoint answered (an OAuth error code).
@@ -152,12 +159,13 @@ func (rec *auditRec) saw(typ, id string, body []byte) {
 	rec.mu.Unlock()
 }
 
-// entities copies the entities seen so far (a flush that fails keeps
-// them for the next one).
+// entities returns the entities seen, once the request is over (a
+// buffered record): only the flush that took the record from the buffer
+// uses them, and a flush that fails puts the record back as it is.
 func (rec *auditRec) entities() []auditEntity {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	return append([]auditEntity(nil), rec.seen...)
+	return rec.seen
 }
 
 func (rec *auditRec) take() []auditEntity {
@@ -198,7 +206,7 @@ type auditLog struct {
 	// pcache remembers the patients of recently audited resources, so a
 	// read's AuditEvent needs no lookup of x/p/. Writes refresh it.
 	pmu    sync.Mutex
-	pcache map[string][]string
+	pcache map[resourceRef][]string
 
 	kick chan struct{}
 	stop chan struct{}
@@ -210,7 +218,7 @@ type auditLog struct {
 const maxAuditBuffer = 4096
 
 func newAuditLog(s *Server, window time.Duration) *auditLog {
-	a := &auditLog{s: s, window: window, pcache: map[string][]string{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	a := &auditLog{s: s, window: window, pcache: map[resourceRef][]string{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.loop()
 	return a
 }
@@ -273,9 +281,9 @@ func (a *auditLog) flush(ctx context.Context) error {
 		_, err := a.s.seq.Write(ctx, fhir.Database, func(v sequencer.View) ([]journal.Op, error) {
 			t := newTxn(v, a.s.now())
 			b := a.s.beginAudit(t)
-			// About 700 bytes an event: sized once, not grown by copying
-			// (growing it was most of the bytes audit allocated).
-			b.events = make([]byte, 0, min(len(recs)*768, maxAuditChunk+4096))
+			// About 100 bytes an event: sized once, not grown by copying.
+			b.events = make([]byte, 1, min(len(recs)*128, maxAuditChunk+4096))
+			b.events[0] = auditCompact
 			n = 0
 			for n < len(recs) && (n == 0 || len(b.events) < maxAuditChunk) {
 				a.s.addAudit(t, b, recs[n], recs[n].status, recs[n].entities(), recs[n].at)
@@ -329,7 +337,7 @@ const maxPatientCache = 1 << 18
 // patientsOf returns the patients of an entity read: from the cache, the
 // x/p/ index, or its body.
 func (a *auditLog) patientsOf(t *txn, e *auditEntity) []string {
-	ref := e.typ + "/" + e.id
+	ref := resourceRef{e.typ, e.id}
 	a.pmu.Lock()
 	ps, ok := a.pcache[ref]
 	a.pmu.Unlock()
@@ -347,7 +355,10 @@ func (a *auditLog) patientsOf(t *txn, e *auditEntity) []string {
 	return ps
 }
 
-func (a *auditLog) remember(ref string, ps []string) {
+// resourceRef is Type/id as a map key (no string built per lookup).
+type resourceRef struct{ typ, id string }
+
+func (a *auditLog) remember(ref resourceRef, ps []string) {
 	a.pmu.Lock()
 	if len(a.pcache) >= maxPatientCache {
 		clear(a.pcache)
@@ -359,7 +370,8 @@ func (a *auditLog) remember(ref string, ps []string) {
 // auditBatch is the AuditEvents of one sequencer Write.
 type auditBatch struct {
 	first, seq uint64
-	events     []byte
+	events     []byte // compact (audit_codec.go)
+	enc        auditEncoder
 	byPatient  map[string][]byte // patient -> sequence numbers, 8 bytes BE each
 	byAgent    map[string][]byte
 }
@@ -370,13 +382,14 @@ func (s *Server) beginAudit(t *txn) *auditBatch {
 	if len(b) == 8 {
 		seq = binary.BigEndian.Uint64(b)
 	}
-	return &auditBatch{first: seq + 1, seq: seq, byPatient: map[string][]byte{}, byAgent: map[string][]byte{}}
+	return &auditBatch{first: seq + 1, seq: seq, events: []byte{auditCompact}, byPatient: map[string][]byte{}, byAgent: map[string][]byte{}}
 }
 
 // addAudit adds one AuditEvent for rec with the given entities.
 func (s *Server) addAudit(t *txn, b *auditBatch, rec *auditRec, status int, ents []auditEntity, at time.Time) {
 	b.seq++
-	var patients []string // sorted, without duplicates; most events name one
+	var pbuf [4]string
+	patients := pbuf[:0] // sorted, without duplicates; most events name one
 	for i := range ents {
 		e := &ents[i]
 		if !e.known {
@@ -388,10 +401,7 @@ func (s *Server) addAudit(t *txn, b *auditBatch, rec *auditRec, status int, ents
 			}
 		}
 	}
-	if len(b.events) > 0 {
-		b.events = append(b.events, '\n')
-	}
-	b.events = appendAuditEvent(b.events, rec, status, ents, patients, at, b.seq)
+	b.events = b.enc.appendEvent(b.events, rec, status, ents, patients, at)
 	for _, p := range patients {
 		b.byPatient[p] = binary.BigEndian.AppendUint64(b.byPatient[p], b.seq)
 	}
@@ -442,8 +452,10 @@ func subjectOf(p *access.Principal) string {
 const auditSubjectSystem = "urn:tandem:token-subject"
 
 // appendAuditEvent appends an R4 AuditEvent to b. It is written by hand
-// (no reflection) and straight into the batch's buffer: it runs once per
-// audited request. patients is sorted.
+// (no reflection): it runs once per AuditEvent a search returns. patients
+// is sorted. What it writes for a stored event is part of the stored
+// format's contract (audit_codec.go): batches stored as JSON hold its
+// output of the time.
 func appendAuditEvent(b []byte, rec *auditRec, status int, ents []auditEntity, patients []string, at time.Time, seq uint64) []byte {
 	if status == 0 {
 		status = http.StatusOK
@@ -637,7 +649,11 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, seg []strin
 		prefix = auditEventPrefix
 	}
 	agent := q.Get("agent")
-	var events [][]byte
+	type auditHit struct {
+		seq  uint64
+		json []byte
+	}
+	var events []auditHit
 	var next uint64
 	var scanErr error
 	err := s.st.Scan(fhir.Database, prefix, func(k, v []byte) bool {
@@ -669,24 +685,28 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, seg []strin
 				}
 			}
 		}
-		for _, ev := range bytes.Split(batch, []byte{'\n'}) {
-			seq, err := strconv.ParseUint(idOf("AuditEvent", ev), 10, 64)
-			if err != nil || seq <= after || (want != nil && !want[seq]) {
-				continue
+		err := eachStoredAudit(binary.BigEndian.Uint64(fb), batch, func(ev *storedAudit) bool {
+			if ev.seq <= after || (want != nil && !want[ev.seq]) {
+				return true
 			}
 			if !from.IsZero() || !to.IsZero() {
-				var x struct{ Recorded time.Time }
-				if json.Unmarshal(ev, &x) != nil || (!from.IsZero() && x.Recorded.Before(from)) || (!to.IsZero() && !x.Recorded.Before(to)) {
-					continue
+				at, ok := ev.recorded()
+				if !ok || (!from.IsZero() && at.Before(from)) || (!to.IsZero() && !at.Before(to)) {
+					return true
 				}
 			}
 			if len(events) == count {
-				next = seq - 1
+				next = ev.seq - 1
 				return false
 			}
-			events = append(events, bytes.Clone(ev))
+			events = append(events, auditHit{ev.seq, ev.appendJSON(nil)})
+			return true
+		})
+		if err != nil {
+			scanErr = err
+			return false
 		}
-		return true
+		return next == 0
 	})
 	if err == nil {
 		err = scanErr
@@ -711,7 +731,7 @@ func (s *Server) auditSearch(w http.ResponseWriter, r *http.Request, seg []strin
 	}
 	b := newBundle("searchset", -1, links)
 	for _, ev := range events {
-		b.entry(base+"/AuditEvent/"+idOf("AuditEvent", ev), ev, "search", map[string]string{"mode": "match"})
+		b.entry(base+"/AuditEvent/"+strconv.FormatUint(ev.seq, 10), ev.json, "search", map[string]string{"mode": "match"})
 	}
 	s.send(w, &response{Status: http.StatusOK, Body: b.bytes()})
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/tandemhealth/tandem/fhir/access"
 	"github.com/tandemhealth/tandem/fhir/server"
 	"github.com/tandemhealth/tandem/mirror/journal"
+	"github.com/tandemhealth/tandem/mirror/sequencer"
 )
 
 type auditEvent struct {
@@ -56,8 +58,8 @@ func (e *auditEvent) patients() []string {
 	return out
 }
 
-// allAudit reads every AuditEvent from the store (batches of events, one
-// JSON per line).
+// allAudit reads every AuditEvent from the store (batches of events,
+// decoded to the FHIR JSON reads and searches serve).
 func allAudit(tb testing.TB, n *node) []auditEvent {
 	tb.Helper()
 	out, _ := allAuditRaw(tb, n)
@@ -69,7 +71,11 @@ func allAuditRaw(tb testing.TB, n *node) ([]auditEvent, [][]byte) {
 	var out []auditEvent
 	var raws [][]byte
 	err := n.st.Scan(fhir.Database, []byte("~a/e/"), func(k, v []byte) bool {
-		for _, line := range bytes.Split(v, []byte{'\n'}) {
+		lines, err := server.StoredAuditJSON(k, v)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, line := range lines {
 			var e auditEvent
 			if err := json.Unmarshal(line, &e); err != nil {
 				tb.Fatal(err)
@@ -124,11 +130,15 @@ func TestAuditEveryReadAndWrite(t *testing.T) {
 			case strings.HasPrefix(k, "c/"):
 				changed = append(changed, k[2:])
 			case strings.HasPrefix(k, "~a/e/"):
-				if bytes.Count(op.Value, []byte{'\n'}) != 0 {
-					t.Fatalf("journal record %d: a write's record holds more than its own AuditEvent", rec.LSN)
+				evs, err := server.StoredAuditJSON(op.Key, op.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(evs) != 1 {
+					t.Fatalf("journal record %d: a write's record holds %d AuditEvents, not just its own", rec.LSN, len(evs))
 				}
 				ev = &auditEvent{}
-				if err := json.Unmarshal(op.Value, ev); err != nil {
+				if err := json.Unmarshal(evs[0], ev); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -354,5 +364,72 @@ func TestAuditLogin(t *testing.T) {
 	wantStatus(t, rec, http.StatusOK)
 	if c := strings.Count(rec.Body.String(), `"110122"`); c != 2 {
 		t.Fatalf("search by agent finds %d login events:\n%s", c, rec.Body.String())
+	}
+}
+
+// TestAuditJSONBatchesStillServed: AuditEvent batches stored as JSON lines
+// (before the compact encoding) are searched and served as they are,
+// beside compact ones, with their ids and times.
+func TestAuditJSONBatchesStillServed(t *testing.T) {
+	n := accessNode(t)
+	old := [][]byte{
+		[]byte(`{"resourceType":"AuditEvent","id":"1","type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110114","display":"User Authentication"},"subtype":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110122","display":"Login"}],"action":"E","recorded":"2024-05-01T08:00:00.000Z","outcome":"0","outcomeDesc":"200","agent":[{"who":{"identifier":{"system":"urn:tandem:token-subject","value":"olga"}},"requestor":true,"network":{"address":"10.0.0.9","type":"2"}}],"source":{"observer":{"display":"tandem"}}}`),
+		[]byte(`{"resourceType":"AuditEvent","id":"2","type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110114","display":"User Authentication"},"subtype":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110122","display":"Login"}],"action":"E","recorded":"2024-05-02T08:00:00.000Z","outcome":"4","outcomeDesc":"401","agent":[{"who":{"identifier":{"system":"urn:tandem:token-subject","value":"olga"}},"requestor":true,"network":{"address":"10.0.0.9","type":"2"}}],"source":{"observer":{"display":"tandem"}}}`),
+	}
+	be := func(vs ...uint64) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = binary.BigEndian.AppendUint64(b, v)
+		}
+		return b
+	}
+	_, err := n.seq.Write(context.Background(), fhir.Database, func(sequencer.View) ([]journal.Op, error) {
+		return []journal.Op{
+			{Kind: journal.OpSet, Key: []byte("~a/s"), Value: be(2)},
+			{Kind: journal.OpSet, Key: append([]byte("~a/e/"), be(1)...), Value: bytes.Join(old, []byte{'\n'})},
+			{Kind: journal.OpSet, Key: append([]byte("~a/u/olga/"), be(1)...), Value: be(1, 2)},
+		}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.h.AuditLogin(server.Login{User: "olga", Address: "10.0.0.9", Status: http.StatusOK, At: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if err := n.h.FlushAudit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	admin := token(t, "admin", access.AdminScope, "")
+	for q, want := range map[string][]string{
+		"agent=olga":                                 {"1", "2", "3"},
+		"agent=olga&date=ge2024-05-02T00:00:00Z":     {"2", "3"},
+		"date=lt2024-05-02T00:00:00Z":                {"1"},
+		"agent=olga&_count=1&_cursor=1":              {"2"},
+		"agent=olga&date=gt2024-05-02T08:00:00.000Z": {"3"},
+	} {
+		rec := n.do(t, "GET", "/AuditEvent?"+q, nil, "Authorization", admin)
+		wantStatus(t, rec, http.StatusOK)
+		var b struct {
+			Entry []struct {
+				FullURL  string
+				Resource json.RawMessage
+			}
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range b.Entry {
+			var ev auditEvent
+			json.Unmarshal(e.Resource, &ev)
+			got = append(got, ev.ID)
+			if !strings.HasSuffix(e.FullURL, "/AuditEvent/"+ev.ID) {
+				t.Fatalf("%s: fullUrl %s for event %s", q, e.FullURL, ev.ID)
+			}
+			if i := int(ev.ID[0] - '1'); i < len(old) && !bytes.Equal(e.Resource, old[i]) {
+				t.Fatalf("%s: event %s served as\n%s\nstored as\n%s", q, ev.ID, e.Resource, old[i])
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s: events %v, want %v", q, got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -134,4 +135,19 @@ func (s *Server) prepareBundle(body []byte) ([]*entry, error) {
 		entries[i] = e
 	}
 	return entries, nil
+}
+
+// StoredAuditJSON is the FHIR JSON of every AuditEvent of the batch stored
+// under key (~a/e/<first>) with value v, in order, as reads and searches
+// serve it.
+func StoredAuditJSON(key, v []byte) ([][]byte, error) {
+	if len(key) < 8 {
+		return nil, errAuditBatch
+	}
+	var out [][]byte
+	err := eachStoredAudit(binary.BigEndian.Uint64(key[len(key)-8:]), v, func(e *storedAudit) bool {
+		out = append(out, e.appendJSON(nil))
+		return true
+	})
+	return out, err
 }

@@ -47,7 +47,6 @@ import (
 	"github.com/tandemhealth/tandem/fhir/search"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
-	"github.com/tandemhealth/tandem/services/httpstatus"
 )
 
 // ContentType is the media type of every response body.
@@ -297,26 +296,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.audit != nil && name != "capabilities" {
-		rec := &auditRec{p: access.FromContext(r.Context()), interaction: name, at: s.now()}
-		sw := &httpstatus.Recorder{ResponseWriter: w}
-		w = sw
-		r = r.WithContext(context.WithValue(r.Context(), auditKey{}, rec))
+		// One allocation for the record, its status recorder and its first
+		// entity, and one copy of the request for both the audit record and
+		// the principal (audit costs a read little beyond its event).
+		ctx := r.Context()
+		rec := &auditRec{p: access.FromContext(ctx), interaction: name, at: s.now()}
+		rec.seen = rec.first[:0]
+		rec.sw.ResponseWriter = w
+		w = &rec.sw
 		defer func() {
 			rec.mu.Lock()
-			rec.status = sw.Status
+			rec.status = rec.sw.Status
+			rec.sw.ResponseWriter = nil // the buffered record keeps no connection alive
 			pending := !rec.written || len(rec.seen) > 0
 			rec.mu.Unlock()
 			if pending {
 				s.audit.add(rec)
 			}
 		}()
-		if s.opts.Access != nil {
-			var ok bool
-			if r, ok = s.authenticate(w, r); !ok {
+		if s.opts.Access != nil && rec.p == nil {
+			p, ok := s.principal(w, r)
+			if !ok {
 				return
 			}
-			rec.p = access.FromContext(r.Context())
+			rec.p = p
+			ctx = access.NewContext(ctx, p)
 		}
+		r = r.WithContext(context.WithValue(ctx, auditKey{}, rec))
 	} else if s.opts.Access != nil && name != "capabilities" {
 		var ok bool
 		if r, ok = s.authenticate(w, r); !ok {
@@ -630,7 +636,7 @@ func (s *Server) commit(ctx context.Context, id *idem, fn func(t *txn) (*respons
 		if rec != nil {
 			rec.written = true
 			for _, e := range written {
-				s.audit.remember(e.typ+"/"+e.id, e.patients)
+				s.audit.remember(resourceRef{e.typ, e.id}, e.patients)
 			}
 		}
 		return out, nil
@@ -866,7 +872,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, typ, id string, vi
 		s.fail(w, fhir.Errorf(http.StatusGone, "deleted", "resource deleted"))
 		return
 	}
-	if !s.visible(r, typ, v.JSON) {
+	if !s.visibleID(r, typ, id, v.JSON) {
 		s.fail(w, notVisible())
 		return
 	}
