@@ -1070,6 +1070,16 @@ func (m *Member) onAgentResp(msg Message) {
 	if !msg.Down || !msg.Fenced {
 		return // agent says the primary is running: no takeover
 	}
+	if msg.FromLSN != m.lastLSN() || msg.FromEpoch != m.epochAt(m.lastLSN()) {
+		// An answer to an older query: when it fences, the agent answers
+		// every query still pending, also one a failed fence left behind
+		// (perhaps from before this member last restarted). The tail after
+		// that point would cut back records taken since — committed ones,
+		// which the store may have applied (found by the fault suite: a
+		// query from LSN 1852 answered after the member had applied 9280).
+		// Ask again: the agent fences again and answers from here.
+		return
+	}
 	// msg.Epoch is the fenced peer's epoch on disk; if it is ahead of ours,
 	// its journal is still the newest history: fenced + tail is the authority.
 	if !m.cfg.Mutations.NonActiveTakeover {

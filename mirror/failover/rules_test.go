@@ -275,6 +275,43 @@ func TestRule06b_AgentSaysPrimaryRunning_NoTakeover(t *testing.T) {
 	}
 }
 
+// An agent answers every query pending when it fences, also one left by
+// an earlier failed fence: such an answer, for a point the member's
+// journal has moved past, is ignored (its tail would cut back committed
+// records the store may have applied); the answer to the current query is
+// taken (found by the fault suite, seed 1).
+func TestAgentAnswerToAnOlderQueryIsIgnored(t *testing.T) {
+	entries := []Entry{{Epoch: 1, LSN: 1, Marker: true}}
+	for l := LSN(2); l <= 5; l++ {
+		entries = append(entries, Entry{Epoch: 1, LSN: l, Data: []byte("x")})
+	}
+	b := NewMember(MemberConfig{ID: "B", Peer: "A", PeerAgent: "agentA", Arbiter: "arb", QoS: tQoS},
+		HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}, Base{}, entries, 0)
+	for now := Tick(1); now <= 2*tQoS; now++ {
+		b.Tick(now)
+	}
+	tail := func(from LSN) []Entry { return append([]Entry(nil), entries[from:]...) }
+	// the answer to a query from LSN 2: B has taken 3..5 since
+	rd := b.Step(Message{Type: MsgAgentResp, From: "agentA", To: "B", Epoch: 1, Down: true, Fenced: true,
+		FromLSN: 2, FromEpoch: 1, Entries: tail(2)})
+	if rd.Truncate != nil || b.IsPrimary() {
+		t.Fatalf("an answer to an older query was taken: truncate %+v, primary %v", rd.Truncate, b.IsPrimary())
+	}
+	// the answer to the current query (from LSN 5) is taken
+	rd = b.Step(Message{Type: MsgAgentResp, From: "agentA", To: "B", Epoch: 1, Down: true, Fenced: true,
+		FromLSN: 5, FromEpoch: 1, Entries: []Entry{{Epoch: 1, LSN: 6, Data: []byte("y")}}})
+	if rd.Truncate != nil || !b.IsPrimary() || b.HardState().Epoch != 2 || b.Base().LSN != 0 {
+		t.Fatalf("the current answer was not taken: truncate %+v, primary %v, %+v", rd.Truncate, b.IsPrimary(), b.HardState())
+	}
+	var promoted bool
+	for _, a := range rd.Actions {
+		promoted = promoted || a.Kind == ActPromote && a.UpTo == 6
+	}
+	if !promoted {
+		t.Fatalf("no promotion after LSN 6: %+v", rd.Actions)
+	}
+}
+
 // Row 7: backup not active (behind) and primary fails.
 func TestRule07_NonActiveBackup_TakesOverOnlyWithMissingJournal(t *testing.T) {
 	tr := newTier(t)

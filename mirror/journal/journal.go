@@ -102,6 +102,10 @@ func (p *Pending) Wait(ctx context.Context) error {
 	}
 }
 
+// Done is closed once the record is durable or never will be (Wait then
+// returns without blocking), for callers that select on it.
+func (p *Pending) Done() <-chan struct{} { return p.g.done }
+
 // Journal is the node's write-ahead journal. All methods are safe for
 // concurrent use.
 type Journal struct {

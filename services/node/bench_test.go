@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -86,7 +87,7 @@ func BenchmarkMirror(b *testing.B) {
 		}
 		primary, stopTier := startBenchTier(b, dir, quiet)
 		b.ResetTimer()
-		for _, writers := range []int{1, 16, 64} {
+		for _, writers := range benchWriters(b) {
 			un := measure(solo.Sequencer(), writers)
 			mi := measure(primary.Sequencer(), writers)
 			fmt.Printf("mirror: writers=%-2d unmirrored %7.0f writes/s p50 %-9v p99 %-9v | mirrored %7.0f writes/s p50 %-9v p99 %-9v | throughput %.0f%% of unmirrored, p50 %.2fx\n",
@@ -98,6 +99,24 @@ func BenchmarkMirror(b *testing.B) {
 		stopTier()
 		solo.Close()
 	}
+}
+
+// benchWriters is the writer counts BenchmarkMirror measures: 1, 16 and 64,
+// or the comma-separated list in TANDEM_BENCH_WRITERS (to profile one case).
+func benchWriters(b *testing.B) []int {
+	env := os.Getenv("TANDEM_BENCH_WRITERS")
+	if env == "" {
+		return []int{1, 16, 64}
+	}
+	var out []int
+	for _, f := range strings.Split(env, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			b.Fatalf("TANDEM_BENCH_WRITERS: bad writer count %q", f)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // startBenchTier runs the arbiter and two members in this process, over

@@ -58,6 +58,8 @@ type mirror struct {
 	links     map[failover.ID]*link
 	waiting   []*proposal // proposed, not yet acknowledged, in LSN order
 
+	stages     []stage                // pipelined output waiting for the fsync, oldest first
+	lastQueued *journal.Pending       // the last record queued for the group commit
 	caughtUpAt time.Time              // loop-owned: when the transfer was last caught up
 	purgeReq   chan uint64            // flushLoop -> loop: the store's durably flushed LSN
 	released   map[failover.ID]string // loop-owned: asyncs the primary no longer holds, and why
@@ -358,12 +360,21 @@ func (m *mirror) run(ctx context.Context) error {
 	ticker := time.NewTicker(cluster.TickInterval)
 	defer ticker.Stop()
 	var batch []failover.Ready
-	var stepped []*proposal // proposals stepped in this batch, in order
 	for {
-		batch, stepped = batch[:0], stepped[:0]
+		batch = batch[:0]
+		var durable <-chan struct{} // closed once the oldest output stage may go
+		if len(m.stages) > 0 {
+			durable = m.stages[0].after.Done()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-durable:
+			if err := m.flushStages(ctx, false); err != nil {
+				return err
+			}
+			m.publish()
+			continue
 		case <-ticker.C:
 			batch = append(batch, m.core.Tick(m.now()))
 		case msg := <-m.inbox:
@@ -374,7 +385,6 @@ func (m *mirror) run(ctx context.Context) error {
 			batch = append(batch, m.step(msg))
 		case p := <-m.proposals:
 			batch = append(batch, m.stepProposal(p))
-			stepped = append(stepped, p)
 		case flushed := <-m.purgeReq:
 			if err := m.purge(ctx, flushed); err != nil {
 				return err
@@ -389,14 +399,13 @@ func (m *mirror) run(ctx context.Context) error {
 			select {
 			case p := <-m.proposals:
 				batch = append(batch, m.stepProposal(p))
-				stepped = append(stepped, p)
 			case msg := <-m.inbox:
 				batch = append(batch, m.step(msg))
 			default:
 				break drain
 			}
 		}
-		if err := m.handle(ctx, batch, stepped); err != nil {
+		if err := m.handle(ctx, batch); err != nil {
 			return err
 		}
 		m.publish()
@@ -435,7 +444,124 @@ func (m *mirror) stepProposal(p *proposal) failover.Ready {
 // handle executes a batch of Readys: all persistence first (hard state,
 // truncations, entries — one fsync for the entries), then every message,
 // then every action, then the events.
-func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*proposal) error {
+//
+// The loop does not wait for the fsync when it need not (issue 4): a batch
+// that changes no hard state, truncates nothing and whose only actions are
+// client acknowledgements has its entries queued for the group commit, and
+// its output (messages, actions, events) becomes a stage that goes once
+// every record queued so far is durable — see stage. Meanwhile the loop
+// takes acknowledgements and proposals, so an acknowledgement from the
+// backup is not held behind the fsync of writes proposed after it. Any
+// other batch is handled as a barrier: every earlier stage goes first, then
+// the batch is persisted, waited for and executed in place, exactly in the
+// order the core produced it.
+func (m *mirror) handle(ctx context.Context, batch []failover.Ready) error {
+	if !m.pipelinable(batch) {
+		if err := m.flushStages(ctx, true); err != nil {
+			return err
+		}
+		return m.handleNow(ctx, batch)
+	}
+	for _, rd := range batch {
+		if err := m.enqueue(rd.Entries); err != nil {
+			return err
+		}
+	}
+	m.ackEarly(batch)
+	st := stage{after: m.lastQueued, batch: append([]failover.Ready(nil), batch...)}
+	if len(m.stages) == 0 && (st.after == nil || isDone(st.after)) {
+		return m.execute(ctx, st.batch) // nothing to wait for
+	}
+	if st.after == nil {
+		st.after = m.stages[len(m.stages)-1].after
+	}
+	m.stages = append(m.stages, st)
+	return nil
+}
+
+// stage is the output of a pipelined batch: its messages, actions and
+// events, to be executed once after — the last record queued when the
+// batch was handled, by it or before it — is durable. Stages go in order,
+// and the journal makes records durable in LSN order, so a stage's
+// messages leave only when every record the core held when it produced
+// them is durable here: records are never shipped before their fsync, and
+// a backup's acknowledgement never covers a record it has not made durable.
+type stage struct {
+	after *journal.Pending
+	batch []failover.Ready
+}
+
+// pipelinable: the batch changes no hard state, truncates nothing and asks
+// for no action but client acknowledgements (which commute with each other
+// and are bounded by the durable LSN where they are executed).
+func (m *mirror) pipelinable(batch []failover.Ready) bool {
+	for _, rd := range batch {
+		if rd.HardState != nil && !reflect.DeepEqual(*rd.HardState, m.savedHS) || rd.Truncate != nil {
+			return false
+		}
+		for _, a := range rd.Actions {
+			if a.Kind != failover.ActAckClients {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isDone(p *journal.Pending) bool {
+	select {
+	case <-p.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// flushStages executes the stages whose records are durable, in order;
+// with all, it first waits for every one of them. Stages made durable by
+// the same group commit go out together, as one batch would have: their
+// appends are coalesced into one frame.
+func (m *mirror) flushStages(ctx context.Context, all bool) error {
+	var batch []failover.Ready
+	n := 0
+	for ; n < len(m.stages); n++ {
+		st := m.stages[n]
+		if !all && !isDone(st.after) {
+			break
+		}
+		if err := st.after.Wait(ctx); err != nil {
+			return m.fatal("journal write failed", err)
+		}
+		batch = append(batch, st.batch...)
+	}
+	if n == 0 {
+		return nil
+	}
+	clear(m.stages[:n])
+	m.stages = m.stages[n:]
+	return m.execute(ctx, batch)
+}
+
+// enqueue queues entries for the group commit.
+func (m *mirror) enqueue(entries []failover.Entry) error {
+	for _, e := range entries {
+		rec, err := wire.RecordFromEntry(e, m.epochAt(uint64(e.PrevEnd)))
+		if err != nil {
+			return m.fatal("bad entry", err)
+		}
+		p, err := m.j.EnqueueRecord(rec)
+		if err != nil {
+			return m.fatal("journal refused a record", err)
+		}
+		m.noteEpoch(rec.Epoch, rec.LSN)
+		m.lastQueued = p
+	}
+	return nil
+}
+
+// handleNow handles a batch in place: persistence, the wait for the fsync,
+// then its output. Every earlier stage has gone.
+func (m *mirror) handleNow(ctx context.Context, batch []failover.Ready) error {
 	var last *journal.Pending
 	for _, rd := range batch {
 		if rd.HardState != nil && !reflect.DeepEqual(*rd.HardState, m.savedHS) {
@@ -460,24 +586,25 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 				return m.fatal("could not cut the journal back to the fork point", err)
 			}
 		}
-		for _, e := range rd.Entries {
-			rec, err := wire.RecordFromEntry(e, m.epochAt(uint64(e.PrevEnd)))
-			if err != nil {
-				return m.fatal("bad entry", err)
+		if len(rd.Entries) > 0 {
+			if err := m.enqueue(rd.Entries); err != nil {
+				return err
 			}
-			p, err := m.j.EnqueueRecord(rec)
-			if err != nil {
-				return m.fatal("journal refused a record", err)
-			}
-			m.noteEpoch(rec.Epoch, rec.LSN)
-			last = p
+			last = m.lastQueued
 		}
 	}
 	if last != nil {
+		m.ackEarly(batch)
 		if err := last.Wait(ctx); err != nil {
 			return m.fatal("journal write failed", err)
 		}
 	}
+	return m.execute(ctx, batch)
+}
+
+// execute sends a batch's messages, then acts, then logs its events. Every
+// record the core held when it produced them is durable here.
+func (m *mirror) execute(ctx context.Context, batch []failover.Ready) error {
 	// Journal records leave only once they are durable here. Shipping them
 	// before the fsync would overlap the two disks, but a primary that
 	// crashed before its fsync and restarted in the same epoch would write a
@@ -493,13 +620,15 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready, stepped []*
 		}
 		m.send(msg)
 	}
+	// The store follows what is committed and durable here. The limit is
+	// raised before the clients are woken: each of them waits for its
+	// record to be applied, so the applier should already be at work.
+	m.applier.SetLimit(min(uint64(m.core.Commit()), m.j.DurableLSN()))
 	for _, rd := range batch {
 		for _, a := range rd.Actions {
 			m.act(a)
 		}
 	}
-	// The store follows what is committed and durable here.
-	m.applier.SetLimit(min(uint64(m.core.Commit()), m.j.DurableLSN()))
 	// Records applied to the store are on disk twice over: the core need
 	// not keep their bytes (hydrate reads them back when someone is behind).
 	m.core.DropData(failover.LSN(m.st.AppliedLSN()))
@@ -581,6 +710,47 @@ func (m *mirror) dropReaders() {
 		}
 		delete(m.readers, to)
 	}
+}
+
+// ackEarly acknowledges, before this batch's own records are durable, the
+// waiting proposals that acknowledgements stepped in this batch already
+// cover. Without it an acknowledgement that arrives together with new
+// proposals waits for their fsync before its clients hear of it (issue 4).
+//
+// It settles only what the loop would settle after the wait anyway: LSNs
+// up to an ActAckClients' UpTo (committed by the core), no further than
+// the core's commit point now and the journal's durable LSN. By the time it
+// runs every hard state of the batch is saved and every truncation done
+// (handle's first pass), so no acknowledgement overtakes the hard state it
+// depends on. It follows the batch's actions in order and stops at the
+// first one of another kind, so a demotion or a rejected write earlier in
+// the batch keeps its effect on the waiting proposals.
+func (m *mirror) ackEarly(batch []failover.Ready) {
+	var upTo uint64
+scan:
+	for _, rd := range batch {
+		for _, a := range rd.Actions {
+			if a.Kind != failover.ActAckClients {
+				break scan
+			}
+			upTo = max(upTo, uint64(a.UpTo))
+		}
+	}
+	upTo = min(upTo, uint64(m.core.Commit()), m.j.DurableLSN())
+	if upTo == 0 || len(m.waiting) == 0 || m.waiting[0].lsn > upTo {
+		return
+	}
+	m.applier.SetLimit(upTo) // committed and durable here, as after the wait
+	m.ackClients(upTo)
+}
+
+// ackClients settles the waiting proposals up to upTo as acknowledged.
+func (m *mirror) ackClients(upTo uint64) {
+	i := 0
+	for ; i < len(m.waiting) && m.waiting[i].lsn <= upTo; i++ {
+		m.settle(m.waiting[i], nil)
+	}
+	m.waiting = m.waiting[i:]
 }
 
 // hydrate fills in, from the journal, the data of entries the core no
@@ -705,12 +875,7 @@ func (m *mirror) fatal(what string, err error) error {
 func (m *mirror) act(a failover.Action) {
 	switch a.Kind {
 	case failover.ActAckClients:
-		upTo := uint64(a.UpTo)
-		i := 0
-		for ; i < len(m.waiting) && m.waiting[i].lsn <= upTo; i++ {
-			m.settle(m.waiting[i], nil)
-		}
-		m.waiting = m.waiting[i:]
+		m.ackClients(uint64(a.UpTo))
 	case failover.ActPromote:
 		m.log.Warn("promoted to primary", "epoch", a.Epoch, "reason", a.Reason.String(), "previous_epoch_ends", a.UpTo)
 		m.metrics.failovers.WithLabelValues(a.Reason.String()).Inc()

@@ -179,8 +179,14 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 	if err != nil {
 		return nil, fmt.Errorf("%w; the staged snapshot is in %s", err, filepath.Join(cfg.DataDir, rebuildStagedDir))
 	}
-	// The loop batches writes itself: the journal need not wait for more.
-	n, err := openStorage(cfg, log, -1, false)
+	// Adaptive commit delay, as on a standalone node: the loop queues
+	// records while a group is being synced (it does not wait for the fsync,
+	// see mirror.handle), so letting the next group fill for at most half an
+	// fsync gathers the writers the last group released, on the backup the
+	// records of the primary's next append: fewer fsyncs on a shared disk.
+	// A lone writer never waits. It changes when records are synced, never
+	// what is acknowledged: everything still waits for its own fsync.
+	n, err := openStorage(cfg, log, 0, false)
 	if err != nil {
 		return nil, err
 	}

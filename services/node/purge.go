@@ -85,6 +85,12 @@ func (m *mirror) flushLoop(ctx context.Context) {
 // purge removes the journal's whole segments below min(what the core
 // allows, flushed) and tells the core. Loop only.
 func (m *mirror) purge(ctx context.Context, flushed uint64) error {
+	// Pipelined output (mirror.handle) goes first: its messages were made
+	// before the core's base moves, and may ship records the purge is
+	// about to remove (hydrate reads them from the journal).
+	if err := m.flushStages(ctx, true); err != nil {
+		return err
+	}
 	released := m.releasedAsyncs()
 	m.releaseArchivers()
 	allowed := uint64(m.core.PurgeableUpTo(released))
@@ -95,7 +101,7 @@ func (m *mirror) purge(ctx context.Context, flushed uint64) error {
 		start = segs[i+1].FirstLSN
 	}
 	if start <= segs[0].FirstLSN {
-		return m.handle(ctx, []failover.Ready{m.core.Purged(m.core.Base().LSN, released)}, nil)
+		return m.handle(ctx, []failover.Ready{m.core.Purged(m.core.Base().LSN, released)})
 	}
 	base := failover.Base{LSN: failover.LSN(start - 1), Epoch: failover.Epoch(m.epochAt(start - 1))}
 	if err := saveJournalBase(filepath.Dir(m.hsPath), base); err != nil {
@@ -114,7 +120,7 @@ func (m *mirror) purge(ctx context.Context, flushed uint64) error {
 		return nil
 	}
 	m.log.Info("journal purged", "removed_segments", removed, "first_lsn", start, "allowed_lsn", allowed, "store_flushed_lsn", flushed)
-	return m.handle(ctx, []failover.Ready{m.core.Purged(base.LSN, released)}, nil)
+	return m.handle(ctx, []failover.Ready{m.core.Purged(base.LSN, released)})
 }
 
 // releaseArchivers lets go of the backup archivers the journal is held for
