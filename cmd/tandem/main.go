@@ -87,6 +87,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	startPprof(os.Args[1])
 	var err error
 	switch os.Args[1] {
 	case "node":
