@@ -15,6 +15,7 @@ import (
 	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -174,10 +175,13 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
-	if err != nil {
-		g.fail(w, http.StatusRequestEntityTooLarge, "too-costly", fmt.Sprintf("request body larger than %d bytes", g.cfg.MaxBodyBytes))
-		return
+	var body []byte // kept for retries
+	if r.Body != nil && r.Body != http.NoBody {
+		var err error
+		if body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)); err != nil {
+			g.fail(w, http.StatusRequestEntityTooLarge, "too-costly", fmt.Sprintf("request body larger than %d bytes", g.cfg.MaxBodyBytes))
+			return
+		}
 	}
 	maxLag, err := ParseMaxLag(r.Header.Get("X-Tandem-Max-Lag"))
 	if err != nil {
@@ -463,7 +467,7 @@ func (g *Gateway) reply(w http.ResponseWriter, r *http.Request, resp *http.Respo
 	}
 	if cacheKey == "" || resp.StatusCode < 200 || resp.StatusCode > 299 {
 		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		copyBody(w, resp.Body)
 		return
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, idemMaxBody+1))
@@ -487,8 +491,18 @@ func (g *Gateway) reply(w http.ResponseWriter, r *http.Request, resp *http.Respo
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
 	if len(b) > idemMaxBody {
-		io.Copy(w, resp.Body)
+		copyBody(w, resp.Body)
 	}
+}
+
+// copyBufs are the buffers answers are copied through (io.Copy would
+// allocate 32 KiB for every request: neither side has ReadFrom/WriteTo).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func copyBody(w io.Writer, r io.Reader) {
+	b := copyBufs.Get().(*[]byte)
+	io.CopyBuffer(w, r, *b)
+	copyBufs.Put(b)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
