@@ -31,7 +31,8 @@ type Gateway struct {
 	transport *http.Transport
 	serverTLS *tls.Config
 	rdb       redis.UniversalClient
-	limiter   *limiter // nil: no rate limit
+	limiter   *limiter   // nil: no rate limit
+	idem      *idemCache // nil: no Redis
 	metrics   *metrics
 
 	mu      sync.Mutex
@@ -102,6 +103,7 @@ func New(cfg Config) (*Gateway, error) {
 		o.MaxRetries = 1
 		redis.SetLogger(redisLog{cfg.Log})
 		g.rdb = redis.NewUniversalClient(o)
+		g.idem = newIdemCache(g.rdb, cfg.Log)
 		if cfg.RateLimit > 0 {
 			g.limiter = newLimiter(g.rdb, cfg.RateLimit)
 		}
@@ -175,6 +177,9 @@ func (g *Gateway) Close() error {
 	var err error
 	g.closeOnce.Do(func() {
 		g.transport.CloseIdleConnections()
+		if g.idem != nil {
+			g.idem.close()
+		}
 		if g.rdb != nil {
 			err = g.rdb.Close()
 		}

@@ -193,7 +193,7 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 	if ikey != "" && g.rdb != nil && !isRead(r.Method) {
 		cacheKey = idemKey(tier, client, ikey)
 		fp = fingerprint(r.Method, nodePath, r.URL.RawQuery, r.Header, body)
-		if c, err := getCached(r.Context(), g.rdb, cacheKey); err == nil && c.Fingerprint == fp {
+		if c, err := g.idem.get(r.Context(), cacheKey); err == nil && c.Fingerprint == fp {
 			for k, vs := range c.Header {
 				w.Header()[k] = vs
 			}
@@ -471,28 +471,21 @@ func (g *Gateway) reply(w http.ResponseWriter, r *http.Request, resp *http.Respo
 		return
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, idemMaxBody+1))
-	if err == nil && len(b) <= idemMaxBody {
-		keep := http.Header{}
-		for _, k := range []string{"Content-Type", "Location", "Content-Location", "ETag", "Last-Modified"} {
-			if v := h.Get(k); v != "" {
-				keep.Set(k, v)
-			}
-		}
-		// Cached off the response path: the journal holds the truth, the
-		// cache only spares other gateways a trip to the primary.
-		go func(c *cachedResult) {
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			defer cancel()
-			if err := putCached(ctx, g.rdb, cacheKey, c); err != nil {
-				g.cfg.Log.Debug("idempotency result not cached", "err", err)
-			}
-		}(&cachedResult{Fingerprint: fp, Status: resp.StatusCode, Header: keep, Body: b})
-	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
-	if len(b) > idemMaxBody {
+	if err != nil || len(b) > idemMaxBody {
 		copyBody(w, resp.Body)
+		return
 	}
+	keep := http.Header{}
+	for _, k := range []string{"Content-Type", "Location", "Content-Location", "ETag", "Last-Modified"} {
+		if v := h.Get(k); v != "" {
+			keep.Set(k, v)
+		}
+	}
+	// Cached off the response path: the journal holds the truth, the
+	// cache only spares other gateways a trip to the primary.
+	g.idem.put(cacheKey, &cachedResult{Fingerprint: fp, Status: resp.StatusCode, Header: keep, Body: b})
 }
 
 // copyBufs are the buffers answers are copied through (io.Copy would
