@@ -569,3 +569,46 @@ func TestIdempotencyCacheSharesRoundTrips(t *testing.T) {
 		t.Fatalf("without Redis: %v (ctx %v)", err, ctx.Err())
 	}
 }
+
+func TestSafeRequestHungOnAMovedPrimaryGoesToTheNewOne(t *testing.T) {
+	fx := newFixture(t)
+	release := make(chan struct{})
+	defer close(release)
+	fx.members["a"].onFHIR = func(w http.ResponseWriter, r *http.Request) {
+		select { // frozen, like a SIGSTOPped process: never answers
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}
+	base, g := fx.gateway(nil)
+	type result struct {
+		code   int
+		member string
+	}
+	res := make(chan result, 2)
+	for _, method := range []string{"GET", "PUT"} {
+		go func() {
+			resp, _ := do(t, method, base+"/fhir/Patient/1", `{"resourceType":"Patient","id":"1"}`)
+			res <- result{resp.StatusCode, resp.Header.Get("X-Tandem-Member")}
+		}()
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(fx.members["a"].requests()) < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the requests did not reach a")
+		}
+	}
+	// a stays reachable (its status still answers) but b takes over.
+	fx.members["a"].set("backup", 1)
+	fx.members["b"].set("primary", 2)
+	waitView(t, g, "records", "b", 2)
+	for range 2 {
+		select {
+		case r := <-res:
+			if r.code != 201 || r.member != "records/b" {
+				t.Errorf("%d from %q", r.code, r.member)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a safe request stayed on the member that stopped being primary")
+		}
+	}
+}

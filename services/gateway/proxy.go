@@ -253,7 +253,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) 
 		if class == retrySafe && tg.primary {
 			// A safe request stuck on a member that stopped being primary
 			// (stopped, partitioned) is abandoned and sent to the new one.
-			go g.abandonIfMoved(actx, acancel, tier, tg)
+			// (Every path below ends the attempt with acancel.)
+			stop := context.AfterFunc(g.movedCtx(tier, tg), acancel)
+			cancelAttempt := acancel
+			acancel = func() { stop(); cancelAttempt() }
 		}
 		resp, sent, err := g.send(actx, r, tg, nodePath, body, id, prefixed, tier)
 		if err != nil {
@@ -353,22 +356,6 @@ func (g *Gateway) stillRouted(ctx context.Context, tier string, tg target) bool 
 	}
 	v, _ := g.View(tier)
 	return v.Epoch == tg.epoch && v.Primary == tg.member
-}
-
-// abandonIfMoved cancels an attempt once the gateway sees that tg is no
-// longer the tier's primary at its epoch.
-func (g *Gateway) abandonIfMoved(ctx context.Context, cancel context.CancelFunc, tier string, tg target) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-g.changedCh():
-		}
-		if v, _ := g.View(tier); v.Primary != "" && (v.Primary != tg.member || v.Epoch != tg.epoch) {
-			cancel()
-			return
-		}
-	}
 }
 
 func (g *Gateway) noteFailure(ctx context.Context, tier string, tg target) {
