@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +30,15 @@ import (
 func BenchmarkGateway(b *testing.B) {
 	tierQoS = cluster.DefaultQoS
 	defer func() { tierQoS = testQoS }()
+	// TANDEM_BENCH_PROFILE_DIR: also take CPU profiles of the gateway and
+	// the primary during one extra round of every case (pprof files there).
+	profDir := os.Getenv("TANDEM_BENCH_PROFILE_DIR")
+	if profDir != "" {
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		b.Setenv(pprofEnv, profDir)
+	}
 	tr := startTier(b)
 	base := tr.startGateway("gateway", startRedis(b), "--rate-limit", "1000000")
 	direct, _ := tr.client.MemberURL("a")
@@ -52,7 +63,7 @@ func BenchmarkGateway(b *testing.B) {
 	const clients = 32
 	const phase = 3 * time.Second
 	var seq atomic.Int64
-	run := func(hc *http.Client, baseURL string, write bool) float64 {
+	run := func(hc *http.Client, baseURL string, write bool) (float64, int64) {
 		var ok, failed atomic.Int64
 		var wg sync.WaitGroup
 		end := time.Now().Add(phase)
@@ -89,26 +100,90 @@ func BenchmarkGateway(b *testing.B) {
 		if failed.Load() > 0 {
 			b.Errorf("%d requests failed", failed.Load())
 		}
-		return float64(ok.Load()) / phase.Seconds()
+		return float64(ok.Load()) / phase.Seconds(), ok.Load()
 	}
 	// The baseline is what a clinician app would do without the gateway:
 	// the same bearer token, straight to the primary (the member checks it
 	// and audits the access either way). The operator certificate, which
 	// skips the token check, is shown for reference.
 	app := tr.gatewayClient()
+	// CPU per request of each process, from /proc: on a small machine the
+	// gateway competes with the member and the clients for the same cores.
+	gwPid, memberPid, self := tr.procs["gateway"].Process.Pid, tr.procs["a"].Process.Pid, os.Getpid()
+	type usage struct {
+		gw, member, bench, busy, wall time.Duration
+		n                             int64
+	}
+	use := map[string]*usage{}
+	measure := func(name string, hc *http.Client, baseURL string, write bool) float64 {
+		g0, m0, s0, busy0, t0 := procCPU(gwPid), procCPU(memberPid), procCPU(self), machineBusy(), time.Now()
+		rate, n := run(hc, baseURL, write)
+		u := use[name]
+		if u == nil {
+			u = &usage{}
+			use[name] = u
+		}
+		u.gw += procCPU(gwPid) - g0
+		u.member += procCPU(memberPid) - m0
+		u.bench += procCPU(self) - s0
+		u.busy += machineBusy() - busy0
+		u.wall += time.Since(t0)
+		u.n += n
+		return rate
+	}
+	cases := []string{"direct reads", "gateway reads", "operator reads", "direct writes", "gateway writes", "operator writes"}
 	var dr, gr, dw, gw2, or, ow float64
 	const rounds = 2
 	for range rounds {
-		dr += run(app, direct, false) / rounds
-		gr += run(gw, base, false) / rounds
-		or += run(op, direct, false) / rounds
-		dw += run(app, direct, true) / rounds
-		gw2 += run(gw, base, true) / rounds
-		ow += run(op, direct, true) / rounds
+		dr += measure(cases[0], app, direct, false) / rounds
+		gr += measure(cases[1], gw, base, false) / rounds
+		or += measure(cases[2], op, direct, false) / rounds
+		dw += measure(cases[3], app, direct, true) / rounds
+		gw2 += measure(cases[4], gw, base, true) / rounds
+		ow += measure(cases[5], op, direct, true) / rounds
 	}
 	b.Logf("%d clients, %d rounds of %s per case, alternating:", clients, rounds, phase)
 	b.Logf("  reads/s:  direct with the token %.0f, through the gateway %.0f (overhead %.1f%%); direct with the operator certificate %.0f", dr, gr, 100*(1-gr/dr), or)
 	b.Logf("  writes/s: direct with the token %.0f, through the gateway %.0f (overhead %.1f%%); direct with the operator certificate %.0f", dw, gw2, 100*(1-gw2/dw), ow)
+	load, _ := os.ReadFile("/proc/loadavg")
+	b.Logf("  CPU µs per request (gateway, primary a, bench clients; machine busy of %d cores), load average %s:", runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
+	for _, c := range cases {
+		u := use[c]
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(u.n, 1)) }
+		b.Logf("    %-15s gateway %4.0f, primary %4.0f, clients %4.0f; machine %4.0f (%.0f%% busy)", c, per(u.gw), per(u.member), per(u.bench), per(u.busy),
+			100*u.busy.Seconds()/(u.wall.Seconds()*float64(runtime.NumCPU())))
+	}
+	if profDir != "" {
+		profile := func(name string, hc *http.Client, baseURL string, write bool) {
+			var wg sync.WaitGroup
+			for proc, pid := range map[string]int{"gateway": gwPid, "primary": memberPid} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cmd := "node"
+					if proc == "gateway" {
+						cmd = "gateway"
+					}
+					if err := fetchProfile(profDir, cmd, pid, phase, filepath.Join(profDir, strings.ReplaceAll(name, " ", "-")+"-"+proc+".pprof")); err != nil {
+						b.Logf("profile %s of %s: %v", proc, name, err)
+					}
+				}()
+			}
+			run(hc, baseURL, write)
+			wg.Wait()
+		}
+		for i, c := range cases {
+			if strings.HasPrefix(c, "operator") {
+				continue
+			}
+			hc, u := app, direct
+			if strings.HasPrefix(c, "gateway") {
+				hc, u = gw, base
+			}
+			profile(c, hc, u, i >= 3)
+		}
+		b.Logf("CPU profiles in %s", profDir)
+	}
 	b.ReportMetric(dr, "direct-reads/s")
 	b.ReportMetric(gr, "gateway-reads/s")
 	b.ReportMetric(dw, "direct-writes/s")
@@ -175,4 +250,62 @@ func BenchmarkGateway(b *testing.B) {
 	b.Logf("failover pause (kill -9 of the primary, alternating a/b, epoch 1 -> %d, each proved: old pid gone, new primary at epoch+1 -> first create acknowledged through the gateway), QoS %s, %d trials: median %s, min %s, max %s; in order: %s",
 		tr.epoch(backup), cluster.DefaultQoS, len(sorted), median.Round(time.Millisecond), sorted[0].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond), strings.Join(each, " "))
 	b.ReportMetric(median.Seconds(), "failover-pause-median-s")
+}
+
+// procCPU is the user and system CPU time a process has used so far.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest) // from field 3 (state): utime is 14, stime 15
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
+}
+
+// machineBusy is the CPU time all cores spent not idle so far.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)[1:]
+	var busy int64
+	for i, s := range f {
+		v, _ := strconv.ParseInt(s, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; guest time is in user already
+			busy += v
+		}
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
+}
+
+// fetchProfile takes a CPU profile of d from a tandem process started
+// with TANDEM_PPROF_DIR=dir.
+func fetchProfile(dir, command string, pid int, d time.Duration, out string) error {
+	addr, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("%s-%d.addr", command, pid)))
+	if err != nil {
+		return err
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }

@@ -87,6 +87,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	startPprof(os.Args[1])
 	var err error
 	switch os.Args[1] {
 	case "node":
@@ -309,7 +310,7 @@ func runGateway(ctx context.Context, args []string) error {
 	if verifier == nil {
 		return errors.New("the cluster file names no access keys (field access.keys): the gateway serves clinical data only to bearer tokens")
 	}
-	tokens := gateway.Tokens{Verifier: verifier}
+	tokens := gateway.NewTokens(verifier)
 	cfg.Authenticator = tokens
 	// The Mirror Monitor reads every member's /mirror/status (open to any
 	// TLS client that trusts the cluster CA) with the gateway's own

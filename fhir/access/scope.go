@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"strings"
+	"time"
 )
 
 // AdminScope grants the admin API and search of the audit store. It does
@@ -102,7 +103,8 @@ type Principal struct {
 	ClientID string // client_id or azp
 	Patient  string // the patient context claim: a Patient id, or ""
 	Scopes   []Scope
-	Admin    bool // AdminScope was granted
+	Admin    bool      // AdminScope was granted
+	Expires  time.Time // exp of the token; zero for the operator
 }
 
 // Allows reports whether p may perform an interaction of kind letter on

@@ -205,7 +205,7 @@ func (v *Verifier) Verify(token string) (*Principal, error) {
 	if err != nil {
 		return nil, Unauthorized(reason(err))
 	}
-	p := &Principal{Subject: claims.Subject, ClientID: claims.ClientID, Patient: claims.Patient}
+	p := &Principal{Subject: claims.Subject, ClientID: claims.ClientID, Patient: claims.Patient, Expires: claims.ExpiresAt.Time}
 	if p.ClientID == "" {
 		p.ClientID = claims.Azp
 	}

@@ -102,7 +102,14 @@
 // per-client rate-limit windows, the topology events, and a cache of
 // Idempotency-Key results for other gateways (scoped by client and
 // fingerprinted like the node does; the primary's journal holds the
-// truth). When Redis is unreachable the gateway still routes: rate limits
+// truth). Rate limits are counted per one-second window: a gateway leases
+// a slice of a client's window (limit/50, at least 1) with one INCRBY and
+// spends it locally, so together the gateways admit at most the limit per
+// client per window, and fewer when a lease is left unspent as the window
+// ends. Idempotency-Key lookups and stores of concurrent requests share
+// pipelined round trips (idemCache). Bearer tokens the gateway verified are
+// remembered by their SHA-256 until their exp (Tokens). When Redis is
+// unreachable the gateway still routes: rate limits
 // fail open, topology comes from polling alone, idempotent retries reach
 // the primary.
 //

@@ -31,12 +31,14 @@ type Gateway struct {
 	transport *http.Transport
 	serverTLS *tls.Config
 	rdb       redis.UniversalClient
-	limiter   *limiter // nil: no rate limit
+	limiter   *limiter   // nil: no rate limit
+	idem      *idemCache // nil: no Redis
 	metrics   *metrics
 
 	mu      sync.Mutex
 	views   map[string]TierView
-	changed chan struct{} // closed and replaced after every refresh
+	known   map[string]knownPrimary // the last primary each tier was routed to
+	changed chan struct{}           // closed and replaced after every refresh
 	kick    chan struct{}
 
 	lastSuspect atomic.Int64 // unix nanos of the last "suspect" event published
@@ -88,6 +90,7 @@ func New(cfg Config) (*Gateway, error) {
 		transport: tr,
 		members:   &http.Client{Transport: tr},
 		views:     map[string]TierView{},
+		known:     map[string]knownPrimary{},
 		changed:   make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 	}
@@ -102,6 +105,7 @@ func New(cfg Config) (*Gateway, error) {
 		o.MaxRetries = 1
 		redis.SetLogger(redisLog{cfg.Log})
 		g.rdb = redis.NewUniversalClient(o)
+		g.idem = newIdemCache(g.rdb, cfg.Log)
 		if cfg.RateLimit > 0 {
 			g.limiter = newLimiter(g.rdb, cfg.RateLimit)
 		}
@@ -175,6 +179,9 @@ func (g *Gateway) Close() error {
 	var err error
 	g.closeOnce.Do(func() {
 		g.transport.CloseIdleConnections()
+		if g.idem != nil {
+			g.idem.close()
+		}
 		if g.rdb != nil {
 			err = g.rdb.Close()
 		}
@@ -188,6 +195,28 @@ func (g *Gateway) View(tier string) (TierView, bool) {
 	defer g.mu.Unlock()
 	v, ok := g.views[tier]
 	return v, ok
+}
+
+// knownPrimary is the last primary a tier was routed to; moved is
+// cancelled when another one (or the same member at another epoch) is.
+type knownPrimary struct {
+	member string
+	epoch  uint64
+	moved  context.Context
+	cancel context.CancelFunc
+}
+
+// movedCtx is done once the tier's primary is no longer tg: another
+// member or epoch is routed to (not while the tier has no primary).
+func (g *Gateway) movedCtx(tier string, tg target) context.Context {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if k := g.known[tier]; k.moved != nil && k.member == tg.member && k.epoch == tg.epoch {
+		return k.moved
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }
 
 func (g *Gateway) changedCh() <-chan struct{} {
@@ -272,6 +301,13 @@ func (g *Gateway) refresh(ctx context.Context) {
 			}
 		}
 		g.views[t.Name] = v
+		if k := g.known[t.Name]; v.Primary != "" && (v.Primary != k.member || v.Epoch != k.epoch) {
+			if k.moved != nil {
+				k.cancel()
+			}
+			moved, cancel := context.WithCancel(context.Background())
+			g.known[t.Name] = knownPrimary{member: v.Primary, epoch: v.Epoch, moved: moved, cancel: cancel}
+		}
 	}
 	close(g.changed)
 	g.changed = make(chan struct{})

@@ -515,3 +515,100 @@ func TestLimiterLeasesNeverExceedTheSharedLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestIdempotencyCacheSharesRoundTrips(t *testing.T) {
+	m := miniredis.RunT(t)
+	o, _ := ParseRedisURL("redis://" + m.Addr())
+	rdb := redis.NewUniversalClient(o)
+	defer rdb.Close()
+	c := newIdemCache(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer c.close()
+	const n = 200
+	for i := range n {
+		c.put(fmt.Sprintf("k%d", i), &cachedResult{Fingerprint: fmt.Sprint(i), Status: 201})
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(m.Keys()) < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d results stored", len(m.Keys()), n)
+		}
+	}
+	if ttl := m.TTL("k7"); ttl != idemTTL {
+		t.Fatalf("TTL %s", ttl)
+	}
+	before := c.pipelines.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range 2 * n { // every stored key and as many absent ones, at once
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := c.get(context.Background(), fmt.Sprintf("k%d", i))
+			switch {
+			case i < n && (err != nil || res.Fingerprint != fmt.Sprint(i)):
+				errs <- fmt.Errorf("k%d: %v %v", i, res, err)
+			case i >= n && !errors.Is(err, redis.Nil):
+				errs <- fmt.Errorf("k%d (absent): %v %v", i, res, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if p := c.pipelines.Load() - before; p >= 2*n {
+		t.Errorf("%d lookups took %d round trips", 2*n, p)
+	} else {
+		t.Logf("%d concurrent lookups in %d round trips", 2*n, p)
+	}
+	// Redis gone: a lookup fails within its time, it does not hang.
+	m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := c.get(ctx, "k1"); err == nil || ctx.Err() != nil {
+		t.Fatalf("without Redis: %v (ctx %v)", err, ctx.Err())
+	}
+}
+
+func TestSafeRequestHungOnAMovedPrimaryGoesToTheNewOne(t *testing.T) {
+	fx := newFixture(t)
+	release := make(chan struct{})
+	defer close(release)
+	fx.members["a"].onFHIR = func(w http.ResponseWriter, r *http.Request) {
+		select { // frozen, like a SIGSTOPped process: never answers
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}
+	base, g := fx.gateway(nil)
+	type result struct {
+		code   int
+		member string
+	}
+	res := make(chan result, 2)
+	for _, method := range []string{"GET", "PUT"} {
+		go func() {
+			resp, _ := do(t, method, base+"/fhir/Patient/1", `{"resourceType":"Patient","id":"1"}`)
+			res <- result{resp.StatusCode, resp.Header.Get("X-Tandem-Member")}
+		}()
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(fx.members["a"].requests()) < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the requests did not reach a")
+		}
+	}
+	// a stays reachable (its status still answers) but b takes over.
+	fx.members["a"].set("backup", 1)
+	fx.members["b"].set("primary", 2)
+	waitView(t, g, "records", "b", 2)
+	for range 2 {
+		select {
+		case r := <-res:
+			if r.code != 201 || r.member != "records/b" {
+				t.Errorf("%d from %q", r.code, r.member)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a safe request stayed on the member that stopped being primary")
+		}
+	}
+}

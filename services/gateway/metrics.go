@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,9 @@ type metrics struct {
 	topology    *prometheus.CounterVec   // tier
 	rateLimited prometheus.Counter
 	replays     prometheus.Counter
+
+	counters  map[[2]string]*lazyCounter // {code_class, method}
+	observers map[string]*lazyObserver   // method
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -49,6 +53,16 @@ func newMetrics(g *Gateway) *metrics {
 			Help: "Requests refused with 429 by the per-client rate limit."}),
 		replays: prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_gateway_idempotent_replays_total",
 			Help: "Requests answered from the Redis cache of Idempotency-Key results without reaching a member."}),
+	}
+	// The series of every request, looked up once (WithLabelValues hashes
+	// and locks on every call); created lazily as before.
+	m.counters = map[[2]string]*lazyCounter{}
+	m.observers = map[string]*lazyObserver{}
+	for _, method := range methodLabels {
+		m.observers[method] = &lazyObserver{vec: m.latency, method: method}
+		for _, class := range []string{"2xx", "3xx", "4xx", "5xx"} {
+			m.counters[[2]string{class, method}] = &lazyCounter{vec: m.requests, labels: []string{class, method}}
+		}
 	}
 	for _, r := range []string{retryConnError, retryPrimary503, retryPrimaryMove} {
 		m.retries.WithLabelValues(r)
@@ -76,10 +90,17 @@ func (m *metrics) instrument(h http.HandlerFunc) http.HandlerFunc {
 			class = "canceled"
 		}
 		method := methodLabel(r.Method)
-		m.requests.WithLabelValues(class, method).Inc()
-		m.latency.WithLabelValues(method).Observe(time.Since(t0).Seconds())
+		if c, ok := m.counters[[2]string{class, method}]; ok {
+			c.Inc()
+		} else {
+			m.requests.WithLabelValues(class, method).Inc()
+		}
+		m.observers[method].Observe(time.Since(t0).Seconds())
 	}
 }
+
+// methodLabels are every value methodLabel returns.
+var methodLabels = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, "other"}
 
 // methodLabel keeps the method label bounded.
 func methodLabel(method string) string {
@@ -106,4 +127,31 @@ func (c primaryCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, known, v.Tier)
 	}
+}
+
+// lazyCounter is one series of a CounterVec, made on its first Inc (so
+// /metrics shows only series that happened, as with WithLabelValues).
+type lazyCounter struct {
+	vec    *prometheus.CounterVec
+	labels []string
+	once   sync.Once
+	c      prometheus.Counter
+}
+
+func (l *lazyCounter) Inc() {
+	l.once.Do(func() { l.c = l.vec.WithLabelValues(l.labels...) })
+	l.c.Inc()
+}
+
+// lazyObserver is one series of a HistogramVec, made on first use.
+type lazyObserver struct {
+	vec    *prometheus.HistogramVec
+	method string
+	once   sync.Once
+	o      prometheus.Observer
+}
+
+func (l *lazyObserver) Observe(v float64) {
+	l.once.Do(func() { l.o = l.vec.WithLabelValues(l.method) })
+	l.o.Observe(v)
 }

@@ -15,6 +15,7 @@ import (
 	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -174,10 +175,13 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
-	if err != nil {
-		g.fail(w, http.StatusRequestEntityTooLarge, "too-costly", fmt.Sprintf("request body larger than %d bytes", g.cfg.MaxBodyBytes))
-		return
+	var body []byte // kept for retries
+	if r.Body != nil && r.Body != http.NoBody {
+		var err error
+		if body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)); err != nil {
+			g.fail(w, http.StatusRequestEntityTooLarge, "too-costly", fmt.Sprintf("request body larger than %d bytes", g.cfg.MaxBodyBytes))
+			return
+		}
 	}
 	maxLag, err := ParseMaxLag(r.Header.Get("X-Tandem-Max-Lag"))
 	if err != nil {
@@ -189,7 +193,7 @@ func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
 	if ikey != "" && g.rdb != nil && !isRead(r.Method) {
 		cacheKey = idemKey(tier, client, ikey)
 		fp = fingerprint(r.Method, nodePath, r.URL.RawQuery, r.Header, body)
-		if c, err := getCached(r.Context(), g.rdb, cacheKey); err == nil && c.Fingerprint == fp {
+		if c, err := g.idem.get(r.Context(), cacheKey); err == nil && c.Fingerprint == fp {
 			for k, vs := range c.Header {
 				w.Header()[k] = vs
 			}
@@ -249,7 +253,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) 
 		if class == retrySafe && tg.primary {
 			// A safe request stuck on a member that stopped being primary
 			// (stopped, partitioned) is abandoned and sent to the new one.
-			go g.abandonIfMoved(actx, acancel, tier, tg)
+			// (Every path below ends the attempt with acancel.)
+			stop := context.AfterFunc(g.movedCtx(tier, tg), acancel)
+			cancelAttempt := acancel
+			acancel = func() { stop(); cancelAttempt() }
 		}
 		resp, sent, err := g.send(actx, r, tg, nodePath, body, id, prefixed, tier)
 		if err != nil {
@@ -351,22 +358,6 @@ func (g *Gateway) stillRouted(ctx context.Context, tier string, tg target) bool 
 	return v.Epoch == tg.epoch && v.Primary == tg.member
 }
 
-// abandonIfMoved cancels an attempt once the gateway sees that tg is no
-// longer the tier's primary at its epoch.
-func (g *Gateway) abandonIfMoved(ctx context.Context, cancel context.CancelFunc, tier string, tg target) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-g.changedCh():
-		}
-		if v, _ := g.View(tier); v.Primary != "" && (v.Primary != tg.member || v.Epoch != tg.epoch) {
-			cancel()
-			return
-		}
-	}
-}
-
 func (g *Gateway) noteFailure(ctx context.Context, tier string, tg target) {
 	v, _ := g.View(tier)
 	if v.Primary != tg.member {
@@ -463,32 +454,35 @@ func (g *Gateway) reply(w http.ResponseWriter, r *http.Request, resp *http.Respo
 	}
 	if cacheKey == "" || resp.StatusCode < 200 || resp.StatusCode > 299 {
 		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		copyBody(w, resp.Body)
 		return
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, idemMaxBody+1))
-	if err == nil && len(b) <= idemMaxBody {
-		keep := http.Header{}
-		for _, k := range []string{"Content-Type", "Location", "Content-Location", "ETag", "Last-Modified"} {
-			if v := h.Get(k); v != "" {
-				keep.Set(k, v)
-			}
-		}
-		// Cached off the response path: the journal holds the truth, the
-		// cache only spares other gateways a trip to the primary.
-		go func(c *cachedResult) {
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			defer cancel()
-			if err := putCached(ctx, g.rdb, cacheKey, c); err != nil {
-				g.cfg.Log.Debug("idempotency result not cached", "err", err)
-			}
-		}(&cachedResult{Fingerprint: fp, Status: resp.StatusCode, Header: keep, Body: b})
-	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
-	if len(b) > idemMaxBody {
-		io.Copy(w, resp.Body)
+	if err != nil || len(b) > idemMaxBody {
+		copyBody(w, resp.Body)
+		return
 	}
+	keep := http.Header{}
+	for _, k := range []string{"Content-Type", "Location", "Content-Location", "ETag", "Last-Modified"} {
+		if v := h.Get(k); v != "" {
+			keep.Set(k, v)
+		}
+	}
+	// Cached off the response path: the journal holds the truth, the
+	// cache only spares other gateways a trip to the primary.
+	g.idem.put(cacheKey, &cachedResult{Fingerprint: fp, Status: resp.StatusCode, Header: keep, Body: b})
+}
+
+// copyBufs are the buffers answers are copied through (io.Copy would
+// allocate 32 KiB for every request: neither side has ReadFrom/WriteTo).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func copyBody(w io.Writer, r io.Reader) {
+	b := copyBufs.Get().(*[]byte)
+	io.CopyBuffer(w, r, *b)
+	copyBufs.Put(b)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -179,22 +181,147 @@ func fingerprint(method, path, query string, h http.Header, body []byte) string 
 	return hex.EncodeToString(s.Sum(nil))
 }
 
-func getCached(ctx context.Context, rdb redis.UniversalClient, key string) (*cachedResult, error) {
-	b, err := rdb.Get(ctx, key).Bytes()
-	if err != nil {
-		return nil, err
-	}
-	var c cachedResult
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, err
-	}
-	return &c, nil
+// idemCache is the Redis cache of Idempotency-Key results. The lookups and
+// stores of concurrent requests share round trips: a worker sends every
+// operation queued while it waited as one pipeline (Redis runs them in
+// order), so under load a keyed write costs a fraction of a round trip and
+// of Redis's work, and alone it costs one round trip as before. Every
+// keyed write is still looked up in Redis before it is forwarded, and
+// every result still stored.
+type idemCache struct {
+	rdb  redis.UniversalClient
+	log  *slog.Logger
+	ops  chan *idemOp
+	quit chan struct{}
+	wg   sync.WaitGroup
+
+	pipelines atomic.Int64 // sent, for tests
 }
 
-func putCached(ctx context.Context, rdb redis.UniversalClient, key string, c *cachedResult) error {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return err
+type idemOp struct {
+	key  string
+	val  []byte        // a store; nil: a lookup
+	done chan idemRead // a lookup's answer (buffered)
+}
+
+type idemRead struct {
+	b   []byte
+	err error
+}
+
+const (
+	idemWorkers = 2
+	idemBatch   = 256 // operations per pipeline at most
+	idemTimeout = 500 * time.Millisecond
+)
+
+func newIdemCache(rdb redis.UniversalClient, log *slog.Logger) *idemCache {
+	c := &idemCache{rdb: rdb, log: log, ops: make(chan *idemOp, 4096), quit: make(chan struct{})}
+	for range idemWorkers {
+		c.wg.Add(1)
+		go c.work()
 	}
-	return rdb.Set(ctx, key, b, idemTTL).Err()
+	return c
+}
+
+// close stops the workers; operations still queued are dropped (stores
+// are a cache, lookups time out in their callers).
+func (c *idemCache) close() {
+	close(c.quit)
+	c.wg.Wait()
+}
+
+// get returns the cached result under key (redis.Nil when none).
+func (c *idemCache) get(ctx context.Context, key string) (*cachedResult, error) {
+	op := &idemOp{key: key, done: make(chan idemRead, 1)}
+	select {
+	case c.ops <- op:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var r idemRead
+	select {
+	case r = <-op.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	var res cachedResult
+	if err := json.Unmarshal(r.b, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// put stores a result off the caller's path.
+func (c *idemCache) put(key string, res *cachedResult) {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return
+	}
+	select {
+	case c.ops <- &idemOp{key: key, val: b}:
+	default: // queue full: on its own, as before batching
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), idemTimeout)
+			defer cancel()
+			if err := c.rdb.Set(ctx, key, b, idemTTL).Err(); err != nil {
+				c.log.Debug("idempotency result not cached", "err", err)
+			}
+		}()
+	}
+}
+
+func (c *idemCache) work() {
+	defer c.wg.Done()
+	batch := make([]*idemOp, 0, idemBatch)
+	cmds := make([]redis.Cmder, 0, idemBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-c.quit:
+			return
+		case op := <-c.ops:
+			batch = append(batch, op)
+		}
+	drain:
+		for len(batch) < idemBatch {
+			select {
+			case op := <-c.ops:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), idemTimeout)
+		pipe := c.rdb.Pipeline()
+		cmds = cmds[:0]
+		for _, op := range batch {
+			if op.val != nil {
+				cmds = append(cmds, pipe.Set(ctx, op.key, op.val, idemTTL))
+			} else {
+				cmds = append(cmds, pipe.Get(ctx, op.key))
+			}
+		}
+		pipe.Exec(ctx) // each command carries its own error
+		cancel()
+		c.pipelines.Add(1)
+		stored := 0
+		var storeErr error
+		for i, op := range batch {
+			if op.val == nil {
+				b, err := cmds[i].(*redis.StringCmd).Bytes()
+				op.done <- idemRead{b, err}
+			} else if err := cmds[i].Err(); err != nil {
+				storeErr = err
+			} else {
+				stored++
+			}
+		}
+		if storeErr != nil {
+			c.log.Debug("idempotency results not cached", "err", storeErr, "stored", stored)
+		}
+	}
 }
