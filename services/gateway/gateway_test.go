@@ -612,3 +612,37 @@ func TestSafeRequestHungOnAMovedPrimaryGoesToTheNewOne(t *testing.T) {
 		}
 	}
 }
+
+// TestSafeWriteAnswered500ByAPrimaryHandingOverGoesToTheNewOne: a primary
+// draining for a planned failover answers a keyed write 500 ("outcome
+// unknown: not the primary") while the members still report it primary;
+// the gateway waits for the switch and sends the write to the new primary
+// (safe: the key makes a second attempt return the first's result). An
+// unkeyed write answered 500 is passed on, never retried.
+func TestSafeWriteAnswered500ByAPrimaryHandingOverGoesToTheNewOne(t *testing.T) {
+	fx := newFixture(t)
+	base, _ := fx.gateway(nil)
+	a := fx.members["a"]
+	a.mu.Lock()
+	a.onFHIR = func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":"sequencer: write outcome unknown: node: not the primary"}]}`, http.StatusInternalServerError)
+	}
+	a.mu.Unlock()
+
+	resp, _ := do(t, "POST", base+"/fhir/Patient", `{"resourceType":"Patient"}`)
+	if resp.StatusCode != 500 || resp.Header.Get("X-Tandem-Member") != "records/a" {
+		t.Fatalf("unkeyed write answered 500: gateway answered %d from %q, want a's 500 passed on", resp.StatusCode, resp.Header.Get("X-Tandem-Member"))
+	}
+
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		a.set("backup", 2)
+		fx.members["b"].set("primary", 2)
+	}()
+	t0 := time.Now()
+	resp, _ = do(t, "POST", base+"/fhir/Patient", `{"resourceType":"Patient"}`, "Idempotency-Key", "handover-1")
+	if resp.StatusCode != 201 || resp.Header.Get("X-Tandem-Member") != "records/b" || resp.Header.Get("X-Tandem-Epoch") != "2" {
+		t.Fatalf("keyed write during the handover: %d from %q epoch %q, want 201 from b in epoch 2", resp.StatusCode, resp.Header.Get("X-Tandem-Member"), resp.Header.Get("X-Tandem-Epoch"))
+	}
+	t.Logf("keyed write answered by b %s after a's 500", time.Since(t0).Round(time.Millisecond))
+}

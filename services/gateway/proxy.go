@@ -290,7 +290,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, f forwarding) 
 			}
 			continue
 		}
-		if resp.StatusCode >= 500 && class == retrySafe && tg.primary && !g.stillRouted(hold, tier, tg) {
+		if resp.StatusCode >= 500 && class == retrySafe && tg.primary && g.moved(hold, tier, tg, resp.StatusCode) {
 			// The member stopped being primary under us: try the new one.
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -356,6 +356,35 @@ func (g *Gateway) stillRouted(ctx context.Context, tier string, tg target) bool 
 	}
 	v, _ := g.View(tier)
 	return v.Epoch == tg.epoch && v.Primary == tg.member
+}
+
+// handoverWait bounds how long a safe request answered 500 by a primary
+// that still looks routed waits for the topology to move: a primary
+// handing over (a planned failover's drain) answers a write it can no
+// longer commit with 500 ("outcome unknown: not the primary") a moment
+// before the members report the switch.
+const handoverWait = 3 * time.Second
+
+// moved reports whether tg stopped being tier's routed primary after it
+// answered code: at once for any 5xx, and for a 500 also within
+// handoverWait (re-reading the topology meanwhile).
+func (g *Gateway) moved(ctx context.Context, tier string, tg target, code int) bool {
+	if !g.stillRouted(ctx, tier, tg) {
+		return true
+	}
+	if code != http.StatusInternalServerError {
+		return false
+	}
+	deadline := time.Now().Add(handoverWait)
+	for time.Now().Before(deadline) {
+		if !g.wait(ctx, 100*time.Millisecond) {
+			return false
+		}
+		if !g.stillRouted(ctx, tier, tg) {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *Gateway) noteFailure(ctx context.Context, tier string, tg target) {
