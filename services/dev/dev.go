@@ -189,7 +189,16 @@ func Run(ctx context.Context, o Options) error {
 		children = append(children, c)
 		return waitHealthy(ctx, c, 60*time.Second, healthy)
 	}
-	if err := launch("arbiter", "arbiter", "tls://"+f.Arbiter.Address, tlsUp(f.Arbiter.Address, creds), "arbiter", "--cluster", clusterPath); err != nil {
+	// A process is up when every address it was given listens: its
+	// operations endpoint too (an arbiter or agent serving the mirror but
+	// not yet /metrics is not what the summary promises).
+	both := func(up func() bool, opsAddr string) func() bool {
+		if opsAddr == "" {
+			return up
+		}
+		return func() bool { return up() && tcpUp(opsAddr)() }
+	}
+	if err := launch("arbiter", "arbiter", "tls://"+f.Arbiter.Address, both(tlsUp(f.Arbiter.Address, creds), f.Arbiter.HTTP), "arbiter", "--cluster", clusterPath); err != nil {
 		return err
 	}
 	for _, m := range allMembers(f) {
@@ -198,7 +207,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		if m.Role == cluster.RoleFailover {
-			if err := launch("agent-"+m.Name, "agent", "tls://"+m.Agent.Address, tlsUp(m.Agent.Address, creds), "agent", "--cluster", clusterPath, "--member", m.Name); err != nil {
+			if err := launch("agent-"+m.Name, "agent", "tls://"+m.Agent.Address, both(tlsUp(m.Agent.Address, creds), m.Agent.HTTP), "agent", "--cluster", clusterPath, "--member", m.Name); err != nil {
 				return err
 			}
 		}
@@ -225,7 +234,7 @@ func Run(ctx context.Context, o Options) error {
 		"--ui-port", fmt.Sprint(o.BasePort+TemporalUIPortOffset), "--metrics", temporalMetrics); err != nil {
 		return err
 	}
-	if err := launch("worker", "worker", "", func() bool { return true },
+	if err := launch("worker", "worker", "", tcpUp(workerHTTP),
 		"worker", "--cluster", clusterPath, "--temporal-address", temporalAddr, "--http", workerHTTP); err != nil {
 		return err
 	}
