@@ -145,3 +145,30 @@ func TestPrimaryStopsCleanlyDuringAnImport(t *testing.T) {
 	}
 	t.Logf("a stopped %s after SIGTERM during the import", time.Since(t0).Round(time.Millisecond))
 }
+
+// TestMemberWhoseStoreVanishedStillStops: a member whose store directory
+// is gone under it (a dead disk, a wrong rm) hangs in its clean shutdown —
+// Pebble retries its background work forever — so after SIGTERM it exits
+// by itself within the shutdown limit (30 s), saying why, rather than
+// staying alive to its supervisor. Before, such a node ran on for half an
+// hour at 80% of a core after its test had ended.
+func TestMemberWhoseStoreVanishedStillStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	tr := startTier(t)
+	tr.putMany(t, "before", 200, 2000)
+	if err := os.RemoveAll(filepath.Join(tr.dir, "a")); err != nil {
+		t.Fatal(err)
+	}
+	tr.putMany(t, "after", 300, 8000) // memtables fill: flushes into a directory that is gone
+	c := tr.procs["a"]
+	c.Process.Signal(syscall.SIGTERM)
+	t0 := time.Now()
+	tr.waitFor("a to exit after SIGTERM", 45*time.Second, func() bool { return c.ProcessState != nil })
+	log := tailFile(filepath.Join(tr.dir, "a.log"), 5)
+	if !strings.Contains(log, "shutdown did not finish") && c.ProcessState.ExitCode() != 0 {
+		t.Fatalf("a exited %d without saying why:\n%s", c.ProcessState.ExitCode(), log)
+	}
+	t.Logf("a exited (code %d) %s after SIGTERM", c.ProcessState.ExitCode(), time.Since(t0).Round(time.Millisecond))
+}

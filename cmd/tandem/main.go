@@ -159,6 +159,7 @@ func runNode(ctx context.Context, args []string) error {
 			return fmt.Errorf("--member %q is not a member of any tier in %s", *member, *clusterPath)
 		}
 		log := newLogger(os.Stderr, *level).With("service", "node", "tier", tier, "member", *member)
+		exitIfShutdownHangs(ctx, log)
 		for {
 			n, err := node.OpenMember(f, tier, *member, log)
 			if err != nil {
@@ -480,4 +481,22 @@ func runLogin(ctx context.Context, args []string, in *os.File, out io.Writer) er
 	}
 	_, err = fmt.Fprintln(out, tok.AccessToken)
 	return err
+}
+
+// shutdownLimit bounds a member's clean stop after SIGTERM.
+const shutdownLimit = 30 * time.Second
+
+// exitIfShutdownHangs exits the process when a stop asked through ctx has
+// not finished within shutdownLimit — a member whose store failed under it
+// (its directory gone, a dead disk) could otherwise hang in its shutdown
+// forever, alive to its supervisor. Exiting without closing is safe: the
+// journal is durable and the store recovers from it at the next start,
+// exactly as after a kill -9.
+func exitIfShutdownHangs(ctx context.Context, log *slog.Logger) {
+	go func() {
+		<-ctx.Done()
+		time.Sleep(shutdownLimit)
+		log.Error("shutdown did not finish: exiting without closing the store (the journal is durable; the store recovers from it at the next start)", "limit", shutdownLimit.String())
+		os.Exit(1)
+	}()
 }
