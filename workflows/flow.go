@@ -91,6 +91,17 @@ func ActivityContext(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// ReadTier is a workflow's first step: every member's status (TierStatus),
+// or the run failed with ErrNotReady when the activity gives up.
+func (f *Flow) ReadTier(ctx workflow.Context, step int) ([]MemberStatus, error) {
+	f.Step(ctx, step, "reading the tier's status")
+	var sts []MemberStatus
+	if err := workflow.ExecuteActivity(ActivityContext(ctx), act.TierStatus, f.Tier).Get(ctx, &sts); err != nil {
+		return nil, f.Fail(ctx, ErrNotReady, "status: "+err.Error())
+	}
+	return sts, nil
+}
+
 // Record writes an event of this run to the mirrored system database.
 func (f *Flow) Record(ctx workflow.Context, event, result, by string, messages []string, detail any) error {
 	info := workflow.GetInfo(ctx)

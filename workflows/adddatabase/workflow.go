@@ -66,10 +66,9 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 	res := Result{Database: in.Database}
 
 	// 1. The primary.
-	f.Step(ctx, 0, "reading the tier's status")
-	var sts []workflows.MemberStatus
-	if err := workflow.ExecuteActivity(workflows.ActivityContext(ctx), act.TierStatus, in.Tier).Get(ctx, &sts); err != nil {
-		return res, f.Fail(ctx, workflows.ErrNotReady, "status: "+err.Error())
+	sts, err := f.ReadTier(ctx, 0)
+	if err != nil {
+		return res, err
 	}
 	var members []string
 	for _, s := range sts {

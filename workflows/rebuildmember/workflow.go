@@ -63,10 +63,9 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 	res := Result{Member: in.Member}
 
 	// 1. The member and the primary.
-	f.Step(ctx, 0, "reading the tier's status")
-	var sts []workflows.MemberStatus
-	if err := workflow.ExecuteActivity(workflows.ActivityContext(ctx), act.TierStatus, in.Tier).Get(ctx, &sts); err != nil {
-		return res, f.Fail(ctx, workflows.ErrNotReady, "status: "+err.Error())
+	sts, err := f.ReadTier(ctx, 0)
+	if err != nil {
+		return res, err
 	}
 	m, p, why := Check(sts, in.Member, in.Force)
 	if why != "" {

@@ -76,10 +76,9 @@ func Workflow(ctx workflow.Context, in Input) (Result, error) {
 	res := Result{Report: in.Report}
 
 	// 1. The primary, and the member holding the report.
-	f.Step(ctx, 0, "reading the tier's status")
-	var sts []workflows.MemberStatus
-	if err := workflow.ExecuteActivity(actx, act.TierStatus, in.Tier).Get(ctx, &sts); err != nil {
-		return res, f.Fail(ctx, workflows.ErrNotReady, "status: "+err.Error())
+	sts, err := f.ReadTier(ctx, 0)
+	if err != nil {
+		return res, err
 	}
 	found := false
 	for _, s := range sts {
