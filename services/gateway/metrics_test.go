@@ -1,76 +1,14 @@
 package gateway
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/tandemhealth/tandem/services/opshttp/opstest"
 )
-
-// scrape reads url as Prometheus does and returns the text it got and its
-// families.
-func scrape(t *testing.T, url string) (string, map[string]*dto.MetricFamily) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
-	if err != nil {
-		t.Fatalf("GET %s: not the Prometheus text format: %v", url, err)
-	}
-	return string(b), fams
-}
-
-// value is the series of family name with exactly these label pairs
-// (name, value, ...): a counter's or gauge's value, a histogram's count.
-// It fails the test when there is no such series.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	t.Helper()
-	want := map[string]string{}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-	f, ok := fams[name]
-	if ok {
-	series:
-		for _, m := range f.GetMetric() {
-			for k, v := range want {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	t.Fatalf("no series %s%v in /metrics", name, labels)
-	return 0
-}
 
 // TestMetricsFollowRequestsRetriesAndTopology: /metrics counts what the
 // gateway did — answered requests, each retry by its reason, rate-limit
@@ -123,7 +61,7 @@ func TestMetricsFollowRequestsRetriesAndTopology(t *testing.T) {
 		t.Fatal("the second keyed create was not a replay")
 	}
 
-	text, m := scrape(t, base+"/metrics")
+	text, m := opstest.Scrape(t, nil, base+"/metrics")
 	for _, tc := range []struct {
 		name   string
 		labels []string
@@ -140,7 +78,7 @@ func TestMetricsFollowRequestsRetriesAndTopology(t *testing.T) {
 		{"tandem_gateway_primary_known", []string{"tier", "records"}, 1},
 		{"tandem_gateway_topology_changes_total", []string{"tier", "records"}, 0},
 	} {
-		if got := value(t, m, tc.name, tc.labels...); got != tc.want {
+		if got := opstest.Value(t, m, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
 	}
@@ -154,14 +92,14 @@ func TestMetricsFollowRequestsRetriesAndTopology(t *testing.T) {
 	a.kill()
 	fx.members["b"].set("primary", 2)
 	waitView(t, g, "records", "b", 2)
-	_, m = scrape(t, base+"/metrics")
-	if got := value(t, m, "tandem_gateway_topology_changes_total", "tier", "records"); got < 1 {
+	_, m = opstest.Scrape(t, nil, base+"/metrics")
+	if got := opstest.Value(t, m, "tandem_gateway_topology_changes_total", "tier", "records"); got < 1 {
 		t.Errorf("topology changes after a failover: %v", got)
 	}
-	if got := value(t, m, "tandem_gateway_topology_changes_total", "tier", "labs"); got != 0 {
+	if got := opstest.Value(t, m, "tandem_gateway_topology_changes_total", "tier", "labs"); got != 0 {
 		t.Errorf("labs did not change, counted %v", got)
 	}
-	if got := value(t, m, "tandem_gateway_primary_known", "tier", "records"); got != 1 {
+	if got := opstest.Value(t, m, "tandem_gateway_primary_known", "tier", "records"); got != 1 {
 		t.Errorf("primary_known %v once b is primary", got)
 	}
 
@@ -173,11 +111,11 @@ func TestMetricsFollowRequestsRetriesAndTopology(t *testing.T) {
 			refused++
 		}
 	}
-	_, m = scrape(t, limited+"/metrics")
-	if got := value(t, m, "tandem_gateway_rate_limited_total"); refused == 0 || got != float64(refused) {
+	_, m = opstest.Scrape(t, nil, limited+"/metrics")
+	if got := opstest.Value(t, m, "tandem_gateway_rate_limited_total"); refused == 0 || got != float64(refused) {
 		t.Errorf("rate_limited_total %v, %d requests refused", got, refused)
 	}
-	if got := value(t, m, "tandem_gateway_requests_total", "code_class", "4xx", "method", "GET"); got != float64(refused) {
+	if got := opstest.Value(t, m, "tandem_gateway_requests_total", "code_class", "4xx", "method", "GET"); got != float64(refused) {
 		t.Errorf("requests_total 4xx %v, %d refused", got, refused)
 	}
 }
