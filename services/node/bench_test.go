@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,46 +33,15 @@ import (
 func BenchmarkMirror(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const perWriter = 2 * time.Second
-	type result struct {
-		rate     float64
-		p50, p99 time.Duration
-	}
-	measure := func(seq *sequencer.Sequencer, writers int) result {
-		var mu sync.Mutex
-		var lat []time.Duration
+	measure := func(seq *sequencer.Sequencer, writers int) clientLoad {
 		value := make([]byte, 1024)
-		deadline := time.Now().Add(perWriter)
-		var wg sync.WaitGroup
-		start := time.Now()
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var mine []time.Duration
-				for i := 0; time.Now().Before(deadline); i++ {
-					key := fmt.Appendf(nil, "w%d/%d", w, i)
-					t0 := time.Now()
-					_, err := seq.Write(context.Background(), "fhir", func(sequencer.View) ([]journal.Op, error) {
-						return []journal.Op{{Kind: journal.OpSet, Key: key, Value: value}}, nil
-					})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					mine = append(mine, time.Since(t0))
-				}
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		if len(lat) == 0 {
-			return result{}
-		}
-		return result{rate: float64(len(lat)) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
+		return runClients(b, writers, perWriter, func(w, i int) error {
+			key := fmt.Appendf(nil, "w%d/%d", w, i)
+			_, err := seq.Write(context.Background(), "fhir", func(sequencer.View) ([]journal.Op, error) {
+				return []journal.Op{{Kind: journal.OpSet, Key: key, Value: value}}, nil
+			})
+			return err
+		})
 	}
 
 	for i := 0; i < b.N; i++ {

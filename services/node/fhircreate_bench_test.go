@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,41 +28,6 @@ func BenchmarkFHIRCreateMirrored(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const span = 3 * time.Second
 	patient := []byte(`{"resourceType":"Patient","active":true,"name":[{"family":"Bench","given":["Peer"]}],"gender":"female","birthDate":"1970-01-01"}`)
-	run := func(clients int, op func(w, i int) error) (rate float64, p50 time.Duration, cpu time.Duration) {
-		var mu sync.Mutex
-		var lat []time.Duration
-		var failed atomic.Int64
-		cpu0 := processCPU()
-		start := time.Now()
-		deadline := start.Add(span)
-		var wg sync.WaitGroup
-		for w := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var mine []time.Duration
-				for i := 0; time.Now().Before(deadline); i++ {
-					t0 := time.Now()
-					if err := op(w, i); err != nil {
-						failed.Add(1)
-						b.Error(err)
-						return
-					}
-					mine = append(mine, time.Since(t0))
-				}
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		if len(lat) == 0 {
-			return 0, 0, 0
-		}
-		slices.Sort(lat)
-		return float64(len(lat)) / elapsed.Seconds(), lat[len(lat)/2], (processCPU() - cpu0) / time.Duration(len(lat))
-	}
 	for range b.N {
 		primary, stop := startBenchTier(b, b.TempDir(), quiet)
 		srv, err := fhirserver.New(primary.Sequencer(), primary.Store(), fhirserver.Options{BasePath: "/fhir", Logger: quiet})
@@ -90,14 +54,58 @@ func BenchmarkFHIRCreateMirrored(b *testing.B) {
 			return nil
 		}
 		for _, clients := range []int{1, 16} {
-			rr, rp, rc := run(clients, raw)
-			cr, cp, cc := run(clients, create)
+			r, c := runClients(b, clients, span, raw), runClients(b, clients, span, create)
+			rr, rp, rc, cr, cp, cc := r.rate, r.p50, r.cpuPerOp, c.rate, c.p50, c.cpuPerOp
 			fmt.Printf("fhir-create: clients=%-2d raw 1 KiB writes %6.0f/s p50 %-8v cpu/op %-8v | Patient creates %6.0f/s p50 %-8v cpu/op %-8v | creates/raw %.2f\n",
 				clients, rr, rp.Round(time.Microsecond), rc.Round(time.Microsecond), cr, cp.Round(time.Microsecond), cc.Round(time.Microsecond), cr/rr)
 			b.ReportMetric(cr/rr, fmt.Sprintf("creates/raw@%d", clients))
 		}
 		stop()
 	}
+}
+
+// clientLoad is what runClients measured.
+type clientLoad struct {
+	rate     float64 // operations per second
+	p50, p99 time.Duration
+	cpuPerOp time.Duration // this process's CPU (user+system) per operation
+}
+
+// runClients calls op(w, i) — client w's i-th operation — on clients
+// goroutines for span; an error fails b and ends that client.
+func runClients(b *testing.B, clients int, span time.Duration, op func(w, i int) error) clientLoad {
+	var mu sync.Mutex
+	var lat []time.Duration
+	cpu0 := processCPU()
+	start := time.Now()
+	deadline := start.Add(span)
+	var wg sync.WaitGroup
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for i := 0; time.Now().Before(deadline); i++ {
+				t0 := time.Now()
+				if err := op(w, i); err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if len(lat) == 0 {
+		return clientLoad{}
+	}
+	slices.Sort(lat)
+	return clientLoad{rate: float64(len(lat)) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
+		cpuPerOp: (processCPU() - cpu0) / time.Duration(len(lat))}
 }
 
 // processCPU is this process's user+system CPU time.
