@@ -311,7 +311,7 @@ func runGateway(ctx context.Context, args []string) error {
 	if verifier == nil {
 		return errors.New("the cluster file names no access keys (field access.keys): the gateway serves clinical data only to bearer tokens")
 	}
-	tokens := gateway.NewTokens(verifier)
+	tokens := gateway.Tokens{Verifier: verifier}
 	cfg.Authenticator = tokens
 	// The Mirror Monitor reads every member's /mirror/status (open to any
 	// TLS client that trusts the cluster CA) with the gateway's own
