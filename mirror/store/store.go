@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -76,6 +77,7 @@ type Store struct {
 	epoch   uint64
 	perDB   map[string]uint64
 	closed  bool
+	health  *backgroundHealth
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -92,16 +94,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	if cacheSize <= 0 {
 		cacheSize = DefaultCacheSize
 	}
+	health := &backgroundHealth{now: time.Now}
 	db, err := pebble.Open(dir, &pebble.Options{
 		FS:         fs,
 		DisableWAL: true,
 		Logger:     pebbleLogger{log: logger},
 		CacheSize:  cacheSize,
+		EventListener: &pebble.EventListener{
+			FlushEnd:      health.flushEnd,
+			CompactionEnd: health.compactionEnd,
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, perDB: map[string]uint64{}}
+	s := &Store{db: db, perDB: map[string]uint64{}, health: health}
 	if err := s.loadMeta(); err != nil {
 		db.Close()
 		return nil, err

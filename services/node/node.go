@@ -72,6 +72,8 @@ type Node struct {
 	stopLife context.CancelFunc
 	bg       sync.WaitGroup
 
+	dataDir os.FileInfo // the data directory as opened (storagewatch.go)
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -91,6 +93,10 @@ func (n *Node) background(f func(ctx context.Context)) {
 // member leaves that to its applier, which follows the commit point.
 func openStorage(cfg Config, log *slog.Logger, commitDelay time.Duration, recoverAll bool) (*Node, error) {
 	if err := mkdirDurable(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("node: data dir (field data_dir): %w", err)
+	}
+	dataDir, err := os.Stat(cfg.DataDir)
+	if err != nil {
 		return nil, fmt.Errorf("node: data dir (field data_dir): %w", err)
 	}
 	j, err := journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{SegmentSize: cfg.Journal.SegmentSize, MaxCommitDelay: commitDelay})
@@ -134,7 +140,7 @@ func openStorage(cfg Config, log *slog.Logger, commitDelay time.Duration, recove
 		}
 		log.Info("store recovered", "replayed_records", n, "applied_lsn", st.AppliedLSN(), "duration_ms", time.Since(t0).Milliseconds())
 	}
-	n := &Node{cfg: cfg, log: log, journal: j, store: st, started: time.Now(), metrics: newMetrics(cfg.Tier, cfg.Member)}
+	n := &Node{cfg: cfg, log: log, journal: j, store: st, started: time.Now(), dataDir: dataDir, metrics: newMetrics(cfg.Tier, cfg.Member)}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.applier = store.NewApplier(st, j)
 	return n, nil
@@ -461,11 +467,17 @@ func (n *Node) Run(ctx context.Context) error {
 	} else {
 		close(alignDone)
 	}
+	storageFailed := make(chan error, 1)
+	go n.watchStorage(ctx, storageFailed)
 	n.log.Info("node serving", "addr", ln.Addr().String(),
 		"last_lsn", n.journal.LastLSN(), "mirror", n.mirror != nil)
 	var runErr error
 	select {
 	case <-ctx.Done():
+	case err := <-storageFailed:
+		runErr = err
+		n.log.Error("node stopping: its storage failed under it; a mirror partner takes over. Check the disk and the data directory, then restart this member, or re-seed it (tandem ctl rebuild MEMBER --offline)", "err", err)
+		cancel() // leave the mirror now: no more heartbeats or acknowledgements from this member
 	case err := <-errc:
 		runErr = fmt.Errorf("node: http server: %w", err)
 	case err := <-loopDone:
@@ -486,8 +498,14 @@ func (n *Node) Run(ctx context.Context) error {
 			runErr = err
 		}
 	}
-	if err := n.Close(); err != nil && runErr == nil {
-		runErr = err
+	var closeErr error
+	if errors.Is(runErr, ErrStorageFailed) {
+		closeErr = n.closeBounded(5 * time.Second)
+	} else {
+		closeErr = n.Close()
+	}
+	if closeErr != nil && runErr == nil {
+		runErr = closeErr
 	}
 	n.log.Info("node stopped")
 	if runErr != nil {
