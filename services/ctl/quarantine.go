@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -57,7 +59,8 @@ func quarantine(ctx context.Context, c *Client, rest []string, asJSON bool, stdo
 		if d.Recovery != nil {
 			fmt.Fprintf(stdout, "recovered by %s at %s: %s\n", d.Recovery.By, d.Recovery.At.Format(time.RFC3339), d.Recovery.Summary)
 		}
-		for db, n := range d.Other {
+		for _, db := range slices.Sorted(maps.Keys(d.Other)) {
+			n := d.Other[db]
 			fmt.Fprintf(stdout, "database %s: %d records (not FHIR: not re-applied by RecoverLostJournal; their operations are in the report)\n", db, n)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
