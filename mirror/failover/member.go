@@ -1099,17 +1099,35 @@ func (m *Member) onAgentResp(msg Message) {
 				m.event("takeover-refused", "the fenced peer's journal (after %d) does not continue ours (base %d, last %d): not a complete history", msg.PrevLSN, m.base.LSN, m.lastLSN())
 				return
 			}
-			m.truncate(k, true)
-			m.appendEntries(msg.Entries[k-msg.PrevLSN:]...)
+			// Keep what both journals hold: the records up to the last LSN
+			// at which both have the same epoch are the same records (one
+			// primary per epoch writes them in order). Cutting back further,
+			// to the base, would cut records the store may have applied.
+			// When the peer's journal ends there, ours continues it: keep
+			// ours whole (the peer lost what it had shipped to us).
+			peerLast := msg.PrevLSN + LSN(len(msg.Entries))
+			fork := k
+			for l := min(m.lastLSN(), peerLast); l > k; l-- {
+				if msg.Entries[l-msg.PrevLSN-1].Epoch == m.epochAt(l) {
+					fork = l
+					break
+				}
+			}
+			if fork < peerLast {
+				m.truncate(fork, true)
+				m.appendEntries(msg.Entries[fork-msg.PrevLSN:]...)
+			}
+			m.event("agent-tail", "the fenced peer's journal after LSN %d received from %s (fenced, epoch %d): %d records after the fork point %d taken; journal now ends at %d",
+				msg.PrevLSN, msg.From, msg.Epoch, peerLast-min(fork, peerLast), fork, m.lastLSN())
 		} else {
 			if msg.FromLSN > m.lastLSN() || m.epochAt(msg.FromLSN) != msg.FromEpoch {
 				return // tail does not fit our journal any more; ask again
 			}
 			m.truncate(msg.FromLSN, true)
 			m.appendEntries(msg.Entries...)
+			m.event("agent-tail", "%d records after LSN %d received from %s (fenced, epoch %d); journal now ends at %d",
+				len(msg.Entries), msg.FromLSN, msg.From, msg.Epoch, m.lastLSN())
 		}
-		m.event("agent-tail", "%d records after LSN %d received from %s (fenced, epoch %d); journal now ends at %d",
-			len(msg.Entries), m.lastLSN()-LSN(len(msg.Entries)), msg.From, msg.Epoch, m.lastLSN())
 	}
 	ne := max(m.hs.Epoch, msg.Epoch) + 1
 	m.promote(ne, PromoteAgent, ModeAgent, false)

@@ -303,8 +303,26 @@ func TestPurge08_AgentFullLogAfterABase(t *testing.T) {
 		[]Entry{{Epoch: 1, LSN: 3}, {Epoch: 1, LSN: 4}, {Epoch: 1, LSN: 5}}, 0)
 	b.Tick(3 * tQoS)
 	rd = b.Step(r)
-	if !b.IsPrimary() || b.LastLSN() != 7 || rd.Truncate == nil || rd.Truncate.After != 3 {
-		t.Fatalf("B should cut back to A's base 3 and take A's journal: primary %v last %d truncate %+v", b.IsPrimary(), b.LastLSN(), rd.Truncate)
+	if !b.IsPrimary() || b.LastLSN() != 7 || rd.Truncate == nil || rd.Truncate.After != 4 {
+		t.Fatalf("B should cut back to the fork point 4 (not A's base 3: record 4 is the same on both) and take A's journal: primary %v last %d truncate %+v", b.IsPrimary(), b.LastLSN(), rd.Truncate)
+	}
+	// B holds more than the fenced A (A lost records it had shipped): A's
+	// journal is a prefix of B's, so B keeps its own and cuts nothing
+	g2 := NewAgent(AgentConfig{ID: "agentA", Member: "A", Peer: "B"}, AgentState{})
+	g2.Step(Message{Type: MsgMemberStatus, From: "agentA", To: "agentA", Up: false})
+	g2.Step(Message{Type: MsgAgentQuery, From: "B", To: "agentA", Epoch: 1, FromLSN: 7, FromEpoch: 1})
+	rd = g2.Step(Message{Type: MsgFenceDone, From: "agentA", To: "agentA", Epoch: 1, PrevLSN: 3, PrevEpoch: 1,
+		Entries: []Entry{{Epoch: 1, LSN: 4}, {Epoch: 1, LSN: 5}}})
+	if len(rd.Messages) != 1 || !rd.Messages[0].FullLog {
+		t.Fatalf("a query past the fenced journal's end gets the whole journal: %v", rd.Messages)
+	}
+	longer := NewMember(MemberConfig{ID: "B", Peer: "A", PeerAgent: "agentA", Arbiter: "arb", QoS: tQoS},
+		HardState{Epoch: 1, Role: RoleBackup, Known: genesisRec}, Base{LSN: 2, Epoch: 1},
+		[]Entry{{Epoch: 1, LSN: 3}, {Epoch: 1, LSN: 4}, {Epoch: 1, LSN: 5}, {Epoch: 1, LSN: 6}, {Epoch: 1, LSN: 7}}, 0)
+	longer.Tick(3 * tQoS)
+	rd = longer.Step(rd.Messages[0])
+	if !longer.IsPrimary() || longer.LastLSN() != 8 || rd.Truncate != nil {
+		t.Fatalf("B should keep its records 6..7 and take over at 8: primary %v last %d truncate %+v", longer.IsPrimary(), longer.LastLSN(), rd.Truncate)
 	}
 	// a fenced peer whose base is beyond B's journal cannot hand over a complete history
 	c := NewMember(MemberConfig{ID: "B", Peer: "A", PeerAgent: "agentA", Arbiter: "arb", QoS: tQoS},
