@@ -47,6 +47,8 @@ import (
 	"github.com/tandemhealth/tandem/fhir/search"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
+
+	"github.com/tandemhealth/tandem/services/requestid"
 )
 
 // ContentType is the media type of every response body.
@@ -253,7 +255,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	if fe.Status >= 500 {
 		var own *fhir.Error
 		if !errors.As(err, &own) {
-			s.opts.Logger.Error("fhir: internal error", "err", err)
+			s.opts.Logger.Error("fhir: internal error", "err", err, "request_id", w.Header().Get(requestid.Header))
 		}
 	}
 	s.send(w, &response{Status: fe.Status, Body: fe.Outcome()})
@@ -283,6 +285,9 @@ func (s *Server) Interaction(r *http.Request) string {
 
 // ServeHTTP routes a FHIR REST request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The gateway's id, or a new one: returned to the client and logged
+	// with any internal error, so one id finds a request in every log.
+	w.Header().Set(requestid.Header, requestid.Of(r))
 	seg := s.segments(r.URL.Path)
 	name, ityp, letter := interaction(r.Method, seg)
 	if len(seg) > 0 && seg[0] == "AuditEvent" && s.audit != nil {

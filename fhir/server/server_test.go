@@ -489,3 +489,19 @@ func TestConcurrentIdempotentRetries(t *testing.T) {
 		t.Fatalf("%d patients, want 1", len(s["entry"].([]any)))
 	}
 }
+
+// TestRequestIDReturned: the gateway's X-Request-Id comes back on the
+// member's answer (so one id names the request in both logs); a request
+// without one gets a new id.
+func TestRequestIDReturned(t *testing.T) {
+	n := memNode(t)
+	rec := n.do(t, "GET", "/Patient/nobody", nil, "X-Request-Id", "gw-req-7")
+	wantStatus(t, rec, http.StatusNotFound)
+	if got := rec.Header().Get("X-Request-Id"); got != "gw-req-7" {
+		t.Fatalf("X-Request-Id %q, want the one sent", got)
+	}
+	rec = n.do(t, "GET", "/metadata", nil)
+	if got := rec.Header().Get("X-Request-Id"); len(got) != 32 {
+		t.Fatalf("X-Request-Id %q, want a new 32-digit id", got)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+
+	"github.com/tandemhealth/tandem/services/requestid"
 )
 
 // loginPath is the members' token endpoint (services/login.Path).
@@ -22,7 +24,7 @@ const maxLoginBody = 64 << 10
 // failover like a read. No bearer token is asked for; with --rate-limit
 // it counts against the client address's budget.
 func (g *Gateway) serveLogin(w http.ResponseWriter, r *http.Request) {
-	id := requestID(r)
+	id := requestid.Of(r)
 	w.Header().Set("X-Request-Id", id)
 	tier := g.cfg.DefaultTier
 	if t := r.PathValue("tier"); t != "" {

@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandemhealth/tandem/services/requestid"
 )
 
 // Handler serves /fhir, the token endpoint /auth/token (login.go),
@@ -82,25 +82,6 @@ func (g *Gateway) route(path string) (tier, nodePath string, prefixed bool) {
 // hop-by-hop headers are not forwarded.
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-func requestID(r *http.Request) string {
-	id := r.Header.Get("X-Request-Id")
-	if id != "" && len(id) <= 128 {
-		ok := true
-		for i := 0; i < len(id); i++ {
-			if id[i] < 0x21 || id[i] > 0x7e {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return id
-		}
-	}
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 func (g *Gateway) fail(w http.ResponseWriter, code int, issue, msg string) {
 	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
 	w.WriteHeader(code)
@@ -145,7 +126,7 @@ type target struct {
 }
 
 func (g *Gateway) serveFHIR(w http.ResponseWriter, r *http.Request) {
-	id := requestID(r)
+	id := requestid.Of(r)
 	w.Header().Set("X-Request-Id", id)
 	tier, nodePath, prefixed := g.route(r.URL.Path)
 	if tier == "" {
