@@ -68,34 +68,16 @@ func writePIDFile(dataDir string) error {
 // and waits until it is gone. It checks that the pid is a tandem node of
 // this member before killing anything.
 func KillMember(dataDir, member string, wait time.Duration) (killed bool, err error) {
-	data, err := os.ReadFile(filepath.Join(dataDir, pidFileName))
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
+	pid, err := nodePID(dataDir, member)
+	if err != nil || pid == 0 {
 		return false, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return false, fmt.Errorf("node: bad pid file in %s", dataDir)
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false, nil // not running
-	}
-	args := strings.Split(string(cmdline), "\x00")
-	if !isNodeOf(args, member) {
-		return false, nil // the pid was reused by another program
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return false, fmt.Errorf("node: kill %d: %w", pid, err)
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-			return true, nil
-		}
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil || zombie(pid) {
 			return true, nil // a zombie holds no files and writes nothing
 		}
 		if time.Now().After(deadline) {
@@ -106,25 +88,37 @@ func KillMember(dataDir, member string, wait time.Duration) (killed bool, err er
 }
 
 // memberRunning reports whether the tandem node of member runs on
-// dataDir (its pid file names a live process started as that member's
-// node).
+// dataDir, and its pid.
 func memberRunning(dataDir, member string) (int, bool) {
+	pid, err := nodePID(dataDir, member)
+	return pid, err == nil && pid != 0
+}
+
+// nodePID is the pid of the live tandem node of member on dataDir, from
+// its pid file, or 0: no pid file, a process that is gone or a zombie, or
+// a pid reused by another program. A pid file without a pid is an error.
+func nodePID(dataDir, member string) (int, error) {
 	data, err := os.ReadFile(filepath.Join(dataDir, pidFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
 	if err != nil {
-		return 0, false
+		return 0, err
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || pid <= 1 {
-		return 0, false
+		return 0, fmt.Errorf("node: bad pid file in %s", dataDir)
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return 0, false
+	if err != nil || zombie(pid) || !isNodeOf(strings.Split(string(cmdline), "\x00"), member) {
+		return 0, nil
 	}
-	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
-		return 0, false
-	}
-	return pid, isNodeOf(strings.Split(string(cmdline), "\x00"), member)
+	return pid, nil
+}
+
+func zombie(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && strings.Contains(string(st), ") Z ")
 }
 
 func isNodeOf(args []string, member string) bool {
