@@ -20,8 +20,10 @@
 //	v/<Type>/<id>/<^vid>           an older version (moved here when superseded): Version record
 //	h/<^seq>                       system history: <Type>/<id> 0x00 <vid: 8 BE> <lastUpdated ms: 8 BE>
 //	t/<Type>/<^seq>                type history:   <id> 0x00 <vid: 8 BE> <lastUpdated ms: 8 BE>
-//	n/<Type>/<system>0x00<value>   identifier index, exact system: ids, '\n'-separated, sorted
-//	m/<Type>/<value>               identifier index, any system:   ids, '\n'-separated, sorted
+//	i/<Type>/<system>0x00<value>0x00<id>  identifier index, exact system: empty value
+//	j/<Type>/<value>0x00<id>       identifier index, any system: empty value
+//	n/<Type>/<system>0x00<value>   legacy identifier index, exact system: ids, '\n'-separated, sorted (read, never added to)
+//	m/<Type>/<value>               legacy identifier index, any system: the same
 //	s                              last history sequence number: 8 bytes BE
 //	k/<hex sha256 of key>          Idempotency-Key result: Idempotent record (JSON)
 //	~a/..., x/p/<Type>/<id>        AuditEvents and their indexes (server.Options.Audit; layout in fhir/server/audit.go)

@@ -84,12 +84,12 @@ func TestIdentifiersAndIDLists(t *testing.T) {
 	if got, want := r.Identifiers(), []fhir.Identifier{{System: "s", Value: "1"}, {Value: "2"}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("identifiers %v, want %v", got, want)
 	}
-	var l []byte
-	for _, id := range []string{"b", "a", "c", "a"} {
-		l = fhir.WithID(l, id)
+	l := []byte("a\nb\nc") // a legacy identifier-index list
+	if got := fhir.IDList(l); !reflect.DeepEqual(got, []string{"a", "b", "c"}) {
+		t.Fatalf("id list %q", got)
 	}
-	if string(l) != "a\nb\nc" {
-		t.Fatalf("id list %q", l)
+	if got := fhir.WithoutID(l, "x"); string(got) != string(l) {
+		t.Fatalf("removing an absent id changed the list: %q", got)
 	}
 	l = fhir.WithoutID(fhir.WithoutID(fhir.WithoutID(l, "b"), "a"), "c")
 	if l != nil {

@@ -165,36 +165,51 @@ func DecodeHistoryRef(b []byte) (string, uint64, time.Time, error) {
 	return string(b[:i]), binary.BigEndian.Uint64(b[i+1:]), time.UnixMilli(ms).UTC(), nil
 }
 
-// IdentifierKey is the identifier-index key of an exact (system, value).
-func IdentifierKey(typ, system, value string) []byte {
+// IdentifierKey is the identifier-index entry of id under an exact
+// (system, value): one key per resource, empty value, so a write touches
+// only its own entries however many resources share the identifier.
+func IdentifierKey(typ, system, value, id string) []byte {
+	return append(IdentifierPrefix(typ, system, value), id...)
+}
+
+// IdentifierPrefix is the prefix of the identifier-index entries of an
+// exact (system, value); what follows it in a key is the id.
+func IdentifierPrefix(typ, system, value string) []byte {
+	return []byte("i/" + typ + "/" + system + "\x00" + value + "\x00")
+}
+
+// IdentifierAnyKey is the identifier-index entry of id under value in any
+// system.
+func IdentifierAnyKey(typ, value, id string) []byte {
+	return append(IdentifierAnyPrefix(typ, value), id...)
+}
+
+// IdentifierAnyPrefix is the prefix of the identifier-index entries of
+// value in any system.
+func IdentifierAnyPrefix(typ, value string) []byte { return []byte("j/" + typ + "/" + value + "\x00") }
+
+// LegacyIdentifierKey and LegacyIdentifierAnyKey are the identifier index
+// of stores written before the per-resource entries: one key per
+// identifier holding every id ('\n'-separated, sorted), rewritten whole by
+// each write, so its cost grew with the number of resources sharing the
+// identifier. Nothing adds to them any more; lookups still read them and
+// writes that drop an identifier remove the id from them.
+func LegacyIdentifierKey(typ, system, value string) []byte {
 	return []byte("n/" + typ + "/" + system + "\x00" + value)
 }
 
-// IdentifierAnyKey is the identifier-index key of value in any system.
-func IdentifierAnyKey(typ, value string) []byte { return []byte("m/" + typ + "/" + value) }
+// LegacyIdentifierAnyKey: see LegacyIdentifierKey.
+func LegacyIdentifierAnyKey(typ, value string) []byte { return []byte("m/" + typ + "/" + value) }
 
 // IdempotencyKey is the key holding the result of an Idempotency-Key.
 func IdempotencyKey(hexDigest string) []byte { return []byte("k/" + hexDigest) }
 
-// IDList decodes an identifier-index value.
+// IDList decodes a legacy identifier-index value.
 func IDList(b []byte) []string {
 	if len(b) == 0 {
 		return nil
 	}
 	return strings.Split(string(b), "\n")
-}
-
-// WithID returns the id list b with id added (sorted, no duplicate).
-func WithID(b []byte, id string) []byte {
-	ids := IDList(b)
-	i := sort.SearchStrings(ids, id)
-	if i < len(ids) && ids[i] == id {
-		return b
-	}
-	ids = append(ids, "")
-	copy(ids[i+1:], ids[i:])
-	ids[i] = id
-	return []byte(strings.Join(ids, "\n"))
 }
 
 // WithoutID returns the id list b without id; nil when it becomes empty.

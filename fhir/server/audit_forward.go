@@ -55,6 +55,10 @@ type storeGetter struct{ st Store }
 
 func (g storeGetter) Get(key []byte) ([]byte, bool, error) { return g.st.Get(fhir.Database, key) }
 
+func (g storeGetter) Scan(prefix []byte, fn func(key, value []byte) bool) error {
+	return g.st.Scan(fhir.Database, prefix, fn)
+}
+
 // forwardable turns buffered records into ForwardedAudits, resolving each
 // entity's patients from this member's store.
 func (a *auditLog) forwardable(recs []*auditRec) []ForwardedAudit {

@@ -243,7 +243,7 @@ func (s *Server) runTransaction(t *txn, entries []*entry, refs map[string]string
 			continue
 		}
 		firstByCond[key] = e
-		ids, ferr := condSearch(t.get, e.typ, e.cond, e.expr+".request.ifNoneExist")
+		ids, ferr := condSearch(t, e.typ, e.cond, e.expr+".request.ifNoneExist")
 		if ferr != nil {
 			return ferr
 		}
@@ -322,7 +322,7 @@ func (s *Server) resolveRef(t *txn, refs map[string]string, ref, expr string) (s
 	if err != nil {
 		return "", false, fhir.Errorf(http.StatusBadRequest, "invalid", "conditional reference is not a query", expr)
 	}
-	ids, ferr := condSearch(t.get, typ, q, expr)
+	ids, ferr := condSearch(t, typ, q, expr)
 	if ferr != nil {
 		return "", false, ferr
 	}

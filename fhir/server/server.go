@@ -721,7 +721,7 @@ func (s *Server) parse(body []byte, typ, id string) (*fhir.Resource, *fhir.Error
 
 func (s *Server) doCreate(t *txn, typ, id string, res *fhir.Resource, cond url.Values, expr string) (*result, error) {
 	if cond != nil {
-		ids, ferr := condSearch(t.get, typ, cond, expr)
+		ids, ferr := condSearch(t, typ, cond, expr)
 		if ferr != nil {
 			return nil, ferr
 		}

@@ -18,6 +18,9 @@ import (
 // getter reads the state a write sees (sequencer.View) or the applied state.
 type getter interface {
 	Get(key []byte) ([]byte, bool, error)
+	// Scan calls fn for each key under prefix, in key order, until it
+	// returns false.
+	Scan(prefix []byte, fn func(key, value []byte) bool) error
 }
 
 // txn collects the operations of one sequencer Write and reads through them,
@@ -30,6 +33,7 @@ type txn struct {
 	seq     uint64
 	seqRead bool
 	touched map[string]bool  // Type/id written in this txn
+	idKeys  []string         // identifier-index keys set or deleted in this txn
 	reg     *search.Registry // search parameters to index; nil: no search index
 
 	// guard, when set, checks each resource a write touches (access rules).
@@ -285,19 +289,26 @@ func (t *txn) write(typ, id string, kind fhir.Kind, res *fhir.Resource, pre prec
 	return nv, cur, nil
 }
 
+// reindex moves the identifier index of Type/id from the identifiers old
+// to new: one entry per (identifier, resource), so the cost of a write
+// does not grow with how many resources share an identifier. A dropped
+// identifier also leaves the legacy list of a store written before
+// (fhir.LegacyIdentifierKey).
 func (t *txn) reindex(typ, id string, old, new []fhir.Identifier) error {
 	keys := func(ids []fhir.Identifier) map[string]bool {
 		m := map[string]bool{}
 		for _, x := range ids {
-			m[string(fhir.IdentifierKey(typ, x.System, x.Value))] = true
-			m[string(fhir.IdentifierAnyKey(typ, x.Value))] = true
+			m[string(fhir.IdentifierKey(typ, x.System, x.Value, id))] = true
+			m[string(fhir.IdentifierAnyKey(typ, x.Value, id))] = true
 		}
 		return m
 	}
 	om, nm := keys(old), keys(new)
 	var all []string
 	for k := range om {
-		all = append(all, k)
+		if !nm[k] {
+			all = append(all, k)
+		}
 	}
 	for k := range nm {
 		if !om[k] {
@@ -306,33 +317,84 @@ func (t *txn) reindex(typ, id string, old, new []fhir.Identifier) error {
 	}
 	sort.Strings(all) // deterministic op order
 	for _, k := range all {
-		if om[k] == nm[k] {
+		t.idKeys = append(t.idKeys, k)
+		if nm[k] {
+			t.set([]byte(k), nil)
+		} else {
+			t.del([]byte(k))
+		}
+	}
+	legacy := map[string]bool{}
+	for _, x := range old {
+		if !nm[string(fhir.IdentifierKey(typ, x.System, x.Value, id))] {
+			legacy[string(fhir.LegacyIdentifierKey(typ, x.System, x.Value))] = true
+		}
+		if !nm[string(fhir.IdentifierAnyKey(typ, x.Value, id))] {
+			legacy[string(fhir.LegacyIdentifierAnyKey(typ, x.Value))] = true
+		}
+	}
+	lks := make([]string, 0, len(legacy))
+	for k := range legacy {
+		lks = append(lks, k)
+	}
+	sort.Strings(lks)
+	for _, k := range lks {
+		cur, ok, err := t.get([]byte(k))
+		if err != nil || !ok {
+			if err != nil {
+				return err
+			}
 			continue
 		}
-		cur, _, err := t.get([]byte(k))
-		if err != nil {
-			return err
-		}
-		var next []byte
-		if nm[k] {
-			next = fhir.WithID(cur, id)
-		} else {
-			next = fhir.WithoutID(cur, id)
-		}
-		if next == nil {
+		if next := fhir.WithoutID(cur, id); next == nil {
 			t.del([]byte(k))
-		} else {
+		} else if len(next) != len(cur) {
 			t.set([]byte(k), next)
 		}
 	}
 	return nil
 }
 
+// identified returns the ids indexed under an identifier-index prefix as
+// this txn sees them: the entries of its view with its own changes laid
+// over them, plus the ids of the legacy list.
+func (t *txn) identified(prefix, legacy []byte) ([]string, error) {
+	in := map[string]bool{}
+	err := t.v.Scan(prefix, func(k, _ []byte) bool {
+		if id := string(k[len(prefix):]); fhir.ValidID(id) {
+			in[id] = true
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range t.idKeys {
+		if id, ok := strings.CutPrefix(k, string(prefix)); ok && fhir.ValidID(id) {
+			in[id] = t.pending[k] != nil
+		}
+	}
+	b, _, err := t.get(legacy)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range fhir.IDList(b) {
+		in[id] = true
+	}
+	var ids []string
+	for id, ok := range in {
+		if ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
 // condSearch evaluates the conditional-search subset Tandem supports (_id and
 // identifier, comma = or, several parameters = and) and returns the
 // matching ids, sorted. It reads through g, so inside a Write it sees every
 // sequenced write.
-func condSearch(g func([]byte) ([]byte, bool, error), typ string, q url.Values, expr string) ([]string, *fhir.Error) {
+func condSearch(t *txn, typ string, q url.Values, expr string) ([]string, *fhir.Error) {
 	var result map[string]bool
 	and := func(ids []string) {
 		m := map[string]bool{}
@@ -355,7 +417,7 @@ func condSearch(g func([]byte) ([]byte, bool, error), typ string, q url.Values, 
 					if !fhir.ValidID(alt) {
 						continue
 					}
-					cur, _, err := current(g, typ, alt)
+					cur, _, err := current(t.get, typ, alt)
 					if err != nil {
 						return nil, fhir.AsError(err)
 					}
@@ -363,20 +425,20 @@ func condSearch(g func([]byte) ([]byte, bool, error), typ string, q url.Values, 
 						ids = append(ids, alt)
 					}
 				case "identifier":
-					var key []byte
+					var prefix, legacy []byte
 					if i := strings.IndexByte(alt, '|'); i >= 0 {
 						if alt[i+1:] == "" {
 							return nil, fhir.Errorf(http.StatusBadRequest, "not-supported", "identifier search needs a value (system| alone is not supported)", expr)
 						}
-						key = fhir.IdentifierKey(typ, alt[:i], alt[i+1:])
+						prefix, legacy = fhir.IdentifierPrefix(typ, alt[:i], alt[i+1:]), fhir.LegacyIdentifierKey(typ, alt[:i], alt[i+1:])
 					} else {
-						key = fhir.IdentifierAnyKey(typ, alt)
+						prefix, legacy = fhir.IdentifierAnyPrefix(typ, alt), fhir.LegacyIdentifierAnyKey(typ, alt)
 					}
-					b, _, err := g(key)
+					found, err := t.identified(prefix, legacy)
 					if err != nil {
 						return nil, fhir.AsError(err)
 					}
-					ids = append(ids, fhir.IDList(b)...)
+					ids = append(ids, found...)
 				default:
 					return nil, fhir.Errorf(http.StatusBadRequest, "not-supported", "search parameter not supported: "+safeParam(name)+" (supported: _id, identifier)", expr)
 				}

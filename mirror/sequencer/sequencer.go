@@ -21,6 +21,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/tandemhealth/tandem/mirror/journal"
@@ -61,6 +63,54 @@ func (v View) Get(key []byte) ([]byte, bool, error) {
 		return e.value, true, nil
 	}
 	return v.s.st.Get(v.db, key)
+}
+
+// Scan calls fn for every key under prefix with its value, in key order,
+// as of every write sequenced so far: the store's keys with the overlay's
+// sets and deletes laid over them. It stops when fn returns false. Key and
+// value are valid only during the call. It walks the whole overlay of the
+// database (the writes sequenced but not yet applied) once.
+func (v View) Scan(prefix []byte, fn func(key, value []byte) bool) error {
+	over := v.s.overlay[v.db]
+	var mine []string // overlay keys under prefix, sorted
+	for k := range over {
+		if strings.HasPrefix(k, string(prefix)) {
+			mine = append(mine, k)
+		}
+	}
+	sort.Strings(mine)
+	stopped := false
+	emit := func(k string) bool { // an overlay entry; false when fn stops
+		if e := over[k]; !e.deleted && !fn([]byte(k), e.value) {
+			stopped = true
+		}
+		return !stopped
+	}
+	i := 0
+	err := v.s.st.Scan(v.db, prefix, func(key, value []byte) bool {
+		for ; i < len(mine) && mine[i] < string(key); i++ {
+			if !emit(mine[i]) {
+				return false
+			}
+		}
+		if i < len(mine) && mine[i] == string(key) {
+			i++
+			return emit(string(key)) // the overlay's value replaces the store's
+		}
+		if !fn(key, value) {
+			stopped = true
+		}
+		return !stopped
+	})
+	if err != nil || stopped {
+		return err
+	}
+	for ; i < len(mine); i++ {
+		if !emit(mine[i]) {
+			break
+		}
+	}
+	return nil
 }
 
 // WriteFunc decides what a write does. It must not block and must not call

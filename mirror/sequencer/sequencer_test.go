@@ -205,3 +205,110 @@ func TestBadInputDoesNotStopTheSequencer(t *testing.T) {
 		t.Fatalf("write after bad input: %v", err)
 	}
 }
+
+// heldLog is a JournalLog whose proposals are not committed until release
+// is closed, so their writes stay in the sequencer's overlay.
+type heldLog struct {
+	sequencer.JournalLog
+	proposed chan uint64
+	release  chan struct{}
+}
+
+func (l heldLog) Propose(db string, payload []byte) (sequencer.Proposal, error) {
+	p, err := l.JournalLog.Propose(db, payload)
+	if err == nil {
+		l.proposed <- p.LSN()
+	}
+	return heldProposal{p, l.release}, err
+}
+
+type heldProposal struct {
+	sequencer.Proposal
+	release chan struct{}
+}
+
+func (p heldProposal) Wait(ctx context.Context) error {
+	<-p.release
+	return p.Proposal.Wait(ctx)
+}
+
+// TestViewScanSeesSequencedWrites: a prefix scan inside a write sees the
+// store with every write sequenced but not yet committed laid over it
+// (sets, replaced values, deletes), in key order, and stops when asked.
+func TestViewScanSeesSequencedWrites(t *testing.T) {
+	fs := vfs.NewMem()
+	j, err := journal.Open("j", journal.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open("s", store.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := store.NewApplier(st, j)
+	defer func() { a.Close(); st.Close(); j.Close() }()
+	log := heldLog{JournalLog: sequencer.JournalLog{J: j, Epoch: 1, Applier: a}, proposed: make(chan uint64, 4), release: make(chan struct{})}
+	s := sequencer.New(log, st, a)
+	set := func(kv ...string) sequencer.WriteFunc {
+		return func(sequencer.View) ([]journal.Op, error) {
+			var ops []journal.Op
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i+1] == "-" {
+					ops = append(ops, journal.Op{Kind: journal.OpDelete, Key: []byte(kv[i])})
+				} else {
+					ops = append(ops, journal.Op{Kind: journal.OpSet, Key: []byte(kv[i]), Value: []byte(kv[i+1])})
+				}
+			}
+			return ops, nil
+		}
+	}
+	close(log.release) // the first write is committed and applied
+	if _, err := s.Write(context.Background(), "fhir", set("p/a", "1", "p/b", "2", "p/c", "3", "q/x", "9", "o/z", "8")); err != nil {
+		t.Fatal(err)
+	}
+	<-log.proposed
+	log.release = make(chan struct{})
+	s = sequencer.New(log, st, a)
+	done := make(chan error)
+	go func() {
+		_, err := s.Write(context.Background(), "fhir", set("p/b", "20", "p/c", "-", "p/d", "4", "p/0", "0", "q/y", "7"))
+		done <- err
+	}()
+	<-log.proposed // sequenced, held uncommitted
+	if st.AppliedLSN() != 1 {
+		t.Fatalf("applied LSN %d, want 1: the second write must still be in the overlay", st.AppliedLSN())
+	}
+	errSeen := errors.New("seen")
+	scan := func(limit int) []string {
+		var got []string
+		_, err := s.Write(context.Background(), "fhir", func(v sequencer.View) ([]journal.Op, error) {
+			err := v.Scan([]byte("p/"), func(k, val []byte) bool {
+				got = append(got, string(k)+"="+string(val))
+				return len(got) < limit
+			})
+			if err != nil {
+				return nil, err
+			}
+			return nil, errSeen
+		})
+		if !errors.Is(err, errSeen) {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got, want := fmt.Sprint(scan(100)), "[p/0=0 p/a=1 p/b=20 p/d=4]"; got != want {
+		t.Fatalf("scan %s, want %s", got, want)
+	}
+	for limit, want := range map[int]string{1: "[p/0=0]", 2: "[p/0=0 p/a=1]", 3: "[p/0=0 p/a=1 p/b=20]"} {
+		if got := fmt.Sprint(scan(limit)); got != want {
+			t.Fatalf("scan stopping after %d: %s, want %s", limit, got, want)
+		}
+	}
+	close(log.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(scan(100)), "[p/0=0 p/a=1 p/b=20 p/d=4]"; got != want {
+		t.Fatalf("scan after commit %s, want %s", got, want)
+	}
+}

@@ -14,6 +14,10 @@
 //     whichever node is then primary, median over TRIALS trials, each from
 //     a healthy pair.
 //
+// BenchmarkFHIRCreateHTTPS (`make bench BENCH=FHIRCreateHTTPS`) is step 2
+// without PostgreSQL, beside raw kv writes on the same tier, with the
+// primary's and backup's CPU per operation and optional CPU profiles.
+//
 // Everything lives in the test file behind TANDEM_BENCH_PEER=1, so `make
 // test` never starts PostgreSQL. The package must never fake the peer: when
 // pg_autoctl or PostgreSQL 15 is missing the run fails and says which

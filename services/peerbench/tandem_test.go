@@ -20,7 +20,7 @@ import (
 // members, each member with its agent, as separate `tandem` processes, with
 // the default QoS and the dev CA. It is driven as the operator.
 type tandemTier struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	binary  string
 	cluster string
@@ -31,7 +31,7 @@ type tandemTier struct {
 
 var members = [2]string{"a", "b"}
 
-func buildTandem(t *testing.T, dir string) string {
+func buildTandem(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "tandem-bench-peer")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/tandemhealth/tandem/cmd/tandem").CombinedOutput()
@@ -41,7 +41,7 @@ func buildTandem(t *testing.T, dir string) string {
 	return bin
 }
 
-func startTandem(t *testing.T, dir, binary string, port func() int) *tandemTier {
+func startTandem(t testing.TB, dir, binary string, port func() int) *tandemTier {
 	t.Helper()
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", port()) }
 	tr := &tandemTier{t: t, dir: dir, binary: binary, cluster: filepath.Join(dir, "cluster.yaml"), procs: map[string]*exec.Cmd{}}

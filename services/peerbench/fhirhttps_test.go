@@ -1,0 +1,204 @@
+package peerbench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkFHIRCreateHTTPS (make bench BENCH=FHIRCreateHTTPS) is the
+// FHIR level of `make bench-peer` without PostgreSQL: 16 clients POSTing
+// the peer run's fixed Patient (Prefer: return=minimal) over HTTPS with the
+// operator certificate to the primary of a real tier (real processes,
+// default QoS), beside the same run's baseline, raw 1 KiB PUT /admin/kv
+// writes from 16 clients over the same kind of connection, in alternating
+// windows. It prints per side the rate, p50, the primary's and the
+// backup's CPU per operation (from /proc), and how many new TLS
+// connections the clients had to open (0 when keep-alive works).
+// TANDEM_BENCH_PROFILE_DIR=dir also takes a CPU profile of the primary
+// during one extra window of each side (dir/fhir-create.pprof,
+// dir/kv-put.pprof).
+func BenchmarkFHIRCreateHTTPS(b *testing.B) {
+	profDir := os.Getenv("TANDEM_BENCH_PROFILE_DIR")
+	if profDir != "" {
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		b.Setenv("TANDEM_PPROF_DIR", profDir)
+	}
+	span := 10 * time.Second
+	if s := os.Getenv("DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatalf("DURATION: %v", err)
+		}
+		span = d
+	}
+	const clients = 16
+	dir := b.TempDir()
+	used := map[int]bool{}
+	port := func() int { // a free loopback port, distinct from every other of this run
+		for {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
+			if !used[p] {
+				used[p] = true
+				return p
+			}
+		}
+	}
+	bin := buildTandem(b, dir)
+	for range b.N {
+		tdir := filepath.Join(dir, fmt.Sprintf("tier-%d", time.Now().UnixNano()))
+		if err := os.Mkdir(tdir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		tt := startTandem(b, tdir, bin, port)
+		primary, _ := tt.healthy()
+		backup := members[0]
+		if backup == primary {
+			backup = members[1]
+		}
+		base, _ := tt.client.MemberURL(primary)
+		var dials atomic.Int64
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+			if !i.Reused {
+				dials.Add(1)
+			}
+		}}
+		kv := func(int) (func(context.Context, int) error, func(), error) {
+			value := make([]byte, 1024)
+			return func(ctx context.Context, i int) error {
+				fillRandom(value)
+				key := fmt.Sprintf("peer/%d/%d", rand.Uint64(), i)
+				return tt.client.Do(httptrace.WithClientTrace(ctx, trace), "PUT", primary, "/admin/kv/fhir/"+key, value, nil)
+			}, func() {}, nil
+		}
+		create := func(int) (func(context.Context, int) error, func(), error) {
+			return func(ctx context.Context, _ int) error {
+				req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), "POST", base+"/fhir/Patient", strings.NewReader(patient))
+				req.Header.Set("Content-Type", "application/fhir+json")
+				req.Header.Set("Prefer", "return=minimal")
+				resp, err := tt.client.HTTP.Do(req)
+				if err != nil {
+					return err
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, body)
+				}
+				return nil
+			}, func() {}, nil
+		}
+		pPID, bPID := tt.procs[primary].Process.Pid, tt.procs[backup].Process.Pid
+		sides := []*side{{name: "kv-put", c: openClients(clients, kv)}, {name: "fhir-create", c: openClients(clients, create)}}
+		for r := range rounds {
+			for i := range sides {
+				sd := sides[(i+r)%2]
+				d0, p0, b0 := dials.Load(), procCPU(pPID), procCPU(bPID)
+				sd.c.window(span / rounds)
+				sd.dials += dials.Load() - d0
+				sd.primaryCPU += procCPU(pPID) - p0
+				sd.backupCPU += procCPU(bPID) - b0
+			}
+		}
+		for _, sd := range sides {
+			sd.res = sd.c.result()
+			sd.c.close()
+		}
+		kvs, fs := sides[0], sides[1]
+		for _, sd := range sides {
+			fmt.Printf("fhir-https: %-11s %d clients %6.0f/s p50 %6.2fms p99 %6.2fms | primary cpu/op %-8v backup cpu/op %-8v | new TLS connections %d | errors %d %s\n",
+				sd.name, clients, sd.res.PerSec, sd.res.P50ms, sd.res.P99ms, sd.cpuPerOp(sd.primaryCPU), sd.cpuPerOp(sd.backupCPU), sd.dials, sd.res.Errors, sd.res.FirstEr)
+		}
+		fmt.Printf("fhir-https: creates/kv %.2f (load %s)\n", fs.res.PerSec/kvs.res.PerSec, loadavg())
+		b.ReportMetric(fs.res.PerSec, "creates/s")
+		b.ReportMetric(kvs.res.PerSec, "kv/s")
+		b.ReportMetric(fs.res.PerSec/kvs.res.PerSec, "creates/kv")
+		if profDir != "" {
+			for _, sd := range sides {
+				c := openClients(clients, map[string]newClient{"kv-put": kv, "fhir-create": create}[sd.name])
+				done := make(chan error, 1)
+				go func() {
+					done <- fetchProfile(profDir, pPID, 5*time.Second, filepath.Join(profDir, sd.name+".pprof"))
+				}()
+				c.window(5 * time.Second)
+				c.close()
+				if err := <-done; err != nil {
+					b.Fatalf("profile %s: %v", sd.name, err)
+				}
+			}
+		}
+		tt.stop()
+	}
+}
+
+// side is one load of BenchmarkFHIRCreateHTTPS and what it cost.
+type side struct {
+	name                  string
+	c                     *clients
+	res                   load
+	dials                 int64
+	primaryCPU, backupCPU time.Duration
+}
+
+func (s *side) cpuPerOp(d time.Duration) time.Duration {
+	if s.res.Ops == 0 {
+		return 0
+	}
+	return (d / time.Duration(s.res.Ops)).Round(time.Microsecond)
+}
+
+// procCPU is the user+system CPU time process pid has used so far.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// Fields after the command: state is f[0], utime f[11], stime f[12].
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
+// fetchProfile takes a CPU profile of d from the tandem node with pid,
+// started with TANDEM_PPROF_DIR=dir (cmd/tandem/pprof.go).
+func fetchProfile(dir string, pid int, d time.Duration, out string) error {
+	addr, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("node-%d.addr", pid)))
+	if err != nil {
+		return err
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
