@@ -32,6 +32,7 @@ func TestNodeStopsWhenItsDataDirectoryGoes(t *testing.T) {
 		}, "was replaced"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each waits out the bounded close of a store whose directory is gone
 			cfg := node.Config{DataDir: filepath.Join(t.TempDir(), "data"), Listen: "127.0.0.1:0"}
 			cfg.SetDefaults()
 			n, err := node.Open(cfg, slog.New(slog.DiscardHandler))
