@@ -151,7 +151,9 @@ func TestPrimaryStopsCleanlyDuringAnImport(t *testing.T) {
 // acknowledging writes into files that no longer have a name and keep its
 // role, heartbeats and the gateway's traffic. It notices within seconds,
 // stops by itself saying why, and the backup takes over with every
-// acknowledged write. (Before, such a member ran on; and after SIGTERM its
+// acknowledged write; started again on an empty data directory (a new
+// disk) it rejoins as backup with the primary's content. (Before, such a
+// member ran on; and after SIGTERM its
 // clean shutdown hung on Pebble's retried flushes.)
 func TestPrimaryWhoseDataDirectoryVanishesStepsDown(t *testing.T) {
 	if testing.Short() {
@@ -181,4 +183,10 @@ func TestPrimaryWhoseDataDirectoryVanishesStepsDown(t *testing.T) {
 		t.Fatalf("only %d writes acknowledged: the test did not write under load", len(acked))
 	}
 	tr.checkAcked("b", acked)
+	// The operator replaces the disk and starts a again on an empty data
+	// directory: it comes back as b's backup with b's content.
+	tr.start("a")
+	tr.waitFor("a back as backup", 60*time.Second, func() bool { return tr.status("a") == "backup" && tr.epoch("a") == 2 })
+	tr.waitFor("equal content", 60*time.Second, func() bool { return tr.hash("a") == tr.hash("b") })
+	tr.checkAcked("a", acked)
 }
