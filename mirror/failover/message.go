@@ -73,59 +73,59 @@ func (o ArbiterOp) String() string {
 // Message is the one envelope for all cores. Only the fields meaningful for
 // Type are set.
 type Message struct {
-	Type  MsgType
-	From  ID
-	To    ID
-	Epoch Epoch // sender's epoch
+	Type  MsgType `json:",omitzero"`
+	From  ID      `json:",omitzero"`
+	To    ID      `json:",omitzero"`
+	Epoch Epoch   `json:",omitzero"` // sender's epoch
 
 	// MsgPropose, MsgAppend, MsgAgentResp, MsgFenceDone
-	Data    []byte
-	Entries []Entry
+	Data    []byte  `json:",omitzero"`
+	Entries []Entry `json:",omitzero"`
 
 	// MsgAppend
-	PrevLSN      LSN
-	PrevEpoch    Epoch
-	Commit       LSN
-	LastLSN      LSN // primary's last LSN
-	Mode         Mode
-	ModeSeq      uint64
-	BackupActive bool
+	PrevLSN      LSN    `json:",omitzero"`
+	PrevEpoch    Epoch  `json:",omitzero"`
+	Commit       LSN    `json:",omitzero"`
+	LastLSN      LSN    `json:",omitzero"` // primary's last LSN
+	Mode         Mode   `json:",omitzero"`
+	ModeSeq      uint64 `json:",omitzero"`
+	BackupActive bool   `json:",omitzero"`
 	// JournalGone: the receiver needs records at or below PrevLSN (the
 	// sender's base, with PrevEpoch its epoch) that the sender purged; if
 	// its own journal does not reach that base in the same history, it
 	// needs a rebuild (HardState.NeedsRebuild).
-	JournalGone bool
+	JournalGone bool `json:",omitzero"`
 
 	// MsgAppendResp
-	Match          LSN
-	Reject         bool
-	Hint           LSN
-	ArbiterContact bool
+	Match          LSN  `json:",omitzero"`
+	Reject         bool `json:",omitzero"`
+	Hint           LSN  `json:",omitzero"`
+	ArbiterContact bool `json:",omitzero"`
 
 	// MsgArbiterReq / MsgArbiterResp
-	Op    ArbiterOp
-	Seen  Version
-	LSN   LSN    // OpTakeover / OpHandover: last LSN of the old epoch; MsgHandover too
-	Known Record // request: the member's last known record (re-seeding)
+	Op    ArbiterOp `json:",omitzero"`
+	Seen  Version   `json:",omitzero"`
+	LSN   LSN       `json:",omitzero"` // OpTakeover / OpHandover: last LSN of the old epoch; MsgHandover too
+	Known Record    `json:",omitzero"` // request: the member's last known record (re-seeding)
 	// Session: the member's arbiter session, echoed in the answer. A member
 	// ignores answers from an older session (see HardState.ArbiterSession).
-	Session uint64
-	Reseed  bool // answer from an arbiter without state: "report your record"
-	OK      bool
-	Record  Record
+	Session uint64 `json:",omitzero"`
+	Reseed  bool   `json:",omitzero"` // answer from an arbiter without state: "report your record"
+	OK      bool   `json:",omitzero"`
+	Record  Record `json:",omitzero"`
 
 	// MsgAgentQuery / MsgAgentResp
-	FromLSN   LSN
-	FromEpoch Epoch
-	Down      bool
-	Fenced    bool
-	FullLog   bool
+	FromLSN   LSN   `json:",omitzero"`
+	FromEpoch Epoch `json:",omitzero"`
+	Down      bool  `json:",omitzero"`
+	Fenced    bool  `json:",omitzero"`
+	FullLog   bool  `json:",omitzero"`
 
 	// MsgSetNoFailover, MsgMemberStatus
-	Flag bool
-	Up   bool
+	Flag bool `json:",omitzero"`
+	Up   bool `json:",omitzero"`
 	// MsgSetAlignment
-	Alignment Alignment
+	Alignment Alignment `json:",omitzero"`
 }
 
 func (m Message) String() string {

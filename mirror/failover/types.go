@@ -106,11 +106,11 @@ type Base struct {
 // open an epoch; their Data is empty and PrevEnd names the last LSN of the
 // previous epoch (the fork point).
 type Entry struct {
-	Epoch   Epoch
-	LSN     LSN
-	Marker  bool
-	PrevEnd LSN
-	Data    []byte
+	Epoch   Epoch  `json:",omitzero"`
+	LSN     LSN    `json:",omitzero"`
+	Marker  bool   `json:",omitzero"`
+	PrevEnd LSN    `json:",omitzero"`
+	Data    []byte `json:",omitzero"`
 }
 
 // Record is the arbiter's per-tier compare-and-set register

@@ -671,3 +671,24 @@ func TestGroupCommitSharesFsync(t *testing.T) {
 		t.Fatalf("stats count %d records", after.Records-before.Records)
 	}
 }
+
+// TestLoneWriterIsNotDelayed: a closed-loop writer alone never waits for a
+// commit delay, however long it may be: the committer expects back only
+// the writers it just released (one), and that one is already queued.
+// With an hour's delay, a wait would end the test on its context.
+func TestLoneWriterIsNotDelayed(t *testing.T) {
+	j := mustOpen(t, vfs.NewMem(), Options{MaxCommitDelay: time.Hour})
+	defer j.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := j.Stats()
+	const n = 50
+	for i := range n {
+		if _, err := j.Append(ctx, TypeData, 1, "fhir", payloadFor(i, 100)); err != nil {
+			t.Fatalf("write %d: %v (the committer waited for writers that were not coming)", i, err)
+		}
+	}
+	if g := j.Stats().Groups - before.Groups; g != n {
+		t.Fatalf("%d groups for %d lone writes, want one each", g, n)
+	}
+}

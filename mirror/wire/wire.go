@@ -4,7 +4,11 @@
 // the message type, its sender and epoch are the message's, and its payload
 // is the message body. The body is a version byte followed by the JSON of
 // the message with its journal entries moved out into length-prefixed raw
-// bytes, so journal data crosses the wire as it is, not as base64:
+// bytes, so journal data crosses the wire as it is, not as base64. The JSON
+// leaves out every field at its zero value (failover.Message's omitzero
+// tags): a message names only what its type sets, which keeps the encode
+// and decode on the commit path short; a field that is absent decodes as
+// zero, so bodies spelling every field out decode the same:
 //
 //	1 byte   body version (1)
 //	4 bytes  JSON length J (big-endian), then J bytes of JSON (no entry data)

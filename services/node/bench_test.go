@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/tandemhealth/tandem/mirror/cluster"
 	"github.com/tandemhealth/tandem/mirror/journal"
 	"github.com/tandemhealth/tandem/mirror/sequencer"
+	"github.com/tandemhealth/tandem/mirror/transport"
 	"github.com/tandemhealth/tandem/services/arbiter"
 	"github.com/tandemhealth/tandem/services/node"
 )
@@ -53,7 +55,12 @@ func BenchmarkMirror(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		primary, stopTier := startBenchTier(b, dir, quiet)
+		f, members, stopTier := startTier(b, dir, quiet)
+		primary := members[0]
+		disk, rtt := rawFdatasync(b, filepath.Join(dir, "raw"), perWriter/2), tlsRoundTrip(b, f, perWriter/2)
+		fmt.Printf("mirror: same-run floor: raw fdatasync of a 1 KiB append p50 %v p99 %v | loopback mutual-TLS round trip (1 KiB out, 32 B back) p50 %v p99 %v | serial ideal 2 fdatasyncs + 1 round trip = %v\n",
+			disk.p50.Round(time.Microsecond), disk.p99.Round(time.Microsecond), rtt.p50.Round(time.Microsecond), rtt.p99.Round(time.Microsecond),
+			(2*disk.p50 + rtt.p50).Round(time.Microsecond))
 		b.ResetTimer()
 		for _, writers := range benchWriters(b) {
 			un := measure(solo.Sequencer(), writers)
@@ -67,6 +74,74 @@ func BenchmarkMirror(b *testing.B) {
 		stopTier()
 		solo.Close()
 	}
+}
+
+// rawFdatasync appends 1 KiB to a file in dir and fdatasyncs it, over and
+// over for span: the disk's floor under every journal commit.
+func rawFdatasync(b *testing.B, dir string, span time.Duration) clientLoad {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	file, err := os.Create(filepath.Join(dir, "fdatasync"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer file.Close()
+	block := make([]byte, 1024)
+	return runClients(b, 1, span, func(int, int) error {
+		if _, err := file.Write(block); err != nil {
+			return err
+		}
+		return syscall.Fdatasync(int(file.Fd()))
+	})
+}
+
+// tlsRoundTrip sends a 1 KiB frame from member b to member a of f's tier
+// over loopback mutual TLS (the members' own transport and certificates)
+// and waits for a 32-byte answer, over and over for span: the network's
+// floor under every mirrored commit.
+func tlsRoundTrip(b *testing.B, f *cluster.File, span time.Duration) clientLoad {
+	server, err := f.Credentials("a")
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := f.Credentials("b")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := transport.Listen("127.0.0.1:0", server.ServerConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			if _, err := c.Recv(); err != nil {
+				return
+			}
+			if err := c.Send(transport.Message{Type: 1, Tier: "records", From: "a", Payload: make([]byte, 32)}); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := transport.Dial(context.Background(), ln.Addr().String(), client.ClientConfig("127.0.0.1"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	frame := transport.Message{Type: 1, Tier: "records", From: "b", Payload: make([]byte, 1024)}
+	return runClients(b, 1, span, func(int, int) error {
+		if err := c.Send(frame); err != nil {
+			return err
+		}
+		_, err := c.Recv()
+		return err
+	})
 }
 
 // benchWriters is the writer counts BenchmarkMirror measures: 1, 16 and 64,
