@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tandemhealth/tandem/mirror/cluster"
+	"github.com/tandemhealth/tandem/services/opshttp/opstest"
 )
 
 // BenchmarkGateway (make bench BENCH=gateway): FHIR reads and creates per
@@ -116,16 +117,16 @@ func BenchmarkGateway(b *testing.B) {
 	}
 	use := map[string]*usage{}
 	measure := func(name string, hc *http.Client, baseURL string, write bool) float64 {
-		g0, m0, s0, busy0, t0 := procCPU(gwPid), procCPU(memberPid), procCPU(self), machineBusy(), time.Now()
+		g0, m0, s0, busy0, t0 := opstest.ProcessCPU(gwPid), opstest.ProcessCPU(memberPid), opstest.ProcessCPU(self), machineBusy(), time.Now()
 		rate, n := run(hc, baseURL, write)
 		u := use[name]
 		if u == nil {
 			u = &usage{}
 			use[name] = u
 		}
-		u.gw += procCPU(gwPid) - g0
-		u.member += procCPU(memberPid) - m0
-		u.bench += procCPU(self) - s0
+		u.gw += opstest.ProcessCPU(gwPid) - g0
+		u.member += opstest.ProcessCPU(memberPid) - m0
+		u.bench += opstest.ProcessCPU(self) - s0
 		u.busy += machineBusy() - busy0
 		u.wall += time.Since(t0)
 		u.n += n
@@ -164,7 +165,7 @@ func BenchmarkGateway(b *testing.B) {
 					if proc == "gateway" {
 						cmd = "gateway"
 					}
-					if err := fetchProfile(profDir, cmd, pid, phase, filepath.Join(profDir, strings.ReplaceAll(name, " ", "-")+"-"+proc+".pprof")); err != nil {
+					if err := opstest.FetchProfile(profDir, cmd, pid, phase, filepath.Join(profDir, strings.ReplaceAll(name, " ", "-")+"-"+proc+".pprof")); err != nil {
 						b.Logf("profile %s of %s: %v", proc, name, err)
 					}
 				}()
@@ -252,22 +253,6 @@ func BenchmarkGateway(b *testing.B) {
 	b.ReportMetric(median.Seconds(), "failover-pause-median-s")
 }
 
-// procCPU is the user and system CPU time a process has used so far.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	f := strings.Fields(rest) // from field 3 (state): utime is 14, stime 15
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
-}
-
 // machineBusy is the CPU time all cores spent not idle so far.
 func machineBusy() time.Duration {
 	b, err := os.ReadFile("/proc/stat")
@@ -284,28 +269,4 @@ func machineBusy() time.Duration {
 		}
 	}
 	return time.Duration(busy) * 10 * time.Millisecond
-}
-
-// fetchProfile takes a CPU profile of d from a tandem process started
-// with TANDEM_PPROF_DIR=dir.
-func fetchProfile(dir, command string, pid int, d time.Duration, out string) error {
-	addr, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("%s-%d.addr", command, pid)))
-	if err != nil {
-		return err
-	}
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
 }

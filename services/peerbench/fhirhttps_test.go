@@ -3,6 +3,7 @@ package peerbench
 import (
 	"context"
 	"fmt"
+	"github.com/tandemhealth/tandem/services/opshttp/opstest"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -10,7 +11,6 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,11 +111,11 @@ func BenchmarkFHIRCreateHTTPS(b *testing.B) {
 		for r := range rounds {
 			for i := range sides {
 				sd := sides[(i+r)%2]
-				d0, p0, b0 := dials.Load(), procCPU(pPID), procCPU(bPID)
+				d0, p0, b0 := dials.Load(), opstest.ProcessCPU(pPID), opstest.ProcessCPU(bPID)
 				sd.c.window(span / rounds)
 				sd.dials += dials.Load() - d0
-				sd.primaryCPU += procCPU(pPID) - p0
-				sd.backupCPU += procCPU(bPID) - b0
+				sd.primaryCPU += opstest.ProcessCPU(pPID) - p0
+				sd.backupCPU += opstest.ProcessCPU(bPID) - b0
 			}
 		}
 		for _, sd := range sides {
@@ -136,7 +136,7 @@ func BenchmarkFHIRCreateHTTPS(b *testing.B) {
 				c := openClients(clients, map[string]newClient{"kv-put": kv, "fhir-create": create}[sd.name])
 				done := make(chan error, 1)
 				go func() {
-					done <- fetchProfile(profDir, pPID, 5*time.Second, filepath.Join(profDir, sd.name+".pprof"))
+					done <- opstest.FetchProfile(profDir, "node", pPID, 5*time.Second, filepath.Join(profDir, sd.name+".pprof"))
 				}()
 				c.window(5 * time.Second)
 				c.close()
@@ -163,42 +163,4 @@ func (s *side) cpuPerOp(d time.Duration) time.Duration {
 		return 0
 	}
 	return (d / time.Duration(s.res.Ops)).Round(time.Microsecond)
-}
-
-// procCPU is the user+system CPU time process pid has used so far.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	// Fields after the command: state is f[0], utime f[11], stime f[12].
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * 10 * time.Millisecond
-}
-
-// fetchProfile takes a CPU profile of d from the tandem node with pid,
-// started with TANDEM_PPROF_DIR=dir (cmd/tandem/pprof.go).
-func fetchProfile(dir string, pid int, d time.Duration, out string) error {
-	addr, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("node-%d.addr", pid)))
-	if err != nil {
-		return err
-	}
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
 }

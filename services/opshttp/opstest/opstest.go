@@ -1,6 +1,7 @@
 // Package opstest holds what the tests of the operations endpoints share:
 // a free loopback address, a /metrics scrape parsed as the Prometheus text
-// format, and the value of one series. Test code only.
+// format, the value of one series, the CPU time a process used and a CPU
+// profile from a tandem process's pprof endpoint. Test code only.
 package opstest
 
 import (
