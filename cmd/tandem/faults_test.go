@@ -535,6 +535,16 @@ func runSchedule(t *testing.T, seed uint64, faults []string) verdict {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d.json", seed)), data, 0o644)
 		ops, _ := json.Marshal(f.ops)
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d-history.json", seed)), ops, 0o644)
+		if len(v.failures()) > 0 { // the processes' logs, for whoever looks into it
+			logs, _ := filepath.Glob(filepath.Join(tr.dir, "*.log"))
+			keep := filepath.Join(dir, fmt.Sprintf("seed-%d-logs", seed))
+			os.MkdirAll(keep, 0o755)
+			for _, l := range logs {
+				if data, err := os.ReadFile(l); err == nil {
+					os.WriteFile(filepath.Join(keep, filepath.Base(l)), data, 0o644)
+				}
+			}
+		}
 	}
 	t.Logf("seed %d: %d ops (%d acked writes, %d unknown, %d reads), linearizable %s, lost %d, epoch conflicts %d, final epoch %d",
 		seed, v.Ops, v.AckedWrites, v.UnknownWrites, v.Reads, v.Linearizable, len(v.LostWrites), len(v.EpochConflicts), v.FinalEpoch)

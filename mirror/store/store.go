@@ -77,7 +77,7 @@ type Store struct {
 	epoch   uint64
 	perDB   map[string]uint64
 	closed  bool
-	health  *backgroundHealth
+	health  *flushHealth
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -94,16 +94,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	if cacheSize <= 0 {
 		cacheSize = DefaultCacheSize
 	}
-	health := &backgroundHealth{now: time.Now}
+	health := &flushHealth{now: time.Now}
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS:         fs,
-		DisableWAL: true,
-		Logger:     pebbleLogger{log: logger},
-		CacheSize:  cacheSize,
-		EventListener: &pebble.EventListener{
-			FlushEnd:      health.flushEnd,
-			CompactionEnd: health.compactionEnd,
-		},
+		FS:            fs,
+		DisableWAL:    true,
+		Logger:        pebbleLogger{log: logger},
+		CacheSize:     cacheSize,
+		EventListener: &pebble.EventListener{FlushEnd: health.flushEnd},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// StoreFailureLimit is how long Pebble's background flushes or compactions
-// may keep failing (Pebble retries them itself) before the member stops.
+// StoreFailureLimit is how long Pebble's memtable flushes may keep failing
+// (Pebble retries them itself) before the member stops.
 const StoreFailureLimit = 10 * time.Second
 
 // storageCheckEvery is how often a running node looks at its storage.
@@ -22,8 +22,8 @@ var ErrStorageFailed = errors.New("storage failed")
 // storageProblem is why the node's storage can no longer be trusted, or
 // nil: the data directory is gone or was replaced (its files may still be
 // open and writable, but nothing written now survives a restart), the
-// store's applier stopped, the journal failed, or Pebble's background work
-// has failed for StoreFailureLimit. A member that kept running on any of
+// store's applier stopped, the journal failed, or Pebble's memtable flushes
+// have failed for StoreFailureLimit. A member that kept running on any of
 // these would keep its role — heartbeats, acknowledgements, a primary's
 // address at the gateway — while it cannot serve or keep what it holds.
 func (n *Node) storageProblem(now time.Time) error {
@@ -41,7 +41,7 @@ func (n *Node) storageProblem(now time.Time) error {
 		return fmt.Errorf("%w: %v", ErrStorageFailed, err)
 	}
 	if since, err := n.store.Failing(); !since.IsZero() && now.Sub(since) >= StoreFailureLimit {
-		return fmt.Errorf("%w: the store's background writes have failed for %s: %v", ErrStorageFailed, now.Sub(since).Round(time.Second), err)
+		return fmt.Errorf("%w: the store's memtable flushes have failed for %s: %v", ErrStorageFailed, now.Sub(since).Round(time.Second), err)
 	}
 	return nil
 }
