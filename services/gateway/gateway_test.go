@@ -47,6 +47,13 @@ type fakeMember struct {
 	onLogin func(w http.ResponseWriter, r *http.Request) bool
 }
 
+// handleFHIR makes h answer /fhir (nil: the default answer).
+func (m *fakeMember) handleFHIR(h func(w http.ResponseWriter, r *http.Request)) {
+	m.mu.Lock()
+	m.onFHIR = h
+	m.mu.Unlock()
+}
+
 func (m *fakeMember) set(status string, epoch uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -286,13 +293,11 @@ func TestUnsafeRequestWithUnknownOutcomeIsNotRetried(t *testing.T) {
 	fx := newFixture(t)
 	base, _ := fx.gateway(nil)
 	a := fx.members["a"]
-	a.mu.Lock()
-	a.onFHIR = func(w http.ResponseWriter, r *http.Request) {
+	a.handleFHIR(func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body)
 		c, _, _ := w.(http.Hijacker).Hijack() // the member dies after reading the request
 		c.Close()
-	}
-	a.mu.Unlock()
+	})
 	resp, body := do(t, "POST", base+"/fhir/Patient", `{"resourceType":"Patient"}`)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "outcome is unknown") {
 		t.Fatalf("%d %s", resp.StatusCode, body)
@@ -302,16 +307,14 @@ func TestUnsafeRequestWithUnknownOutcomeIsNotRetried(t *testing.T) {
 	}
 	// The same with an Idempotency-Key is retried (here until a answers).
 	var calls atomic.Int32
-	a.mu.Lock()
-	a.onFHIR = func(w http.ResponseWriter, r *http.Request) {
+	a.handleFHIR(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
 			c, _, _ := w.(http.Hijacker).Hijack()
 			c.Close()
 			return
 		}
 		w.WriteHeader(201)
-	}
-	a.mu.Unlock()
+	})
 	resp, _ = do(t, "POST", base+"/fhir/Patient", `{"resourceType":"Patient"}`, "Idempotency-Key", "k")
 	if resp.StatusCode != 201 || calls.Load() != 2 {
 		t.Fatalf("keyed retry: %d after %d calls", resp.StatusCode, calls.Load())
@@ -574,12 +577,12 @@ func TestSafeRequestHungOnAMovedPrimaryGoesToTheNewOne(t *testing.T) {
 	fx := newFixture(t)
 	release := make(chan struct{})
 	defer close(release)
-	fx.members["a"].onFHIR = func(w http.ResponseWriter, r *http.Request) {
+	fx.members["a"].handleFHIR(func(w http.ResponseWriter, r *http.Request) {
 		select { // frozen, like a SIGSTOPped process: never answers
 		case <-release:
 		case <-r.Context().Done():
 		}
-	}
+	})
 	base, g := fx.gateway(nil)
 	type result struct {
 		code   int
@@ -623,11 +626,9 @@ func TestSafeWriteAnswered500ByAPrimaryHandingOverGoesToTheNewOne(t *testing.T) 
 	fx := newFixture(t)
 	base, _ := fx.gateway(nil)
 	a := fx.members["a"]
-	a.mu.Lock()
-	a.onFHIR = func(w http.ResponseWriter, r *http.Request) {
+	a.handleFHIR(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":"sequencer: write outcome unknown: node: not the primary"}]}`, http.StatusInternalServerError)
-	}
-	a.mu.Unlock()
+	})
 
 	resp, _ := do(t, "POST", base+"/fhir/Patient", `{"resourceType":"Patient"}`)
 	if resp.StatusCode != 500 || resp.Header.Get("X-Tandem-Member") != "records/a" {

@@ -21,15 +21,13 @@ func TestMetricsFollowRequestsRetriesAndTopology(t *testing.T) {
 	var calls atomic.Int32
 	onFHIR := func(first func(w http.ResponseWriter)) {
 		calls.Store(0)
-		a.mu.Lock()
-		a.onFHIR = func(w http.ResponseWriter, r *http.Request) {
+		a.handleFHIR(func(w http.ResponseWriter, r *http.Request) {
 			if calls.Add(1) == 1 {
 				first(w)
 				return
 			}
 			w.WriteHeader(http.StatusOK)
-		}
-		a.mu.Unlock()
+		})
 	}
 	get := func() {
 		t.Helper()
@@ -50,9 +48,7 @@ func TestMetricsFollowRequestsRetriesAndTopology(t *testing.T) {
 	})
 	get()
 	// The same keyed create twice: the second is a replay from Redis.
-	a.mu.Lock()
-	a.onFHIR = nil
-	a.mu.Unlock()
+	a.handleFHIR(nil)
 	do(t, "POST", base+"/fhir/Patient", `{"resourceType":"Patient"}`, "Idempotency-Key", "key-secret")
 	for deadline := time.Now().Add(5 * time.Second); len(fx.redis.Keys()) == 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond) // cached off the response path
