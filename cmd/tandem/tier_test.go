@@ -382,17 +382,26 @@ func TestKillPrimaryUnderWrites(t *testing.T) {
 	wait := tr.writers(8, stop)
 	time.Sleep(700 * time.Millisecond)
 	tr.kill9("a")
-	tr.waitFor("b primary in epoch 2", 20*time.Second, func() bool { return tr.status("b") == "primary" && tr.epoch("b") == 2 })
+	acked := tr.tookOverUnderWrites("b", 20*time.Second, stop, wait)
+	tr.rejoin("a", "b", acked)
+}
+
+// tookOverUnderWrites waits up to limit for member to be primary in epoch
+// 2, lets the writers go on there for 500 ms, stops them, checks that they
+// wrote under load and that every acknowledged write is on member, and
+// returns the acknowledged writes.
+func (tr *tier) tookOverUnderWrites(member string, limit time.Duration, stop chan struct{}, wait func() (map[string]string, int)) map[string]string {
+	tr.t.Helper()
+	tr.waitFor(member+" primary in epoch 2", limit, func() bool { return tr.status(member) == "primary" && tr.epoch(member) == 2 })
 	time.Sleep(500 * time.Millisecond) // writes continue on the new primary
 	close(stop)
 	acked, failed := wait()
-	t.Logf("%d writes acknowledged, %d failed attempts during the failover", len(acked), failed)
+	tr.t.Logf("%d writes acknowledged, %d failed attempts during the failover", len(acked), failed)
 	if len(acked) < 50 {
-		t.Fatalf("only %d writes acknowledged: the test did not write under load", len(acked))
+		tr.t.Fatalf("only %d writes acknowledged: the test did not write under load", len(acked))
 	}
-	tr.checkAcked("b", acked)
-
-	tr.rejoin("a", "b", acked)
+	tr.checkAcked(member, acked)
+	return acked
 }
 
 // rejoin restarts a former primary and checks that it comes back as backup
