@@ -52,9 +52,3 @@ func (c *verifiedTokens) put(key [32]byte, p *Principal, now time.Time) {
 	}
 	c.m[key] = p
 }
-
-func (c *verifiedTokens) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.m)
-}

@@ -39,7 +39,7 @@ func TestVerifierRemembersAcceptedTokensUntilExp(t *testing.T) {
 			t.Fatal("a token with a wrong signature was accepted")
 		}
 	}
-	if n := v.verified.len(); n != 1 {
+	if n := len(v.verified.m); n != 1 {
 		t.Fatalf("%d remembered tokens, want 1 (refused tokens are not remembered)", n)
 	}
 	// At exp the entry is no longer used: past the leeway the token is refused.
@@ -57,7 +57,7 @@ func TestVerifierRemembersAcceptedTokensUntilExp(t *testing.T) {
 		key[0], key[1], key[2] = byte(i), byte(i>>8), byte(i>>16)
 		v.verified.put(key, &Principal{Subject: "x", Expires: now.Add(time.Hour)}, now)
 	}
-	if n := v.verified.len(); n > verifiedMax {
+	if n := len(v.verified.m); n > verifiedMax {
 		t.Fatalf("%d remembered tokens, bound %d", n, verifiedMax)
 	}
 }

@@ -468,7 +468,8 @@ func (n *Node) Run(ctx context.Context) error {
 		close(alignDone)
 	}
 	storageFailed := make(chan error, 1)
-	go n.watchStorage(ctx, storageFailed)
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); n.watchStorage(ctx, storageFailed) }()
 	n.log.Info("node serving", "addr", ln.Addr().String(),
 		"last_lsn", n.journal.LastLSN(), "mirror", n.mirror != nil)
 	var runErr error
@@ -493,6 +494,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.closeFHIR(shutdownCtx)
 	cancel()
 	<-alignDone
+	<-watchDone
 	if n.mirror != nil {
 		if err := <-loopDone; err != nil && runErr == nil {
 			runErr = err
