@@ -120,7 +120,7 @@ func (a *Arbiter) Step(m Message) Ready {
 		a.event("reject", "request %v from %s", m.Op, m.From)
 		return a.take()
 	}
-	if m.Op < OpRead || m.Op > OpPromoteDR || (m.Op == OpPromoteDR && !dr) {
+	if m.Op < OpRead || m.Op > OpReopen || (m.Op == OpPromoteDR && !dr) {
 		a.counters.UnknownType++
 		return a.take()
 	}
@@ -219,6 +219,19 @@ func (a *Arbiter) Step(m Message) Ready {
 		n = Record{Version: Version{Epoch: max(rec.Version.Epoch, m.Epoch) + 1}, Primary: m.From,
 			BackupActive: false, Mode: ModeAgent, ForkLSN: m.LSN}
 		a.commit(n, m, "dr member promoted by the operator")
+	case OpReopen:
+		// The primary restarted and cannot reach its backup: it may have
+		// shipped records it never made durable, so it must not write at
+		// LSNs of this epoch again. It continues alone in a new epoch; the
+		// backup, not active, takes the new epoch's records over its tail.
+		if m.From != rec.Primary || m.Epoch != rec.Version.Epoch {
+			a.counters.Forged++
+			a.reply(m, false)
+			return a.take()
+		}
+		n = Record{Version: Version{Epoch: rec.Version.Epoch + 1}, Primary: m.From, Backup: rec.Backup,
+			BackupActive: false, Mode: ModeArbiter, ForkLSN: m.LSN}
+		a.commit(n, m, "restarted primary reopens in a new epoch")
 	case OpTakeover:
 		if m.From != rec.Backup || m.Epoch != rec.Version.Epoch {
 			a.counters.Forged++

@@ -14,8 +14,10 @@ func backupB() *Member {
 }
 
 func primaryA() *Member {
-	return NewMember(MemberConfig{ID: "A", Peer: "B", PeerAgent: "agentB", Arbiter: "arb", QoS: tQoS},
+	m := NewMember(MemberConfig{ID: "A", Peer: "B", PeerAgent: "agentB", Arbiter: "arb", QoS: tQoS},
 		HardState{Epoch: 2, Role: RolePrimary, BackupActive: true, Known: genesisRec}, Base{}, []Entry{{Epoch: 1, LSN: 1, Marker: true}, {Epoch: 2, LSN: 2, Marker: true, PrevEnd: 1}}, 0)
+	m.Tick(0) // the restart's own Ready (HardState.Restarts) is not the input under test
+	return m
 }
 
 type snap struct {

@@ -94,6 +94,7 @@ type Member struct {
 	pending           *pendingReq
 	agentModeSeq      uint64 // primary: ModeSeq proposed for agent mode (0 = none)
 	draining          bool
+	resyncing         bool // restarted primary: takes no writes until it holds its backup's tail (see ShipsEarly)
 	handoverLSN       LSN
 	handoverSentAt    Tick
 	agentQueryAt      Tick
@@ -140,6 +141,19 @@ func NewMember(cfg MemberConfig, hs HardState, base Base, journal []Entry, now T
 	if m.hs.Role == RolePrimary && !m.hs.Fenced && !m.hs.SteppedDown && !m.hs.BackupActive && m.hs.Mode == ModeAgent {
 		// the backup has promised (durably) to take over only through our agent
 		m.aloneConsent = true
+	}
+	if m.hs.Fenced && m.hs.Asked.Valid && m.hs.Asked.Reopen {
+		// fenced (by our agent, or stated gone by an operator who then
+		// promoted the backup) before we learned whether the arbiter
+		// granted our new epoch: the claim is given up with the role
+		m.hs.Asked = TakeoverAsk{}
+		m.persist()
+	}
+	if m.actingPrimary() && !m.cfg.Async && m.cfg.Peer != "" && m.hs.BackupActive && !cfg.Mutations.NoResync {
+		// it may have shipped records it had not made durable (ShipsEarly)
+		m.resyncing = true
+		m.hs.Restarts++
+		m.persist() // before the first append carries it
 	}
 	m.status = m.computeStatus()
 	return m
@@ -244,6 +258,29 @@ func (m *Member) epochAt(l LSN) Epoch {
 	return m.log[l-m.base.LSN-1].Epoch
 }
 
+// ShipsEarly: the shell may send this Ready's appends to the failover
+// peer before the Ready's entries are durable here, overlapping the two
+// fsyncs. Only while the backup is active (durably: the hard state that
+// ends it is saved only after every record queued before it is durable, so
+// a primary restarted with BackupActive false holds every record its
+// backup holds of its epoch) and not while resyncing. A Commit shipped
+// early must not exceed what is durable here: the shell lowers it.
+//
+// The danger is a primary that restarts without records its backup
+// already holds, then writes other records at those LSNs of the same
+// epoch. A restarted primary whose backup was active therefore takes no
+// writes until it has the backup's records of its epoch (Resync), or,
+// with the backup silent, opens a new epoch of its own: recorded at the
+// arbiter (OpReopen), or in agent-controlled mode after 2×QoS, where the
+// backup promised to take over only through our agent, which fences us
+// and reports our epoch from disk first.
+func (m *Member) ShipsEarly() bool {
+	return m.actingPrimary() && m.hs.BackupActive && !m.resyncing && m.cfg.Peer != "" && !m.cfg.Async
+}
+
+// TakesWrites: the shell may accept client writes (after the last LSN).
+func (m *Member) TakesWrites() bool { return m.actingPrimary() && !m.resyncing }
+
 // actingPrimary: durable role primary, not fenced, not stepped down.
 func (m *Member) actingPrimary() bool {
 	return m.hs.Role == RolePrimary && !m.hs.Fenced && !m.hs.SteppedDown && !m.hs.NeedsRebuild
@@ -336,7 +373,7 @@ func (m *Member) computeStatus() Status {
 	case m.hs.Role == RolePrimary && (m.hs.SteppedDown || m.draining):
 		return StatusTransition
 	case m.hs.Role == RolePrimary:
-		if m.inTrouble() {
+		if m.resyncing || m.inTrouble() {
 			return StatusInTrouble
 		}
 		return StatusPrimary
@@ -440,7 +477,7 @@ func (m *Member) afterChange(before Status) {
 // ---------------------------------------------------------------- primary
 
 func (m *Member) onPropose(msg Message) {
-	if !m.actingPrimary() || m.draining {
+	if !m.actingPrimary() || m.draining || m.resyncing {
 		m.act(Action{Kind: ActRejectWrite, Epoch: m.hs.Epoch})
 		return
 	}
@@ -547,7 +584,8 @@ func (m *Member) appendFor(to ID, from LSN) Message {
 		mode, seq = ModeAgent, m.agentModeSeq
 	}
 	return Message{Type: MsgAppend, To: to, PrevLSN: prev, PrevEpoch: m.epochAt(prev), Entries: es,
-		Commit: m.commit, LastLSN: m.lastLSN(), Mode: mode, ModeSeq: seq, BackupActive: m.hs.BackupActive}
+		Commit: m.commit, LastLSN: m.lastLSN(), Mode: mode, ModeSeq: seq, BackupActive: m.hs.BackupActive,
+		Resync: m.resyncing && to == m.cfg.Peer, Restarts: m.hs.Restarts}
 }
 
 func (m *Member) onAppendResp(msg Message) {
@@ -598,6 +636,10 @@ func (m *Member) onAppendResp(msg Message) {
 		}
 		return
 	}
+	if msg.Restarts != m.hs.Restarts {
+		m.counters.StaleEpoch++
+		return // answers an append from before our last restart
+	}
 	m.lastBackupAck = m.now
 	m.peerArbiter = msg.ArbiterContact
 	if msg.Reject {
@@ -621,6 +663,9 @@ func (m *Member) onAppendResp(msg Message) {
 		m.match = msg.Match
 	}
 	m.peerGone = false
+	if m.resyncing && msg.Resync && msg.Match == m.lastLSN() {
+		m.takeResync(msg.Entries)
+	}
 	// entering agent mode: the backup has persisted its promise
 	if m.agentModeSeq != 0 && msg.Mode == ModeAgent && msg.ModeSeq == m.agentModeSeq {
 		m.hs.Mode, m.hs.ModeSeq = ModeAgent, m.agentModeSeq
@@ -628,6 +673,26 @@ func (m *Member) onAppendResp(msg Message) {
 		m.persist()
 		m.event("mode", "epoch %d: agent-controlled (backup promised)", m.hs.Epoch)
 	}
+}
+
+// takeResync: the backup holds entries up to our last LSN and sent what it
+// holds after it of our epoch. Take them (they are records this primary
+// shipped before it restarted) and ask for more; none left: take writes.
+func (m *Member) takeResync(es []Entry) {
+	n := 0
+	for n < len(es) && es[n].Epoch == m.hs.Epoch && es[n].LSN == m.lastLSN()+LSN(n)+1 {
+		n++
+	}
+	if n > 0 {
+		m.appendEntries(es[:n]...)
+		m.event("resync", "epoch %d: took %d records the backup held after our journal; now ends at %d", m.hs.Epoch, n, m.lastLSN())
+		m.next = m.lastLSN() + 1
+		m.send(m.appendFor(m.cfg.Peer, m.next))
+		return
+	}
+	m.resyncing = false
+	m.act(Action{Kind: ActResumeWrites, Epoch: m.hs.Epoch, UpTo: m.lastLSN()})
+	m.event("resynced", "epoch %d: the backup holds nothing after LSN %d; taking writes", m.hs.Epoch, m.lastLSN())
 }
 
 func (m *Member) arbiterContact() bool { return m.now-m.lastArbiter <= m.cfg.QoS }
@@ -772,7 +837,9 @@ func (m *Member) tickPrimary() {
 	caughtUp := backupOK && m.match >= m.lastLSN()
 
 	if m.hs.BackupActive {
-		if !backupOK {
+		if !backupOK && m.resyncing {
+			m.reopen()
+		} else if !backupOK {
 			if m.hs.Mode == ModeArbiter {
 				// ask the arbiter to record "backup no longer active at epoch e"
 				if m.pending == nil || m.pending.op != OpBackupInactive {
@@ -818,7 +885,14 @@ func (m *Member) tickPrimary() {
 			}
 		}
 	}
-	if m.draining && caughtUp && m.commit >= m.lastLSN() && m.pending == nil {
+	if a := m.hs.Asked; a.Valid && a.Reopen && m.pending == nil && !m.resyncing {
+		// a new epoch asked for while resyncing, its answer lost: learn it
+		// (granted, we move to it; refused, the ask is dropped) before any
+		// other epoch is made here (a handover)
+		m.pending = &pendingReq{op: OpReopen, seen: a.At, lsn: a.LSN}
+		m.sendAsk()
+	}
+	if m.draining && caughtUp && m.commit >= m.lastLSN() && m.pending == nil && !m.hs.Asked.Valid {
 		// planned handover: everything is on the backup and committed
 		m.hs.SteppedDown = true
 		m.handoverLSN = m.lastLSN()
@@ -830,6 +904,32 @@ func (m *Member) tickPrimary() {
 		} else {
 			m.sendHandover()
 		}
+	}
+}
+
+// reopen: restarted, resyncing, and the backup is silent beyond the QoS.
+// Writing on in this epoch could reuse LSNs the backup holds other records
+// at; a new epoch cannot. Arbiter-controlled: the arbiter records it
+// (OpReopen, a CAS like every other decision). Agent-controlled: after
+// 2×QoS, on our own authority, as the pair would go alone (the backup
+// takes over only through our agent, which reads our epoch from disk).
+func (m *Member) reopen() {
+	if m.hs.Mode == ModeArbiter {
+		if m.pending == nil || m.pending.op != OpReopen {
+			// durable before the request leaves, as a takeover's: the agent
+			// then reports the next epoch if it fences us (FenceEpoch), and
+			// a grant learned only after a demotion is still ours
+			m.hs.Asked = TakeoverAsk{Valid: true, At: m.hs.Known.Version, Epoch: m.hs.Epoch, LSN: m.lastLSN(), Reopen: true}
+			m.persist()
+			m.ask(OpReopen, m.lastLSN())
+			m.event("ask", "epoch %d: restarted without the backup: new epoch requested at %v after LSN %d", m.hs.Epoch, m.hs.Known.Version, m.lastLSN())
+		}
+		return
+	}
+	if m.now-m.lastBackupAck >= 2*m.cfg.QoS {
+		m.pending = nil
+		m.resyncing = false
+		m.promote(m.hs.Epoch+1, PromoteReopen, ModeAgent, false)
 	}
 }
 
@@ -897,6 +997,14 @@ func (m *Member) onAppend(msg Message) {
 		m.hs.Mode, m.hs.ModeSeq = msg.Mode, msg.ModeSeq
 		m.persist()
 	}
+	if msg.Restarts < m.hs.PeerRestarts {
+		m.counters.StaleEpoch++
+		return // from before the primary's last restart
+	}
+	if msg.Restarts > m.hs.PeerRestarts {
+		m.hs.PeerRestarts = msg.Restarts
+		m.persist()
+	}
 	if m.hs.Asked.Valid && m.hs.Asked.Epoch == msg.Epoch && !m.cfg.Mutations.AckAfterTakeoverAsk {
 		return // asked for takeover: acknowledge nothing of the old epoch
 	}
@@ -953,7 +1061,7 @@ func (m *Member) onAppend(msg Message) {
 		m.persist()
 		m.event("mode", "epoch %d: %v (seq %d)", m.hs.Epoch, msg.Mode, msg.ModeSeq)
 	}
-	resp := Message{Type: MsgAppendResp, To: msg.From, Mode: m.hs.Mode, ModeSeq: m.hs.ModeSeq, ArbiterContact: m.arbiterContact()}
+	resp := Message{Type: MsgAppendResp, To: msg.From, Mode: m.hs.Mode, ModeSeq: m.hs.ModeSeq, ArbiterContact: m.arbiterContact(), Restarts: msg.Restarts}
 	if msg.PrevLSN > m.lastLSN() || m.epochAt(msg.PrevLSN) != msg.PrevEpoch {
 		resp.Reject = true
 		resp.Hint = min(m.lastLSN(), msg.PrevLSN-1)
@@ -977,6 +1085,18 @@ func (m *Member) onAppend(msg Message) {
 	if c := min(msg.Commit, resp.Match); c > m.commit {
 		m.commit = c // known committed in this history (bounds a forced promotion's loss)
 	}
+	if msg.Resync && !m.cfg.Async {
+		// the primary restarted: send what we hold of its epoch after what
+		// it has (records it shipped before it made them durable)
+		resp.Resync = true
+		for l := resp.Match + 1; l <= m.lastLSN() && len(resp.Entries) < m.cfg.MaxBatch; l++ {
+			e := m.log[l-m.base.LSN-1]
+			if e.Epoch != msg.Epoch {
+				break
+			}
+			resp.Entries = append(resp.Entries, e)
+		}
+	}
 	m.send(resp)
 }
 
@@ -988,10 +1108,13 @@ func (m *Member) adoptEpoch(e Epoch, via string) {
 	if !m.cfg.Async {
 		m.hs.Role = RoleBackup
 	}
-	m.hs.Asked = TakeoverAsk{}
+	if a := m.hs.Asked; !(a.Valid && a.Reopen && e == a.Epoch+1) {
+		m.hs.Asked = TakeoverAsk{} // a reopen ask survives the epoch it may have created
+	}
 	m.hs.SteppedDown = false
 	m.hs.Fenced = false
 	m.hs.BackupActive = false
+	m.hs.Restarts, m.hs.PeerRestarts = 0, 0
 	// until the new primary's first append says otherwise (its seq is >= 1),
 	// keep the conservative promise: take over only through the agent
 	m.hs.Mode, m.hs.ModeSeq = ModeAgent, 0
@@ -1018,7 +1141,11 @@ func (m *Member) tickBackup() {
 	}
 	if m.hs.Asked.Valid && m.pending == nil && !m.hs.Fenced {
 		// restarted with an outstanding ask: resend the same request
-		m.pending = &pendingReq{op: OpTakeover, seen: m.hs.Asked.At, lsn: m.hs.Asked.LSN}
+		op := OpTakeover
+		if m.hs.Asked.Reopen {
+			op = OpReopen
+		}
+		m.pending = &pendingReq{op: op, seen: m.hs.Asked.At, lsn: m.hs.Asked.LSN}
 		m.sendAsk()
 	}
 	if m.now-m.lastPrimaryMsg <= m.cfg.QoS || m.hs.Role == RolePrimary {
@@ -1144,6 +1271,7 @@ func (m *Member) promote(ne Epoch, why PromoteReason, mode Mode, backupActive bo
 	m.hs.Asked = TakeoverAsk{}
 	m.hs.SteppedDown = false
 	m.hs.Fenced = false
+	m.hs.Restarts, m.hs.PeerRestarts = 0, 0
 	m.persist()
 	m.appendEntries(Entry{Epoch: ne, LSN: prevEnd + 1, Marker: true, PrevEnd: prevEnd})
 	m.pending = nil
@@ -1215,10 +1343,23 @@ func (m *Member) onArbiterResp(msg Message) {
 		m.persist()
 	}
 	cur := m.pending != nil && msg.Op == m.pending.op && msg.Seen == m.pending.seen
+	if a := m.hs.Asked; a.Valid && a.Reopen && rec.Version.Epoch == a.Epoch+1 && rec.Primary == m.cfg.ID && rec.ForkLSN == a.LSN &&
+		!m.hs.Fenced && !m.hs.NeedsRebuild && (m.actingPrimary() && m.hs.Epoch == a.Epoch || m.hs.Role == RoleBackup && m.hs.Epoch == a.Epoch+1) {
+		// our OpReopen, recorded at the arbiter — also when it answers a
+		// request still on its way when the resync ended (we may have
+		// written since: the new epoch starts after all of it), or when the
+		// backup told us of the epoch first (nobody else is its primary:
+		// a takeover through our agent starts after FenceEpoch)
+		m.pending = nil
+		m.resyncing = false
+		m.hs.Known = rec
+		m.promote(rec.Version.Epoch, PromoteReopen, ModeArbiter, false)
+		return
+	}
 	if rec.Version.Epoch > m.hs.Epoch {
 		if rec.Primary == m.cfg.ID {
 			a := m.hs.Asked
-			if a.Valid && rec.Version.Epoch == a.Epoch+1 && rec.ForkLSN == a.LSN && m.hs.Role == RoleBackup && !m.hs.Fenced && !m.hs.NeedsRebuild && a.LSN >= m.base.LSN {
+			if a.Valid && !a.Reopen && rec.Version.Epoch == a.Epoch+1 && rec.ForkLSN == a.LSN && m.hs.Role == RoleBackup && !m.hs.Fenced && !m.hs.NeedsRebuild && a.LSN >= m.base.LSN {
 				// our grant, recorded at the arbiter first
 				m.truncate(a.LSN, true)
 				m.hs.Known = rec
@@ -1236,7 +1377,7 @@ func (m *Member) onArbiterResp(msg Message) {
 		m.adoptEpoch(rec.Version.Epoch, "arbiter record")
 		return
 	}
-	if m.hs.Asked.Valid && m.hs.Asked.At.Less(rec.Version) && !(rec.Primary == m.cfg.ID) {
+	if a := m.hs.Asked; a.Valid && a.At.Less(rec.Version) && (rec.Primary != m.cfg.ID || a.Reopen && rec.Version.Epoch == a.Epoch) {
 		// the record moved past our request: it can never be granted
 		m.hs.Asked = TakeoverAsk{}
 		m.persist()
@@ -1292,6 +1433,8 @@ func (m *Member) onArbiterResp(msg Message) {
 		if !msg.OK && p.seen.Less(rec.Version) {
 			m.pending = nil
 		}
+	case OpReopen:
+		m.pending = nil // refused: the next tick asks again on the version we now know
 	}
 }
 

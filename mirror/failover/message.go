@@ -61,13 +61,14 @@ const (
 	OpHandover                            // primary: planned handover to the backup at epoch e+1 after LSN
 	OpReport                              // member -> empty arbiter: my Known record, after a Reseed challenge
 	OpPromoteDR                           // dr member, on the operator's command: record me primary of epoch e+1 after LSN (the pair gone)
+	OpReopen                              // restarted primary whose backup is silent: record me primary of epoch e+1 after LSN, backup not active
 )
 
 func (o ArbiterOp) String() string {
-	if int(o) >= 9 {
+	if int(o) >= 10 {
 		return fmt.Sprintf("op(%d)", uint8(o))
 	}
-	return [...]string{"?", "read", "backup-inactive", "backup-active", "takeover", "arbiter-mode", "handover", "report", "promote-dr"}[o]
+	return [...]string{"?", "read", "backup-inactive", "backup-active", "takeover", "arbiter-mode", "handover", "report", "promote-dr", "reopen"}[o]
 }
 
 // Message is the one envelope for all cores. Only the fields meaningful for
@@ -78,7 +79,7 @@ type Message struct {
 	To    ID      `json:",omitzero"`
 	Epoch Epoch   `json:",omitzero"` // sender's epoch
 
-	// MsgPropose, MsgAppend, MsgAgentResp, MsgFenceDone
+	// MsgPropose, MsgAppend, MsgAgentResp, MsgFenceDone; MsgAppendResp to a Resync
 	Data    []byte  `json:",omitzero"`
 	Entries []Entry `json:",omitzero"`
 
@@ -95,6 +96,14 @@ type Message struct {
 	// its own journal does not reach that base in the same history, it
 	// needs a rebuild (HardState.NeedsRebuild).
 	JournalGone bool `json:",omitzero"`
+	// Resync (primary -> backup, and echoed): the primary restarted and may
+	// have shipped records it did not make durable before it stopped. The
+	// backup answers with its own records of the primary's epoch after
+	// Match (Entries); the primary takes them before it writes again.
+	Resync bool `json:",omitzero"`
+	// Restarts: the primary's HardState.Restarts (MsgAppend), echoed in the
+	// answer (MsgAppendResp); see HardState.
+	Restarts uint64 `json:",omitzero"`
 
 	// MsgAppendResp
 	Match          LSN  `json:",omitzero"`

@@ -204,14 +204,14 @@ func TestPurge05_StaleJournalGoneDoesNotForceARebuild(t *testing.T) {
 	tr.steady("w", 5)
 	// a late notice from a primary whose base (3) B's journal reaches
 	tr.inject(Message{Type: MsgAppend, From: "A", To: "B", Epoch: 1, PrevLSN: 3, PrevEpoch: 1, JournalGone: true,
-		Commit: 6, LastLSN: 6, Mode: ModeArbiter, ModeSeq: 1, BackupActive: true})
+		Commit: 6, LastLSN: 6, Mode: ModeArbiter, ModeSeq: 1, BackupActive: true, Restarts: tr.disk["A"].Restarts})
 	tr.run(4)
 	if tr.disk["B"].NeedsRebuild || tr.m("B").Status() != StatusBackup {
 		tr.fatalf("B holds LSN 3: it must not need a rebuild")
 	}
 	// a notice whose base B does not hold in the same history does
 	tr.inject(Message{Type: MsgAppend, From: "A", To: "B", Epoch: 1, PrevLSN: 40, PrevEpoch: 1, JournalGone: true,
-		Commit: 50, LastLSN: 50, Mode: ModeArbiter, ModeSeq: 1, BackupActive: true})
+		Commit: 50, LastLSN: 50, Mode: ModeArbiter, ModeSeq: 1, BackupActive: true, Restarts: tr.disk["A"].Restarts})
 	tr.run(1)
 	if !tr.disk["B"].NeedsRebuild || tr.m("B").Status() != StatusNeedsRebuild {
 		tr.fatalf("B lacks 7..40: it needs a rebuild")

@@ -136,6 +136,21 @@ type TakeoverAsk struct {
 	At    Version // record version the request was a CAS on
 	Epoch Epoch   // the backup's epoch when asking
 	LSN   LSN     // the backup's last durable LSN: the new epoch starts after it
+	// Reopen: asked by a restarted primary for a new epoch of its own
+	// (OpReopen), not by a backup for a takeover. Granted, it starts after
+	// the asker's whole journal (nothing of its own epoch is cut).
+	Reopen bool
+}
+
+// FenceEpoch is the epoch an agent reports for a fenced member: its durable
+// epoch, or the next one when it asked the arbiter to reopen in it (the
+// grant may be recorded there without the member having learned it; a
+// takeover through the agent must not create that epoch a second time).
+func FenceEpoch(hs HardState) Epoch {
+	if hs.Asked.Valid && hs.Asked.Reopen {
+		return max(hs.Epoch, hs.Asked.Epoch+1)
+	}
+	return hs.Epoch
 }
 
 // DataLoss is an operator's recorded forced-promotion decision: journal
@@ -169,6 +184,14 @@ type HardState struct {
 	// re-seed (Reseeded); until then the member never acknowledges, never
 	// takes over and serves no reads.
 	NeedsRebuild bool
+	// Restarts (primary): how often it restarted in Epoch with its backup
+	// active, each time resyncing; its appends carry it. PeerRestarts
+	// (backup): the highest its primary's appends carried in Epoch. An
+	// append or answer from before the primary's last restart (delayed on
+	// the network, or buffered from the dead process) is stale: it could
+	// carry records the restarted primary never made durable.
+	Restarts     uint64
+	PeerRestarts uint64
 }
 
 // Reseeded is the hard state of a member re-seeded from a snapshot that the
@@ -249,10 +272,11 @@ const (
 	ActAckClients                            // acknowledge client writes up to UpTo (Epoch = committing epoch)
 	ActFence                                 // agent: kill the member and mark its data dir; then Step(MsgFenceDone)
 	ActRejectWrite                           // a client write was refused (not primary / draining)
+	ActResumeWrites                          // a restarted primary took its backup's tail: take writes after UpTo
 )
 
 func (k ActionKind) String() string {
-	return [...]string{"?", "Promote", "Demote", "StopCommitting", "StartCommitting", "AckClients", "Fence", "RejectWrite"}[k]
+	return [...]string{"?", "Promote", "Demote", "StopCommitting", "StartCommitting", "AckClients", "Fence", "RejectWrite", "ResumeWrites"}[k]
 }
 
 // PromoteReason says on whose authority a member became primary.
@@ -264,10 +288,11 @@ const (
 	PromoteHandover                          // planned handover from the primary
 	PromoteForced                            // operator forced it; a DataLoss is recorded
 	PromoteDR                                // operator promoted a dr async (failover pair gone); a DataLoss is recorded
+	PromoteReopen                            // the primary restarted without its backup: a new epoch of its own (OpReopen, or agent-controlled)
 )
 
 func (r PromoteReason) String() string {
-	return [...]string{"?", "arbiter-grant", "agent-fence+tail", "planned-handover", "operator-forced", "dr-promotion"}[r]
+	return [...]string{"?", "arbiter-grant", "agent-fence+tail", "planned-handover", "operator-forced", "dr-promotion", "restart-reopen"}[r]
 }
 
 // Action is one instruction to the shell.
@@ -304,6 +329,10 @@ type Mutations struct {
 	NonActiveTakeover   bool // (b) backup takes over through the agent without the journal tail
 	ArbiterForget       bool // (c) arbiter does not persist its decisions
 	AckAfterTakeoverAsk bool // (d) backup still acks the old epoch after asking for takeover
+	// (e) a restarted primary writes on in its epoch without first taking
+	// its backup's records of that epoch (the records it shipped early);
+	// the simulation's only: not in MutationNames
+	NoResync bool
 }
 
 // MutationNames are the names ParseMutations accepts, one per switch.

@@ -225,6 +225,6 @@ func (s *Server) fence() (failover.Message, error) {
 	}
 	s.log.Warn("member fenced", "member", s.member.Name, "killed_running_process", killed, "epoch", hs.Epoch,
 		"journal_base_lsn", base.LSN, "journal_last_lsn", uint64(base.LSN)+uint64(len(entries)))
-	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: hs.Epoch,
+	return failover.Message{Type: failover.MsgFenceDone, From: s.id, To: s.id, Epoch: failover.FenceEpoch(hs),
 		PrevLSN: base.LSN, PrevEpoch: base.Epoch, Entries: entries}, nil
 }

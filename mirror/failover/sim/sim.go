@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -279,8 +280,29 @@ func (w *world) send(m failover.Message) {
 }
 
 // process executes a Ready in the order the cores require: persist, send, act.
+// A member's appends to its failover peer may leave before the persist when
+// the core allows it (ShipsEarly), as the node does, with the commit they
+// carry lowered to what is durable; a crash may then lose the Ready's
+// records after the peer received them.
 func (w *world) process(n *node, rd failover.Ready) {
 	w.steps++
+	if n.kind == kMember && n.m != nil && len(rd.Entries) > 0 && n.m.ShipsEarly() && pipelinable(rd, n.hs) {
+		durable := LSN(len(n.log))
+		kept := rd.Messages[:0:0]
+		for _, m := range rd.Messages {
+			if m.Type == failover.MsgAppend && m.To == n.mcfg.Peer {
+				m.Commit = min(m.Commit, durable)
+				w.send(m)
+			} else {
+				kept = append(kept, m)
+			}
+		}
+		rd.Messages = kept
+		if !w.healing && w.rng.Float64() < 0.01*w.faultRate {
+			w.crash(n, Tick(5+w.rng.IntN(30)), "shipped early, before fsync")
+			return
+		}
+	}
 	// persist
 	if rd.Truncate != nil {
 		if rd.Truncate.After < n.base {
@@ -352,6 +374,20 @@ func (w *world) process(n *node, rd failover.Ready) {
 	}
 }
 
+// pipelinable: what the node ships early from — a Ready that changes no
+// hard state, truncates nothing and acts only by acknowledging clients.
+func pipelinable(rd failover.Ready, saved failover.HardState) bool {
+	if rd.Truncate != nil || rd.HardState != nil && !reflect.DeepEqual(*rd.HardState, saved) {
+		return false
+	}
+	for _, a := range rd.Actions {
+		if a.Kind != failover.ActAckClients {
+			return false
+		}
+	}
+	return true
+}
+
 func (w *world) act(n *node, a failover.Action) {
 	switch a.Kind {
 	case failover.ActAckClients:
@@ -406,7 +442,7 @@ func (w *world) fence(m *node, agent *node) {
 		return
 	}
 	b := m.journalBase()
-	rd := agent.g.Step(failover.Message{Type: failover.MsgFenceDone, From: agent.id, To: agent.id, Epoch: m.hs.Epoch,
+	rd := agent.g.Step(failover.Message{Type: failover.MsgFenceDone, From: agent.id, To: agent.id, Epoch: failover.FenceEpoch(m.hs),
 		PrevLSN: b.LSN, PrevEpoch: b.Epoch, Entries: slices.Clone(m.log[m.base:])})
 	w.process(agent, rd)
 }

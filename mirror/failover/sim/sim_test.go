@@ -79,6 +79,7 @@ func TestMutationsCaught(t *testing.T) {
 		{"b/non-active-backup-takeover", failover.Mutations{NonActiveTakeover: true}},
 		{"c/arbiter-forgets-decision", failover.Mutations{ArbiterForget: true}},
 		{"d/backup-acks-after-takeover-ask", failover.Mutations{AckAfterTakeoverAsk: true}},
+		{"e/restarted-primary-writes-without-resync", failover.Mutations{NoResync: true}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
