@@ -468,6 +468,11 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready) error {
 		}
 	}
 	m.ackEarly(batch)
+	if m.core.ShipsEarly() {
+		if err := m.shipEarly(batch); err != nil {
+			return err
+		}
+	}
 	st := stage{after: m.lastQueued, batch: append([]failover.Ready(nil), batch...)}
 	if len(m.stages) == 0 && (st.after == nil || isDone(st.after)) {
 		return m.execute(ctx, st.batch) // nothing to wait for
@@ -479,13 +484,48 @@ func (m *mirror) handle(ctx context.Context, batch []failover.Ready) error {
 	return nil
 }
 
+// shipEarly sends the batch's appends to the backup now, before their
+// records are durable here, so the two members' fsyncs overlap (issue 4);
+// the rest of the batch's output waits for the fsync as a stage. The core
+// allows it only while the backup is active (failover.Member.ShipsEarly:
+// a primary that restarts without records its backup holds takes them
+// back, or opens a new epoch, before it writes again). The commit point an
+// early append carries is lowered to what is durable here: the backup
+// applies up to it, and a record it applied must never be one this member
+// loses in a crash. Earlier stages hold no appends to the backup: every
+// batch since the backup became active (a barrier) shipped them early.
+func (m *mirror) shipEarly(batch []failover.Ready) error {
+	var early []failover.Message
+	for i := range batch {
+		rest := batch[i].Messages[:0:0]
+		for _, msg := range batch[i].Messages {
+			if msg.Type == failover.MsgAppend && msg.To == m.peer {
+				early = append(early, msg)
+			} else {
+				rest = append(rest, msg)
+			}
+		}
+		batch[i].Messages = rest
+	}
+	durable := failover.LSN(m.j.DurableLSN())
+	for _, msg := range coalesce(early) {
+		msg.Commit = min(msg.Commit, durable)
+		if err := m.hydrate(&msg); err != nil {
+			return m.fatal("could not read journal records to ship", err)
+		}
+		m.send(msg)
+	}
+	return nil
+}
+
 // stage is the output of a pipelined batch: its messages, actions and
 // events, to be executed once after — the last record queued when the
 // batch was handled, by it or before it — is durable. Stages go in order,
 // and the journal makes records durable in LSN order, so a stage's
 // messages leave only when every record the core held when it produced
-// them is durable here: records are never shipped before their fsync, and
-// a backup's acknowledgement never covers a record it has not made durable.
+// them is durable here (appends to an active backup excepted: shipEarly),
+// and a backup's acknowledgement never covers a record it has not made
+// durable.
 type stage struct {
 	after *journal.Pending
 	batch []failover.Ready
@@ -605,11 +645,11 @@ func (m *mirror) handleNow(ctx context.Context, batch []failover.Ready) error {
 // execute sends a batch's messages, then acts, then logs its events. Every
 // record the core held when it produced them is durable here.
 func (m *mirror) execute(ctx context.Context, batch []failover.Ready) error {
-	// Journal records leave only once they are durable here. Shipping them
-	// before the fsync would overlap the two disks, but a primary that
-	// crashed before its fsync and restarted in the same epoch would write a
-	// different record at an (epoch, LSN) its backup already holds (the spin
-	// model's SHIP_BEFORE_FSYNC mutant is exactly that).
+	// Records in these messages are durable here. (Appends to an active
+	// backup left earlier, see shipEarly; the failover core's resync rule
+	// keeps a restarted primary from writing a different record at an
+	// (epoch, LSN) its backup already holds — the spin model's
+	// SHIP_BEFORE_FSYNC mutant, which has no such rule.)
 	//
 	// The store follows what is committed and durable here. The limit is
 	// raised before the clients are woken: each of them waits for its
@@ -889,6 +929,14 @@ func (m *mirror) act(a failover.Action) {
 		m.seq.Restart(base)
 		m.propMu.Lock()
 		m.nextLSN = base + 1
+		m.propMu.Unlock()
+	case failover.ActResumeWrites:
+		// restarted as primary: the backup's records of this epoch are
+		// here now (failover.Member.TakesWrites)
+		m.log.Info("resynced with the backup: taking writes", "epoch", a.Epoch, "after_lsn", a.UpTo)
+		m.seq.Restart(uint64(a.UpTo))
+		m.propMu.Lock()
+		m.nextLSN = uint64(a.UpTo) + 1
 		m.propMu.Unlock()
 	case failover.ActDemote, failover.ActRejectWrite:
 		if a.Kind == failover.ActDemote {

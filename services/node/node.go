@@ -229,7 +229,7 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 	}
 	n.seq = sequencer.New(m, n.store, n.applier)
 	m.seq = n.seq
-	if m.core.IsPrimary() {
+	if m.core.TakesWrites() {
 		base := uint64(m.core.LastLSN())
 		n.seq.Restart(base)
 		m.nextLSN = base + 1
