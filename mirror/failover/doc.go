@@ -75,6 +75,24 @@
 // truncates to it. Any message with a higher epoch demotes a former primary
 // (ActDemote); its unacknowledged tail is quarantined by log matching.
 //
+// Shipping before the fsync (ShipsEarly): while its backup is active the
+// primary's appends to it may leave before the records are durable here,
+// so the two fsyncs overlap; the commit an early append carries is lowered
+// to what is durable. A primary that crashes in between can come back
+// without records its backup holds, and writing other records at those
+// (epoch, LSN)s would fork the history silently. So a primary that
+// restarts with BackupActive (durable) takes no writes until it has
+// resynced: its appends ask (Resync) for the backup's records of its
+// epoch after its own journal and it takes them, then ActResumeWrites.
+// With the backup silent past the QoS it opens a new epoch instead: the
+// arbiter records it (OpReopen, a CAS; the ask is persisted like a
+// takeover's, and FenceEpoch makes the agent report that epoch so a
+// takeover through the agent starts after it), or, agent-controlled, on
+// its own after 2×QoS. HardState.Restarts travels in every append and its
+// answer, so an append or acknowledgement from before the restart is
+// dropped. With BackupActive false nothing was shipped early: the hard
+// state that ends it is saved only after every earlier record is durable.
+//
 // # DESIGN §3 rows and clauses → tests
 //
 //	Failover rules
@@ -117,6 +135,13 @@
 //	  a stale "journal gone" forces nothing               TestPurge05_StaleJournalGoneDoesNotForceARebuild
 //	  purged records of a lost history: needs-rebuild     TestPurge06_AsyncOnALostBranchNeedsRebuild
 //	  agent tail / whole journal after a base             TestPurge07_AgentTailFromAPurgedJournal, TestPurge08_AgentFullLogAfterABase
+//	Shipping before the fsync
+//	  restarted primary resyncs before it writes          TestResync01_RestartedPrimaryTakesTheBackupsRecordsBeforeWriting
+//	  appends and acks from before the restart dropped    TestResync02_StaleAppendFromBeforeTheRestartIsDropped
+//	  backup silent: new epoch (arbiter / agent mode)     TestResync03_WithoutItsBackupTheRestartedPrimaryReopens,
+//	                                                      TestResync04_AgentControlledRestartReopensAfterTwiceTheQoS,
+//	                                                      TestArbiterReopenOnlyForTheRecordedPrimaryOfItsEpoch
+//	  fence reports the epoch a reopen may have made      TestResync05_FenceReportsTheEpochAReopenMayHaveCreated
 //	Agent                                                 TestAgent_FenceThenPersistThenTail
 //	Architecture                                          TestImportsOnlyStdlib
 //
