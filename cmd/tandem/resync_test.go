@@ -27,12 +27,7 @@ func TestRestartedPrimaryResyncsWithItsBackup(t *testing.T) {
 		t.Skip("real processes")
 	}
 	tr := startTier(t)
-	for _, m := range []string{"a", "b"} {
-		if err := tr.client.Do(context.Background(), "POST", m, "/admin/no-failover", []byte(`{"set": true}`), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tr.waitFor("flag recorded", 5*time.Second, func() bool { st := tr.memberStatus("b"); return st != nil && st["no_failover"] == true })
+	tr.setNoFailover()
 	stop := make(chan struct{})
 	wait := tr.writers(8, stop)
 	time.Sleep(700 * time.Millisecond)

@@ -533,17 +533,24 @@ func TestNoFailoverFlag(t *testing.T) {
 		t.Skip("real processes")
 	}
 	tr := startTier(t)
-	for _, m := range []string{"a", "b"} {
-		if err := tr.client.Do(context.Background(), "POST", m, "/admin/no-failover", []byte(`{"set": true}`), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tr.waitFor("flag recorded", 5*time.Second, func() bool { st := tr.memberStatus("b"); return st != nil && st["no_failover"] == true })
+	tr.setNoFailover()
 	tr.kill9("a")
 	time.Sleep(4 * testQoS)
 	if s, e := tr.status("b"), tr.epoch("b"); s != "backup" || e != 1 {
 		t.Fatalf("b took over with no-failover set: %s in epoch %d", s, e)
 	}
+}
+
+// setNoFailover sets "no failover" on both members and waits until the
+// backup reports it.
+func (tr *tier) setNoFailover() {
+	tr.t.Helper()
+	for _, m := range []string{"a", "b"} {
+		if err := tr.client.Do(context.Background(), "POST", m, "/admin/no-failover", []byte(`{"set": true}`), nil); err != nil {
+			tr.t.Fatal(err)
+		}
+	}
+	tr.waitFor("flag recorded", 5*time.Second, func() bool { st := tr.memberStatus("b"); return st != nil && st["no_failover"] == true })
 }
 
 // TestPlannedFailoverUnderWrites (issue 4, d): the primary drains, the
