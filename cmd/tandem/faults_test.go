@@ -411,8 +411,30 @@ type verdict struct {
 
 // runSchedule runs one seeded schedule and returns its verdict (checks not
 // yet asserted, so mutation tests can expect failure).
+// keepLogs copies the processes' logs of a failed schedule beside its
+// report (TANDEM_FAULT_REPORT_DIR), for whoever looks into it.
+func keepLogs(tr *tier, seed uint64) {
+	dir := os.Getenv("TANDEM_FAULT_REPORT_DIR")
+	if dir == "" {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(tr.dir, "*.log"))
+	keep := filepath.Join(dir, fmt.Sprintf("seed-%d-logs", seed))
+	os.MkdirAll(keep, 0o755)
+	for _, l := range logs {
+		if data, err := os.ReadFile(l); err == nil {
+			os.WriteFile(filepath.Join(keep, filepath.Base(l)), data, 0o644)
+		}
+	}
+}
+
 func runSchedule(t *testing.T, seed uint64, faults []string) verdict {
 	tr := startTier(t)
+	t.Cleanup(func() {
+		if t.Failed() { // also a schedule stopped by a fatal wait: keep what the processes said
+			keepLogs(tr, seed)
+		}
+	})
 	f := &faultRun{tr: tr, rng: rand.New(rand.NewPCG(seed, 99)), seed: seed, start: time.Now()}
 	if faults == nil {
 		for range 4 {
@@ -535,15 +557,8 @@ func runSchedule(t *testing.T, seed uint64, faults []string) verdict {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d.json", seed)), data, 0o644)
 		ops, _ := json.Marshal(f.ops)
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d-history.json", seed)), ops, 0o644)
-		if len(v.failures()) > 0 { // the processes' logs, for whoever looks into it
-			logs, _ := filepath.Glob(filepath.Join(tr.dir, "*.log"))
-			keep := filepath.Join(dir, fmt.Sprintf("seed-%d-logs", seed))
-			os.MkdirAll(keep, 0o755)
-			for _, l := range logs {
-				if data, err := os.ReadFile(l); err == nil {
-					os.WriteFile(filepath.Join(keep, filepath.Base(l)), data, 0o644)
-				}
-			}
+		if len(v.failures()) > 0 {
+			keepLogs(tr, seed)
 		}
 	}
 	t.Logf("seed %d: %d ops (%d acked writes, %d unknown, %d reads), linearizable %s, lost %d, epoch conflicts %d, final epoch %d",

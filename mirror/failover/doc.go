@@ -142,6 +142,7 @@
 //	                                                      TestResync04_AgentControlledRestartReopensAfterTwiceTheQoS,
 //	                                                      TestArbiterReopenOnlyForTheRecordedPrimaryOfItsEpoch
 //	  fence reports the epoch a reopen may have made      TestResync05_FenceReportsTheEpochAReopenMayHaveCreated
+//	  a resync ends with its epoch                        TestResync06_AResyncEndsWithItsEpoch
 //	Agent                                                 TestAgent_FenceThenPersistThenTail
 //	Architecture                                          TestImportsOnlyStdlib
 //

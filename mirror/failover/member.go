@@ -1122,6 +1122,7 @@ func (m *Member) adoptEpoch(e Epoch, via string) {
 	m.pending = nil
 	m.agentModeSeq = 0
 	m.draining = false
+	m.resyncing = false // a primary again only in a later epoch: nothing of this one to take back
 	m.aloneConsent = false
 	m.commit, m.match = 0, 0
 	m.lastPrimaryMsg = m.now
@@ -1275,6 +1276,7 @@ func (m *Member) promote(ne Epoch, why PromoteReason, mode Mode, backupActive bo
 	m.persist()
 	m.appendEntries(Entry{Epoch: ne, LSN: prevEnd + 1, Marker: true, PrevEnd: prevEnd})
 	m.pending = nil
+	m.resyncing = false
 	m.agentModeSeq = 0
 	m.aloneConsent = !backupActive
 	m.commit, m.match = 0, 0

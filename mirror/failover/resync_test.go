@@ -198,3 +198,34 @@ func TestArbiterReopenOnlyForTheRecordedPrimaryOfItsEpoch(t *testing.T) {
 		}
 	}
 }
+
+func TestResync06_AResyncEndsWithItsEpoch(t *testing.T) {
+	tr := newTier(t)
+	tr.run(4)
+	tr.steady("w", 2)
+	tr.crash("A")
+	tr.run(4 * tQoS)
+	if len(tr.actions("B", ActPromote)) != 1 {
+		tr.fatalf("setup: B should have taken over")
+	}
+	if p := tr.actions("B", ActPromote); p[0].Reason != PromoteGrant {
+		tr.fatalf("setup: B should have taken over by the arbiter's grant: %v", p)
+	}
+	hs := tr.disk["A"]
+	hs.Fenced = false // restarted before its agent's fence (the grant needs none)
+	tr.disk["A"] = hs
+	tr.restart("A") // resyncing: its hard state still says primary of epoch 1, backup active
+	if tr.m("A").Status() != StatusInTrouble {
+		tr.fatalf("setup: A should resync first: %v", tr.m("A").Status())
+	}
+	tr.run(4 * tQoS)
+	if tr.disk["A"].Role != RoleBackup || tr.disk["A"].Epoch != 2 {
+		tr.fatalf("setup: A should follow epoch 2: %+v", tr.disk["A"])
+	}
+	tr.run(4 * tQoS) // A catches up; B has the arbiter record it active
+	tr.crash("B")
+	tr.run(6 * tQoS)
+	if p := tr.actions("A", ActPromote); len(p) != 1 || !tr.m("A").TakesWrites() || tr.m("A").Status() != StatusPrimary {
+		tr.fatalf("A, primary again in a later epoch with B gone, must take writes (found the old resync still open): %v %v", p, tr.m("A").Status())
+	}
+}
