@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,8 @@ import (
 // windows. It prints per side the rate, p50, the primary's and the
 // backup's CPU per operation (from /proc), and how many new TLS
 // connections the clients had to open (0 when keep-alive works).
-// TANDEM_BENCH_PROFILE_DIR=dir also takes a CPU profile of the primary
+// CLIENTS=n changes the client count of both sides (CLIENTS=1: the latency
+// of a lone writer). TANDEM_BENCH_PROFILE_DIR=dir also takes a CPU profile of the primary
 // during one extra window of each side (dir/fhir-create.pprof,
 // dir/kv-put.pprof).
 func BenchmarkFHIRCreateHTTPS(b *testing.B) {
@@ -45,7 +47,14 @@ func BenchmarkFHIRCreateHTTPS(b *testing.B) {
 		}
 		span = d
 	}
-	const clients = 16
+	clients := 16
+	if s := os.Getenv("CLIENTS"); s != "" { // e.g. CLIENTS=1: the latency of one writer
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("CLIENTS: %q is not a positive number", s)
+		}
+		clients = n
+	}
 	dir := b.TempDir()
 	used := map[int]bool{}
 	port := func() int { // a free loopback port, distinct from every other of this run
