@@ -801,12 +801,16 @@ func (m *mirror) ackClients(upTo uint64) {
 
 // hydrate fills in, from the journal, the data of entries the core no
 // longer keeps in memory (DropData), checking each record's epoch and LSN.
+// It reads no further than the last such entry: the ones after it may not
+// be in the journal yet (an append shipped before its fsync, shipEarly).
 func (m *mirror) hydrate(msg *failover.Message) error {
-	first := -1
+	first, last := -1, -1
 	for i, e := range msg.Entries {
 		if !e.Marker && e.Data == nil {
-			first = i
-			break
+			if first < 0 {
+				first = i
+			}
+			last = i
 		}
 	}
 	if first < 0 {
@@ -824,7 +828,7 @@ func (m *mirror) hydrate(msg *failover.Message) error {
 		}
 	}()
 	r := sr.r
-	for i := first; i < len(entries); i++ {
+	for i := first; i <= last; i++ {
 		e := &entries[i]
 		if e.Marker || e.Data != nil {
 			if _, err := r.Next(); err != nil { // keep the reader in step
@@ -849,7 +853,7 @@ func (m *mirror) hydrate(msg *failover.Message) error {
 	}
 	ok = true
 	msg.Entries = entries
-	m.log.Debug("records shipped from the journal", "to", string(msg.To), "from_lsn", entries[first].LSN, "count", len(entries)-first)
+	m.log.Debug("records shipped from the journal", "to", string(msg.To), "from_lsn", entries[first].LSN, "count", last-first+1)
 	return nil
 }
 
