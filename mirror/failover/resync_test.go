@@ -88,7 +88,7 @@ func TestResync02_StaleAppendFromBeforeTheRestartIsDropped(t *testing.T) {
 	}
 	// and an acknowledgement B sent the dead process does not count now
 	tr.write("A", "new")
-	tr.inject(Message{Type: MsgAppendResp, From: "B", To: "A", Epoch: 1, Match: last + 5, Restarts: old})
+	tr.inject(Message{Type: MsgAppendResp, From: "B", To: "A", Epoch: 1, Match: last + 1, Restarts: old})
 	mk := tr.mark()
 	tr.run(1)
 	for _, a := range tr.actionsSince(mk, "A", ActAckClients) {
