@@ -817,6 +817,18 @@ func (m *Member) ask(op ArbiterOp, lsn LSN) {
 	m.sendAsk()
 }
 
+// resendAsk sends the persisted ask (HardState.Asked: a takeover, or a
+// reopen) again, exactly as first sent.
+func (m *Member) resendAsk() {
+	a := m.hs.Asked
+	op := OpTakeover
+	if a.Reopen {
+		op = OpReopen
+	}
+	m.pending = &pendingReq{op: op, seen: a.At, lsn: a.LSN}
+	m.sendAsk()
+}
+
 func (m *Member) sendAsk() {
 	p := m.pending
 	p.sentAt = m.now
@@ -889,8 +901,7 @@ func (m *Member) tickPrimary() {
 		// a new epoch asked for while resyncing, its answer lost: learn it
 		// (granted, we move to it; refused, the ask is dropped) before any
 		// other epoch is made here (a handover)
-		m.pending = &pendingReq{op: OpReopen, seen: a.At, lsn: a.LSN}
-		m.sendAsk()
+		m.resendAsk()
 	}
 	if m.draining && caughtUp && m.commit >= m.lastLSN() && m.pending == nil && !m.hs.Asked.Valid {
 		// planned handover: everything is on the backup and committed
@@ -1141,13 +1152,7 @@ func (m *Member) tickBackup() {
 		m.sendAsk()
 	}
 	if m.hs.Asked.Valid && m.pending == nil && !m.hs.Fenced {
-		// restarted with an outstanding ask: resend the same request
-		op := OpTakeover
-		if m.hs.Asked.Reopen {
-			op = OpReopen
-		}
-		m.pending = &pendingReq{op: op, seen: m.hs.Asked.At, lsn: m.hs.Asked.LSN}
-		m.sendAsk()
+		m.resendAsk() // restarted with an outstanding ask
 	}
 	if m.now-m.lastPrimaryMsg <= m.cfg.QoS || m.hs.Role == RolePrimary {
 		return

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -259,6 +260,24 @@ type Ready struct {
 func (rd Ready) Empty() bool {
 	return rd.HardState == nil && rd.Truncate == nil && len(rd.Entries) == 0 && rd.ArbiterState == nil &&
 		rd.AgentState == nil && len(rd.Messages) == 0 && len(rd.Actions) == 0 && len(rd.Events) == 0
+}
+
+// Pipelinable: the Ready changes no hard state (saved is the one last
+// persisted), truncates nothing and asks for no action but client
+// acknowledgements, which commute and are bounded by the durable LSN where
+// they are executed. A shell may queue its entries for the group commit and
+// let its output wait for their fsync, and send its appends to the backup
+// at once when the member ShipsEarly.
+func (rd Ready) Pipelinable(saved HardState) bool {
+	if rd.Truncate != nil || rd.HardState != nil && !reflect.DeepEqual(*rd.HardState, saved) {
+		return false
+	}
+	for _, a := range rd.Actions {
+		if a.Kind != ActAckClients {
+			return false
+		}
+	}
+	return true
 }
 
 // ActionKind is something the shell must do after persisting and sending.

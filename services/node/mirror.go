@@ -508,8 +508,16 @@ func (m *mirror) shipEarly(batch []failover.Ready) error {
 		batch[i].Messages = rest
 	}
 	durable := failover.LSN(m.j.DurableLSN())
-	for _, msg := range coalesce(early) {
-		msg.Commit = min(msg.Commit, durable)
+	for i := range early {
+		early[i].Commit = min(early[i].Commit, durable)
+	}
+	return m.sendAll(early)
+}
+
+// sendAll sends messages, consecutive appends to one peer coalesced, with
+// the record data the core dropped read back from the journal.
+func (m *mirror) sendAll(msgs []failover.Message) error {
+	for _, msg := range coalesce(msgs) {
 		if err := m.hydrate(&msg); err != nil {
 			return m.fatal("could not read journal records to ship", err)
 		}
@@ -531,18 +539,11 @@ type stage struct {
 	batch []failover.Ready
 }
 
-// pipelinable: the batch changes no hard state, truncates nothing and asks
-// for no action but client acknowledgements (which commute with each other
-// and are bounded by the durable LSN where they are executed).
+// pipelinable: every Ready of the batch is (failover.Ready.Pipelinable).
 func (m *mirror) pipelinable(batch []failover.Ready) bool {
 	for _, rd := range batch {
-		if rd.HardState != nil && !reflect.DeepEqual(*rd.HardState, m.savedHS) || rd.Truncate != nil {
+		if !rd.Pipelinable(m.savedHS) {
 			return false
-		}
-		for _, a := range rd.Actions {
-			if a.Kind != failover.ActAckClients {
-				return false
-			}
 		}
 	}
 	return true
@@ -664,11 +665,8 @@ func (m *mirror) execute(ctx context.Context, batch []failover.Ready) error {
 	for _, rd := range batch {
 		out = append(out, rd.Messages...)
 	}
-	for _, msg := range coalesce(out) {
-		if err := m.hydrate(&msg); err != nil {
-			return m.fatal("could not read journal records to ship", err)
-		}
-		m.send(msg)
+	if err := m.sendAll(out); err != nil {
+		return err
 	}
 	for _, rd := range batch {
 		for _, a := range rd.Actions {
@@ -929,19 +927,12 @@ func (m *mirror) act(a failover.Action) {
 	case failover.ActPromote:
 		m.log.Warn("promoted to primary", "epoch", a.Epoch, "reason", a.Reason.String(), "previous_epoch_ends", a.UpTo)
 		m.metrics.failovers.WithLabelValues(a.Reason.String()).Inc()
-		base := uint64(m.core.LastLSN()) // the epoch marker: writes wait until it is applied
-		m.seq.Restart(base)
-		m.propMu.Lock()
-		m.nextLSN = base + 1
-		m.propMu.Unlock()
+		m.openWrites(uint64(m.core.LastLSN())) // after the epoch marker: writes wait until it is applied
 	case failover.ActResumeWrites:
 		// restarted as primary: the backup's records of this epoch are
 		// here now (failover.Member.TakesWrites)
 		m.log.Info("resynced with the backup: taking writes", "epoch", a.Epoch, "after_lsn", a.UpTo)
-		m.seq.Restart(uint64(a.UpTo))
-		m.propMu.Lock()
-		m.nextLSN = uint64(a.UpTo) + 1
-		m.propMu.Unlock()
+		m.openWrites(uint64(a.UpTo))
 	case failover.ActDemote, failover.ActRejectWrite:
 		if a.Kind == failover.ActDemote {
 			m.log.Warn("demoted: no longer primary", "epoch", a.Epoch)
@@ -952,6 +943,15 @@ func (m *mirror) act(a failover.Action) {
 	case failover.ActStartCommitting:
 		m.log.Info("committing again", "epoch", a.Epoch)
 	}
+}
+
+// openWrites makes this member a writer: proposals get LSNs after base,
+// and the sequencer serves writes once the store has applied base.
+func (m *mirror) openWrites(base uint64) {
+	m.seq.Restart(base)
+	m.propMu.Lock()
+	m.nextLSN = base + 1
+	m.propMu.Unlock()
 }
 
 // stopWrites ends this member's time as a writer: the sequencer fails every

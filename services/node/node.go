@@ -230,9 +230,7 @@ func OpenMember(f *cluster.File, tier, member string, log *slog.Logger) (*Node, 
 	n.seq = sequencer.New(m, n.store, n.applier)
 	m.seq = n.seq
 	if m.core.TakesWrites() {
-		base := uint64(m.core.LastLSN())
-		n.seq.Restart(base)
-		m.nextLSN = base + 1
+		m.openWrites(uint64(m.core.LastLSN()))
 	} else {
 		n.seq.Fail(ErrNotPrimary)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -286,7 +285,7 @@ func (w *world) send(m failover.Message) {
 // records after the peer received them.
 func (w *world) process(n *node, rd failover.Ready) {
 	w.steps++
-	if n.kind == kMember && n.m != nil && len(rd.Entries) > 0 && n.m.ShipsEarly() && pipelinable(rd, n.hs) {
+	if n.kind == kMember && n.m != nil && len(rd.Entries) > 0 && n.m.ShipsEarly() && rd.Pipelinable(n.hs) {
 		durable := LSN(len(n.log))
 		kept := rd.Messages[:0:0]
 		for _, m := range rd.Messages {
@@ -372,20 +371,6 @@ func (w *world) process(n *node, rd failover.Ready) {
 	for _, a := range rd.Actions {
 		w.act(n, a)
 	}
-}
-
-// pipelinable: what the node ships early from — a Ready that changes no
-// hard state, truncates nothing and acts only by acknowledging clients.
-func pipelinable(rd failover.Ready, saved failover.HardState) bool {
-	if rd.Truncate != nil || rd.HardState != nil && !reflect.DeepEqual(*rd.HardState, saved) {
-		return false
-	}
-	for _, a := range rd.Actions {
-		if a.Kind != failover.ActAckClients {
-			return false
-		}
-	}
-	return true
 }
 
 func (w *world) act(n *node, a failover.Action) {
