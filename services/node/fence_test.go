@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,6 +34,17 @@ func TestKillMemberKillsOnlyThatMembersNode(t *testing.T) {
 	defer c.Process.Kill()
 	exited := make(chan struct{})
 	go func() { c.Wait(); close(exited) }()
+	// Start returns before the child has exec'd bash: until then its
+	// command line is this test binary's (a flake in CI).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(c.Process.Pid), "cmdline"))
+		if strings.Contains(string(b), "--member") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stand-in node never showed its command line: %q", b)
+		}
+	}
 	writePID(strconv.Itoa(c.Process.Pid) + "\n")
 	if pid, running := memberRunning(dir, "b"); running {
 		t.Fatalf("member b's node reported running as pid %d", pid)
