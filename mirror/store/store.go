@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/tandemhealth/tandem/mirror/journal"
@@ -67,7 +68,14 @@ type Options struct {
 // block stayed cached and every read went to the file (found profiling
 // issue #8's audit read overhead). The memory is taken as blocks are read,
 // not up front.
-const DefaultCacheSize = 128 << 20
+const DefaultCacheSize = 256 << 20
+
+// MemTableSize is the size of each Pebble memtable: 32 MiB (Pebble's
+// default is 4 MiB; CockroachDB runs 64 MiB). Keys of new resources are
+// random (UUIDs), so every flushed table overlaps all of the base level and
+// each L0 compaction rewrites it: larger, fewer flushes rewrite it fewer
+// times per byte written. Pebble starts small and grows to this size.
+const MemTableSize = 32 << 20
 
 // Store is a node's Pebble-backed set of named databases.
 type Store struct {
@@ -95,13 +103,20 @@ func Open(dir string, opts Options) (*Store, error) {
 		cacheSize = DefaultCacheSize
 	}
 	health := &flushHealth{now: time.Now}
-	db, err := pebble.Open(dir, &pebble.Options{
+	po := &pebble.Options{
 		FS:            fs,
 		DisableWAL:    true,
 		Logger:        pebbleLogger{log: logger},
 		CacheSize:     cacheSize,
 		EventListener: &pebble.EventListener{FlushEnd: health.flushEnd},
-	})
+	}
+	// Bloom filters on every level (later levels inherit L0's): most point
+	// reads of a write are of keys that do not exist yet (a new resource's
+	// id, its first search record, a disabled-parameter list never set), and
+	// without a filter each such Get searched every L0 table and level.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	po.MemTableSize = MemTableSize
+	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}

@@ -339,3 +339,28 @@ func TestPurgeNeverPassesTheFlushedLSN(t *testing.T) {
 		})
 	}
 }
+
+// TestGetOfAMissingKeySkipsTablesByFilter: most reads inside a FHIR write
+// are of keys that do not exist yet (a new resource's id, its first search
+// record); with bloom filters such a Get passes a flushed table without
+// reading its blocks.
+func TestGetOfAMissingKeySkipsTablesByFilter(t *testing.T) {
+	n := openNode(t, vfs.NewMem(), "n")
+	for i := range 200 {
+		n.write(t, "fhir", set(fmt.Sprintf("c/Patient/%04d", i), "v"))
+	}
+	if err := n.st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, ok := get(t, n.st, "fhir", fmt.Sprintf("c/Patient/missing-%d", i)); ok {
+			t.Fatal("a missing key was found")
+		}
+	}
+	if v, ok := get(t, n.st, "fhir", "c/Patient/0007"); !ok || v != "v" {
+		t.Fatalf("a present key: %q %v", v, ok)
+	}
+	if hits := store.FilterHits(n.st); hits < 50 {
+		t.Fatalf("bloom filters spared %d table reads for 50 missing keys, want at least 50", hits)
+	}
+}
