@@ -64,23 +64,38 @@ func BenchmarkMirror(b *testing.B) {
 			(2*disk.p50 + rtt.p50).Round(time.Microsecond))
 		b.ResetTimer()
 		for _, writers := range benchWriters(b) {
+			soloJ := node.JournalStats(solo)
 			un := measure(solo.Sequencer(), writers)
+			soloG := groupsSince(soloJ, node.JournalStats(solo))
+			primJ, backJ := node.JournalStats(primary), node.JournalStats(members[1])
 			mi := measure(primary.Sequencer(), writers)
+			primG, backG := groupsSince(primJ, node.JournalStats(primary)), groupsSince(backJ, node.JournalStats(members[1]))
 			fmt.Printf("mirror: writers=%-2d unmirrored %7.0f writes/s p50 %-9v p99 %-9v | mirrored %7.0f writes/s p50 %-9v p99 %-9v | throughput %.0f%% of unmirrored, p50 %.2fx\n",
 				writers, un.rate, un.p50.Round(time.Microsecond), un.p99.Round(time.Microsecond),
 				mi.rate, mi.p50.Round(time.Microsecond), mi.p99.Round(time.Microsecond), 100*mi.rate/un.rate, float64(mi.p50)/float64(un.p50))
 			// Both members run in this process on this machine's cores: when
 			// the unmirrored side already keeps them busy, the mirrored side
 			// (every write journaled and applied twice) cannot reach its rate.
-			fmt.Printf("mirror: writers=%-2d cpu per write (this process, all members): unmirrored %v mirrored %v | cores busy: unmirrored %.2f mirrored %.2f of %d\n",
+			fmt.Printf("mirror: writers=%-2d cpu per write (this process, all members): unmirrored %v mirrored %v | cores busy: unmirrored %.2f mirrored %.2f of %d | machine idle: unmirrored %.0f%% mirrored %.0f%%\n",
 				writers, un.cpuPerOp.Round(time.Microsecond), mi.cpuPerOp.Round(time.Microsecond),
-				un.rate*un.cpuPerOp.Seconds(), mi.rate*mi.cpuPerOp.Seconds(), runtime.NumCPU())
+				un.rate*un.cpuPerOp.Seconds(), mi.rate*mi.cpuPerOp.Seconds(), runtime.NumCPU(), 100*un.idle, 100*mi.idle)
+			fmt.Printf("mirror: writers=%-2d journal commit groups: unmirrored %s | mirrored primary %s, backup %s\n", writers, soloG, primG, backG)
 			b.ReportMetric(mi.rate, fmt.Sprintf("mirrored-writes/s@%d", writers))
 		}
 		b.StopTimer()
 		stopTier()
 		solo.Close()
 	}
+}
+
+// groupsSince describes the commit groups a journal made durable between
+// two readings of its counters: how many, and records per group.
+func groupsSince(before, after journal.Stats) string {
+	g, r := after.Groups-before.Groups, after.Records-before.Records
+	if g == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d groups, %.1f records/group", g, float64(r)/float64(g))
 }
 
 // rawFdatasync appends 1 KiB to a file in dir and fdatasyncs it, over and

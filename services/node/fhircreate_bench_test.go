@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -72,6 +75,7 @@ type clientLoad struct {
 	rate     float64 // operations per second
 	p50, p99 time.Duration
 	cpuPerOp time.Duration // this process's CPU (user+system) per operation
+	idle     float64       // share of the machine's CPU time idle (iowait included) over the run; -1 unknown
 }
 
 // runClients calls op(w, i) — client w's i-th operation — on clients
@@ -80,6 +84,7 @@ func runClients(b *testing.B, clients int, span time.Duration, op func(w, i int)
 	var mu sync.Mutex
 	var lat []time.Duration
 	cpu0 := processCPU()
+	busy0, total0 := machineCPU()
 	start := time.Now()
 	deadline := start.Add(span)
 	var wg sync.WaitGroup
@@ -107,8 +112,39 @@ func runClients(b *testing.B, clients int, span time.Duration, op func(w, i int)
 		return clientLoad{}
 	}
 	slices.Sort(lat)
+	busy1, total1 := machineCPU()
+	idle := -1.0
+	if total1 > total0 {
+		idle = 1 - float64(busy1-busy0)/float64(total1-total0)
+	}
 	return clientLoad{rate: float64(len(lat)) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
-		cpuPerOp: (processCPU() - cpu0) / time.Duration(len(lat))}
+		cpuPerOp: (processCPU() - cpu0) / time.Duration(len(lat)), idle: idle}
+}
+
+// machineCPU reads the machine's busy and total CPU time (in clock ticks,
+// all cores) from /proc/stat; idle and iowait are not busy. Zeros when it
+// cannot be read.
+func machineCPU() (busy, total uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, s := range f[1:] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, 0
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
 }
 
 // processCPU is this process's user+system CPU time.

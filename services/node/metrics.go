@@ -42,6 +42,7 @@ type collector struct {
 	n *Node
 
 	firstLSN, lastLSN, durableLSN, segments, epoch, healthy, applied *prometheus.Desc
+	groups, recordsDurable, fdatasyncs                               *prometheus.Desc
 	status, commitLSN, transfer, lagRecords, behindSeconds           *prometheus.Desc
 }
 
@@ -51,24 +52,28 @@ func newCollector(n *Node) *collector {
 		return prometheus.NewDesc("tandem_"+name, help, vars, labels)
 	}
 	return &collector{
-		n:             n,
-		firstLSN:      d("journal_first_lsn", "Lowest LSN still held in the journal."),
-		lastLSN:       d("journal_last_lsn", "Last LSN sequenced into the journal."),
-		durableLSN:    d("journal_durable_lsn", "Last LSN fsynced in the journal."),
-		segments:      d("journal_segments", "Journal segment files on disk."),
-		epoch:         d("epoch", "Epoch this member writes in."),
-		healthy:       d("healthy", "1 when the journal and the store are usable, 0 when the member must step down."),
-		applied:       d("store_applied_lsn", "LSN of the last journal record applied to the database.", "database"),
-		status:        d("mirror_status", "1 for this member's current status (as /mirror/status says it), 0 for the others.", "status"),
-		commitLSN:     d("mirror_commit_lsn", "Highest LSN this member's failover core knows to be committed."),
-		transfer:      d("mirror_transfer_status", "1 for the state of journal shipping as this member measures it, 0 for the others; all 0 when it is in no transfer (e.g. waiting).", "status"),
-		lagRecords:    d("mirror_lag_records", "Records between the two ends of the transfer: on the primary, its records the backup has not acknowledged; on a backup or async, the primary's last LSN (as last heard) minus this member's."),
-		behindSeconds: d("mirror_behind_seconds", "Seconds since the transfer was last caught up (lag_records 0 and connected); 0 while it is, and until it first was since this process started."),
+		n:              n,
+		firstLSN:       d("journal_first_lsn", "Lowest LSN still held in the journal."),
+		lastLSN:        d("journal_last_lsn", "Last LSN sequenced into the journal."),
+		durableLSN:     d("journal_durable_lsn", "Last LSN fsynced in the journal."),
+		segments:       d("journal_segments", "Journal segment files on disk."),
+		groups:         d("journal_commit_groups_total", "Group commits made durable since this process started; records_durable_total over this is the records per commit group."),
+		recordsDurable: d("journal_records_durable_total", "Journal records made durable since this process started."),
+		fdatasyncs:     d("journal_fdatasyncs_total", "fdatasyncs of journal segment files since this process started (one per commit group, one more per segment rollover)."),
+		epoch:          d("epoch", "Epoch this member writes in."),
+		healthy:        d("healthy", "1 when the journal and the store are usable, 0 when the member must step down."),
+		applied:        d("store_applied_lsn", "LSN of the last journal record applied to the database.", "database"),
+		status:         d("mirror_status", "1 for this member's current status (as /mirror/status says it), 0 for the others.", "status"),
+		commitLSN:      d("mirror_commit_lsn", "Highest LSN this member's failover core knows to be committed."),
+		transfer:       d("mirror_transfer_status", "1 for the state of journal shipping as this member measures it, 0 for the others; all 0 when it is in no transfer (e.g. waiting).", "status"),
+		lagRecords:     d("mirror_lag_records", "Records between the two ends of the transfer: on the primary, its records the backup has not acknowledged; on a backup or async, the primary's last LSN (as last heard) minus this member's."),
+		behindSeconds:  d("mirror_behind_seconds", "Seconds since the transfer was last caught up (lag_records 0 and connected); 0 while it is, and until it first was since this process started."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.firstLSN, c.lastLSN, c.durableLSN, c.segments, c.epoch, c.healthy, c.applied,
+		c.groups, c.recordsDurable, c.fdatasyncs,
 		c.status, c.commitLSN, c.transfer, c.lagRecords, c.behindSeconds} {
 		ch <- d
 	}
@@ -83,6 +88,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.lastLSN, float64(s.Journal.LastLSN))
 	g(c.durableLSN, float64(s.Journal.DurableLSN))
 	g(c.segments, float64(s.Journal.Segments))
+	js := c.n.journal.Stats()
+	for _, m := range []struct {
+		d *prometheus.Desc
+		v uint64
+	}{{c.groups, js.Groups}, {c.recordsDurable, js.Records}, {c.fdatasyncs, js.Syncs}} {
+		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
+	}
 	g(c.epoch, float64(s.Epoch))
 	healthy := 1.0
 	if s.Error != "" {

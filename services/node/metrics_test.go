@@ -172,6 +172,12 @@ func TestMirrorMetricsFollowTheTier(t *testing.T) {
 		want{"tandem_mirror_behind_seconds", nil, 0},
 		want{"tandem_mirror_commit_lsn", nil, opstest.Value(t, m, "tandem_journal_last_lsn")},
 		want{"tandem_failovers_total", []string{"reason", "planned-handover"}, 0})
+	// Group commit, measured: every write made durable, in no more groups
+	// than records and with one fdatasync per group at least.
+	groups, records := opstest.Value(t, m, "tandem_journal_commit_groups_total"), opstest.Value(t, m, "tandem_journal_records_durable_total")
+	if groups < 1 || records < writes || groups > records || opstest.Value(t, m, "tandem_journal_fdatasyncs_total") < groups {
+		t.Errorf("journal counters: %v groups, %v records, %v fdatasyncs after %d writes", groups, records, opstest.Value(t, m, "tandem_journal_fdatasyncs_total"), writes)
+	}
 
 	do("PUT", a+"/fhir/Patient/pid-secret", `{"resourceType":"Patient","id":"pid-secret"}`, http.StatusCreated)
 	do("GET", a+"/fhir/Patient/pid-secret", "", http.StatusOK)
