@@ -20,14 +20,23 @@ type Applier struct {
 	st *Store
 	j  *journal.Journal
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	limit  uint64
-	err    error
-	closed bool
-	reset  bool
+	mu      sync.Mutex
+	cond    *sync.Cond // wakes the applier goroutine: a higher limit, Close
+	limit   uint64
+	err     error
+	closed  bool
+	reset   bool
+	waiters []appliedWaiter // WaitApplied calls not yet answered
 
 	done chan struct{}
+}
+
+// appliedWaiter is one WaitApplied call: ch is closed once lsn is applied
+// or never will be. Each waiter is woken once, when its own record is in
+// (a shared condition variable woke every waiter at every record).
+type appliedWaiter struct {
+	lsn uint64
+	ch  chan struct{}
 }
 
 // ErrApplierClosed is returned by WaitApplied after Close.
@@ -47,7 +56,7 @@ func (a *Applier) SetLimit(lsn uint64) {
 	defer a.mu.Unlock()
 	if lsn > a.limit {
 		a.limit = lsn
-		a.cond.Broadcast()
+		a.cond.Signal() // the applier goroutine is its only waiter
 	}
 }
 
@@ -69,27 +78,71 @@ func (a *Applier) ResetReader() {
 // WaitApplied returns once the store has applied lsn, or the applier's
 // error (a corrupt record, a store failure) if it never will.
 func (a *Applier) WaitApplied(ctx context.Context, lsn uint64) error {
-	stop := context.AfterFunc(ctx, func() {
-		a.mu.Lock()
-		a.cond.Broadcast()
+	if a.st.AppliedLSN() >= lsn {
+		return nil
+	}
+	a.mu.Lock()
+	if err := a.settledLocked(lsn); err != nil || a.st.AppliedLSN() >= lsn {
 		a.mu.Unlock()
-	})
-	defer stop()
+		return err
+	}
+	w := appliedWaiter{lsn: lsn, ch: make(chan struct{})}
+	a.waiters = append(a.waiters, w)
+	a.mu.Unlock()
+	select {
+	case <-w.ch:
+	case <-ctx.Done():
+		a.mu.Lock()
+		a.dropWaiterLocked(w.ch)
+		a.mu.Unlock()
+		return ctx.Err()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for a.st.AppliedLSN() < lsn {
-		if a.err != nil {
-			return a.err
-		}
-		if a.closed {
-			return ErrApplierClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		a.cond.Wait()
+	if a.st.AppliedLSN() >= lsn {
+		return nil
+	}
+	if err := a.settledLocked(lsn); err != nil {
+		return err
+	}
+	return ErrApplierClosed
+}
+
+// settledLocked is why lsn will never be applied (the applier stopped), or
+// nil.
+func (a *Applier) settledLocked(lsn uint64) error {
+	switch {
+	case a.err != nil:
+		return a.err
+	case a.closed:
+		return ErrApplierClosed
 	}
 	return nil
+}
+
+// wakeLocked answers the waiters whose records are applied — all of them
+// once the applier has stopped.
+func (a *Applier) wakeLocked() {
+	applied, stopped := a.st.AppliedLSN(), a.err != nil || a.closed
+	kept := a.waiters[:0]
+	for _, w := range a.waiters {
+		if stopped || w.lsn <= applied {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(a.waiters[len(kept):])
+	a.waiters = kept
+}
+
+func (a *Applier) dropWaiterLocked(ch chan struct{}) {
+	for i, w := range a.waiters {
+		if w.ch == ch {
+			a.waiters = append(a.waiters[:i], a.waiters[i+1:]...)
+			return
+		}
+	}
 }
 
 // Err is the error that stopped the applier, or nil.
@@ -105,6 +158,7 @@ func (a *Applier) Close() {
 	if !a.closed {
 		a.closed = true
 		a.cond.Broadcast()
+		a.wakeLocked()
 	}
 	a.mu.Unlock()
 	<-a.done
@@ -141,7 +195,7 @@ func (a *Applier) run() {
 		if err != nil && a.err == nil {
 			a.err = fmt.Errorf("store: applier stopped: %w", err)
 		}
-		a.cond.Broadcast()
+		a.wakeLocked()
 		stopped := a.err != nil
 		a.mu.Unlock()
 		if stopped {
@@ -151,6 +205,7 @@ func (a *Applier) run() {
 }
 
 func (a *Applier) applyUpTo(r **journal.Reader, limit uint64) error {
+	var recs []journal.Record
 	for a.st.AppliedLSN() < limit {
 		if *r == nil {
 			nr, err := a.j.NewReader(a.st.AppliedLSN() + 1)
@@ -159,21 +214,32 @@ func (a *Applier) applyUpTo(r **journal.Reader, limit uint64) error {
 			}
 			*r = nr
 		}
-		rec, err := (*r).Next()
-		if err == io.EOF {
-			// The limit is ahead of the durable journal: a commit point is
-			// only ever set on durable records, so this is a bug.
-			return fmt.Errorf("commit point %d is beyond the durable journal (%d)", limit, a.j.DurableLSN())
+		recs = recs[:0]
+		size := 0
+		for next := a.st.AppliedLSN() + 1; next <= limit && len(recs) < maxBatchRecords && size < maxBatchBytes; next++ {
+			rec, err := (*r).Next()
+			if err == io.EOF {
+				// The limit is ahead of the durable journal: a commit point
+				// is only ever set on durable records, so this is a bug.
+				return fmt.Errorf("commit point %d is beyond the durable journal (%d)", limit, a.j.DurableLSN())
+			}
+			if err != nil {
+				// Apply what was read before the bad record, then stop.
+				if _, aerr := a.st.ApplyBatch(recs); aerr != nil {
+					return aerr
+				}
+				return err
+			}
+			recs = append(recs, rec)
+			size += len(rec.Payload)
 		}
+		_, err := a.st.ApplyBatch(recs)
+		a.mu.Lock()
+		a.wakeLocked()
+		a.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		if err := a.st.Apply(rec); err != nil {
-			return err
-		}
-		a.mu.Lock()
-		a.cond.Broadcast()
-		a.mu.Unlock()
 	}
 	return nil
 }

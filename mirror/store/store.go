@@ -77,6 +77,13 @@ const DefaultCacheSize = 256 << 20
 // times per byte written. Pebble starts small and grows to this size.
 const MemTableSize = 32 << 20
 
+// Records put in one store batch at most (the applier, recovery): a group
+// commit's records go in together, a long replay in bounded pieces.
+const (
+	maxBatchRecords = 256
+	maxBatchBytes   = 4 << 20
+)
+
 // Store is a node's Pebble-backed set of named databases.
 type Store struct {
 	mu      sync.RWMutex // guards applied state and serialises Apply with Checkpoint
@@ -196,29 +203,62 @@ func (s *Store) DatabaseLSNs() map[string]uint64 {
 // LSN. rec.LSN must be AppliedLSN()+1; a record at or below the applied LSN
 // is an error too, so that replay bugs cannot hide.
 func (s *Store) Apply(rec journal.Record) error {
+	_, err := s.ApplyBatch([]journal.Record{rec})
+	return err
+}
+
+// ApplyBatch applies consecutive journal records in one Pebble batch, the
+// applied LSN and per-database LSNs written once for all of them: records
+// of a group commit cost one batch commit and three metadata keys, not
+// three per record. recs[0].LSN must be AppliedLSN()+1 and the LSNs
+// consecutive. A record that does not decode is an error; the records
+// before it are applied (n says how many), none after.
+func (s *Store) ApplyBatch(recs []journal.Record) (n int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return 0, ErrClosed
 	}
-	if rec.LSN != s.applied+1 {
-		return fmt.Errorf("%w: applied %d, got %d", ErrOutOfOrder, s.applied, rec.LSN)
+	decoded := make([][]journal.Op, 0, len(recs))
+	size := 0
+	var bad error
+	for i, rec := range recs {
+		if rec.LSN != s.applied+1+uint64(i) {
+			bad = fmt.Errorf("%w: applied %d, got %d", ErrOutOfOrder, s.applied+uint64(i), rec.LSN)
+			break
+		}
+		var ops []journal.Op
+		if rec.Type == journal.TypeData {
+			if ops, err = journal.DecodeOps(rec.Payload); err != nil {
+				bad = fmt.Errorf("store: record %d: %w", rec.LSN, err)
+				break
+			}
+		}
+		decoded = append(decoded, ops)
+		size += batchSize(rec.Database, ops)
 	}
-	var ops []journal.Op
-	if rec.Type == journal.TypeData {
-		var err error
-		if ops, err = journal.DecodeOps(rec.Payload); err != nil {
-			return fmt.Errorf("store: record %d: %w", rec.LSN, err)
+	if len(decoded) > 0 {
+		if err := s.commitRecords(recs[:len(decoded)], decoded, size); err != nil {
+			return 0, err
 		}
 	}
-	// Sized for the record up front: a batch grown by doubling copies a
-	// large record (an audit group commit is megabytes) several times.
-	b := s.db.NewBatchWithSize(batchSize(rec.Database, ops))
+	return len(decoded), bad
+}
+
+// commitRecords writes decoded records and the metadata after them in one
+// batch. Sized up front: a batch grown by doubling copies a large record
+// (an audit group commit is megabytes) several times.
+func (s *Store) commitRecords(recs []journal.Record, decoded [][]journal.Op, size int) error {
+	b := s.db.NewBatchWithSize(size)
 	defer b.Close()
-	if rec.Type == journal.TypeData {
-		var err error
-		for _, op := range ops {
+	lastOf := map[string]uint64{}
+	for i, rec := range recs {
+		if rec.Type != journal.TypeData {
+			continue
+		}
+		for _, op := range decoded[i] {
 			k := dataKey(rec.Database, op.Key)
+			var err error
 			switch op.Kind {
 			case journal.OpSet:
 				err = b.Set(k, op.Value, nil)
@@ -231,24 +271,28 @@ func (s *Store) Apply(rec journal.Record) error {
 				return err
 			}
 		}
-		if err := b.Set(dbMetaKey(rec.Database), u64(rec.LSN), nil); err != nil {
+		lastOf[rec.Database] = rec.LSN
+	}
+	for db, lsn := range lastOf {
+		if err := b.Set(dbMetaKey(db), u64(lsn), nil); err != nil {
 			return err
 		}
 	}
-	if err := b.Set(metaApplied, u64(rec.LSN), nil); err != nil {
+	last := recs[len(recs)-1]
+	if err := b.Set(metaApplied, u64(last.LSN), nil); err != nil {
 		return err
 	}
-	if err := b.Set(metaEpoch, u64(rec.Epoch), nil); err != nil {
+	if err := b.Set(metaEpoch, u64(last.Epoch), nil); err != nil {
 		return err
 	}
-	// NoSync: the journal already made the record durable.
+	// NoSync: the journal already made the records durable.
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("store: apply record %d: %w", rec.LSN, err)
+		return fmt.Errorf("store: apply records %d-%d: %w", recs[0].LSN, last.LSN, err)
 	}
-	s.applied = rec.LSN
-	s.epoch = rec.Epoch
-	if rec.Type == journal.TypeData {
-		s.perDB[rec.Database] = rec.LSN
+	s.applied = last.LSN
+	s.epoch = last.Epoch
+	for db, lsn := range lastOf {
+		s.perDB[db] = lsn
 	}
 	return nil
 }
@@ -270,18 +314,30 @@ func (s *Store) Recover(j *journal.Journal) (int, error) {
 	}
 	defer r.Close()
 	n := 0
+	var recs []journal.Record
 	for {
-		rec, err := r.Next()
-		if err == io.EOF {
-			return n, nil
+		recs = recs[:0]
+		size := 0
+		var readErr error
+		for len(recs) < maxBatchRecords && size < maxBatchBytes {
+			rec, err := r.Next()
+			if err != nil {
+				readErr = err
+				break
+			}
+			recs = append(recs, rec)
+			size += len(rec.Payload)
 		}
-		if err != nil {
-			return n, fmt.Errorf("store: recover: %w", err)
-		}
-		if err := s.Apply(rec); err != nil {
+		applied, err := s.ApplyBatch(recs)
+		n += applied
+		switch {
+		case err != nil:
 			return n, err
+		case readErr == io.EOF:
+			return n, nil
+		case readErr != nil:
+			return n, fmt.Errorf("store: recover: %w", readErr)
 		}
-		n++
 	}
 }
 

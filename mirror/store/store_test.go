@@ -364,3 +364,42 @@ func TestGetOfAMissingKeySkipsTablesByFilter(t *testing.T) {
 		t.Fatalf("bloom filters spared %d table reads for 50 missing keys, want at least 50", hits)
 	}
 }
+
+// TestApplyBatchAppliesAPrefixUpToABadRecord: records of several databases
+// go in one batch with the metadata of the last; a record that does not
+// decode stops the batch there — the records before it are applied, it and
+// the ones after are not.
+func TestApplyBatchAppliesAPrefixUpToABadRecord(t *testing.T) {
+	n := openNode(t, vfs.NewMem(), "n")
+	rec := func(lsn uint64, db string, payload []byte) journal.Record {
+		return journal.Record{Type: journal.TypeData, Epoch: 2, LSN: lsn, Database: db, Payload: payload}
+	}
+	good := func(k, v string) []byte { return journal.EncodeOps([]journal.Op{set(k, v)}) }
+	bad := good("x", "never")
+	bad = bad[:len(bad)-1]
+
+	applied, err := n.st.ApplyBatch([]journal.Record{rec(1, "fhir", good("a", "1")), rec(2, "audit", good("b", "2")), rec(3, "fhir", good("a", "3"))})
+	if err != nil || applied != 3 {
+		t.Fatalf("three good records: %d applied, %v", applied, err)
+	}
+	if got := n.st.DatabaseLSNs(); got["fhir"] != 3 || got["audit"] != 2 || n.st.AppliedLSN() != 3 || n.st.Epoch() != 2 {
+		t.Fatalf("after the batch: per database %v, applied %d, epoch %d", got, n.st.AppliedLSN(), n.st.Epoch())
+	}
+	if v, _ := get(t, n.st, "fhir", "a"); v != "3" {
+		t.Fatalf("a = %q, want the later record's 3", v)
+	}
+
+	applied, err = n.st.ApplyBatch([]journal.Record{rec(4, "fhir", good("c", "4")), rec(5, "fhir", bad), rec(6, "fhir", good("d", "6"))})
+	if err == nil || applied != 1 {
+		t.Fatalf("a bad second record: %d applied, %v; want 1 and an error", applied, err)
+	}
+	if n.st.AppliedLSN() != 4 {
+		t.Fatalf("applied LSN %d, want 4 (the record before the bad one)", n.st.AppliedLSN())
+	}
+	if _, ok := get(t, n.st, "fhir", "d"); ok {
+		t.Fatal("a record after the bad one was applied")
+	}
+	if applied, err := n.st.ApplyBatch([]journal.Record{rec(6, "fhir", good("d", "6"))}); err == nil || applied != 0 {
+		t.Fatalf("a gap (5 missing): %d applied, %v", applied, err)
+	}
+}
