@@ -15,8 +15,18 @@ import (
 
 // activeRegistry is the search registry minus the parameters disabled in
 // the mirrored system database (search.DisabledKey), rebuilt only when
-// that list changes.
+// that list changes. The list is read again only when the system database
+// has applied a record since it was last read (every request asked the
+// store for it before).
 func (s *Server) activeRegistry() (*search.Registry, error) {
+	lsn := s.st.DatabaseLSN(search.DisabledDatabase) // before the read: a change after it moves the LSN
+	s.regMu.Lock()
+	if s.active != nil && s.activeLSN == lsn {
+		reg := s.active
+		s.regMu.Unlock()
+		return reg, nil
+	}
+	s.regMu.Unlock()
 	raw, _, err := s.st.Get(search.DisabledDatabase, search.DisabledKey)
 	if err != nil {
 		return nil, err
@@ -24,13 +34,14 @@ func (s *Server) activeRegistry() (*search.Registry, error) {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	if s.active != nil && bytes.Equal(raw, s.activeRaw) {
+		s.activeLSN = lsn
 		return s.active, nil
 	}
 	reg := s.reg
 	if len(raw) > 0 {
 		reg = s.reg.Without(strings.Split(string(raw), "\n"))
 	}
-	s.active, s.activeRaw = reg, raw
+	s.active, s.activeRaw, s.activeLSN = reg, raw, lsn
 	s.activeMeta = capabilityStatement(s.p.Types(), reg, s.started)
 	return reg, nil
 }

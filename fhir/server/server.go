@@ -64,6 +64,8 @@ type Sequencer interface {
 type Store interface {
 	Get(db string, key []byte) ([]byte, bool, error)
 	Scan(db string, prefix []byte, fn func(key, value []byte) bool) error
+	// DatabaseLSN is the LSN of the last record applied to db (0: none).
+	DatabaseLSN(db string) uint64
 }
 
 var _ Sequencer = (*sequencer.Sequencer)(nil)
@@ -131,6 +133,7 @@ type Server struct {
 	regMu      sync.Mutex
 	active     *search.Registry // reg minus the disabled parameters
 	activeRaw  []byte           // the disabled list it was built from
+	activeLSN  uint64           // the system database's LSN when that list was read
 	activeMeta []byte           // its CapabilityStatement
 
 	audit *auditLog // nil when Options.Audit is off

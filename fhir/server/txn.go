@@ -29,6 +29,7 @@ type txn struct {
 	v       getter
 	now     time.Time
 	pending map[string][]byte // nil value = delete
+	reads   map[string]read   // what get found in the view, by key
 	order   []string
 	seq     uint64
 	seqRead bool
@@ -43,15 +44,33 @@ type txn struct {
 	written []auditEntity
 }
 
-func newTxn(v getter, now time.Time) *txn {
-	return &txn{v: v, now: now, pending: map[string][]byte{}, touched: map[string]bool{}}
+// read is a key's value in the view, or its absence (ok false).
+type read struct {
+	val []byte
+	ok  bool
 }
 
+func newTxn(v getter, now time.Time) *txn {
+	return &txn{v: v, now: now, pending: map[string][]byte{}, reads: map[string]read{}, touched: map[string]bool{}}
+}
+
+// get reads key as this transaction sees it: its own writes first, then
+// the view. The view cannot change under a transaction (it runs under the
+// sequencer's lock, and records sequenced earlier are in the view's
+// overlay), so a key read twice (a create checks its id is free, then
+// writes it) is looked up in the store once.
 func (t *txn) get(key []byte) ([]byte, bool, error) {
 	if val, ok := t.pending[string(key)]; ok {
 		return val, val != nil, nil
 	}
-	return t.v.Get(key)
+	if r, ok := t.reads[string(key)]; ok {
+		return r.val, r.ok, nil
+	}
+	val, ok, err := t.v.Get(key)
+	if err == nil {
+		t.reads[string(key)] = read{val, ok}
+	}
+	return val, ok, err
 }
 
 func (t *txn) set(key, val []byte) {

@@ -199,6 +199,15 @@ func (s *Store) DatabaseLSNs() map[string]uint64 {
 	return out
 }
 
+// DatabaseLSN is the LSN of the last record applied to database db, 0 when
+// none was: a reader that cached something derived from db can tell
+// whether it may have changed without reading it again.
+func (s *Store) DatabaseLSN(db string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.perDB[db]
+}
+
 // Apply applies one journal record atomically together with the applied
 // LSN. rec.LSN must be AppliedLSN()+1; a record at or below the applied LSN
 // is an error too, so that replay bugs cannot hide.
