@@ -214,31 +214,22 @@ func (a *Applier) applyUpTo(r **journal.Reader, limit uint64) error {
 			}
 			*r = nr
 		}
-		recs = recs[:0]
-		size := 0
-		for next := a.st.AppliedLSN() + 1; next <= limit && len(recs) < maxBatchRecords && size < maxBatchBytes; next++ {
-			rec, err := (*r).Next()
-			if err == io.EOF {
-				// The limit is ahead of the durable journal: a commit point
-				// is only ever set on durable records, so this is a bug.
-				return fmt.Errorf("commit point %d is beyond the durable journal (%d)", limit, a.j.DurableLSN())
-			}
-			if err != nil {
-				// Apply what was read before the bad record, then stop.
-				if _, aerr := a.st.ApplyBatch(recs); aerr != nil {
-					return aerr
-				}
-				return err
-			}
-			recs = append(recs, rec)
-			size += len(rec.Payload)
+		var readErr error
+		recs, readErr = readBatch(*r, recs[:0], limit-a.st.AppliedLSN())
+		if readErr == io.EOF {
+			// The limit is ahead of the durable journal: a commit point is
+			// only ever set on durable records, so this is a bug.
+			return fmt.Errorf("commit point %d is beyond the durable journal (%d)", limit, a.j.DurableLSN())
 		}
-		_, err := a.st.ApplyBatch(recs)
+		_, err := a.st.ApplyBatch(recs) // what was read before a bad record too
 		a.mu.Lock()
 		a.wakeLocked()
 		a.mu.Unlock()
 		if err != nil {
 			return err
+		}
+		if readErr != nil {
+			return readErr
 		}
 	}
 	return nil

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -325,18 +326,8 @@ func (s *Store) Recover(j *journal.Journal) (int, error) {
 	n := 0
 	var recs []journal.Record
 	for {
-		recs = recs[:0]
-		size := 0
 		var readErr error
-		for len(recs) < maxBatchRecords && size < maxBatchBytes {
-			rec, err := r.Next()
-			if err != nil {
-				readErr = err
-				break
-			}
-			recs = append(recs, rec)
-			size += len(rec.Payload)
-		}
+		recs, readErr = readBatch(r, recs[:0], math.MaxUint64)
 		applied, err := s.ApplyBatch(recs)
 		n += applied
 		switch {
@@ -348,6 +339,23 @@ func (s *Store) Recover(j *journal.Journal) (int, error) {
 			return n, fmt.Errorf("store: recover: %w", readErr)
 		}
 	}
+}
+
+// readBatch appends to recs the next records of r, at most count of them,
+// maxBatchRecords or about maxBatchBytes: the records of one store batch.
+// err is the reader's (io.EOF at the journal's end); recs then holds what
+// was read before it.
+func readBatch(r *journal.Reader, recs []journal.Record, count uint64) ([]journal.Record, error) {
+	size := 0
+	for uint64(len(recs)) < count && len(recs) < maxBatchRecords && size < maxBatchBytes {
+		rec, err := r.Next()
+		if err != nil {
+			return recs, err
+		}
+		recs = append(recs, rec)
+		size += len(rec.Payload)
+	}
+	return recs, nil
 }
 
 // Get reads key from database db as of the last applied record.
