@@ -359,15 +359,29 @@ func readBatch(r *journal.Reader, recs []journal.Record, count uint64) ([]journa
 }
 
 // Get reads key from database db as of the last applied record.
+//
+// It seeks an iterator with the bloom filters of every level in use, where
+// Pebble's own Get skips them on the bottom level (L6), which on a store of
+// this size holds nearly everything: most reads inside a write are of keys
+// that do not exist yet, and without the filter each of them read an index
+// and a data block (often not cached, the table freshly compacted). Measured
+// on an L6-only store: a missing key 1.6 µs against 3.7–9.8 µs, a present
+// one 4.1 against 3.6 µs.
 func (s *Store) Get(db string, key []byte) ([]byte, bool, error) {
-	v, closer, err := s.db.Get(dataKey(db, key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
+	k := dataKey(db, key)
+	it, err := s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
 	if err != nil {
 		return nil, false, err
 	}
-	defer closer.Close()
+	defer it.Close()
+	// The comparer's prefix is the whole key: a match is k itself.
+	if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
+		return nil, false, it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, false, err
+	}
 	return bytes.Clone(v), true, nil
 }
 

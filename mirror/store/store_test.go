@@ -363,6 +363,25 @@ func TestGetOfAMissingKeySkipsTablesByFilter(t *testing.T) {
 	if hits := store.FilterHits(n.st); hits < 50 {
 		t.Fatalf("bloom filters spared %d table reads for 50 missing keys, want at least 50", hits)
 	}
+	// On the bottom level too, where nearly everything of a store this size
+	// lives (Pebble's own Get leaves L6 filters unused).
+	if err := store.CompactAll(n.st); err != nil {
+		t.Fatal(err)
+	}
+	before := store.FilterHits(n.st)
+	for i := range 50 {
+		if _, ok := get(t, n.st, "fhir", fmt.Sprintf("c/Patient/gone-%d", i)); ok {
+			t.Fatal("a missing key was found")
+		}
+	}
+	if hits := store.FilterHits(n.st) - before; hits < 50 {
+		t.Fatalf("after a full compaction bloom filters spared %d table reads for 50 missing keys, want at least 50", hits)
+	}
+	for i := range 200 {
+		if v, ok := get(t, n.st, "fhir", fmt.Sprintf("c/Patient/%04d", i)); !ok || v != "v" {
+			t.Fatalf("key %d after the compaction: %q %v", i, v, ok)
+		}
+	}
 }
 
 // TestApplyBatchAppliesAPrefixUpToABadRecord: records of several databases
