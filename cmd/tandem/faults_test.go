@@ -409,8 +409,6 @@ type verdict struct {
 	NotConverged   string           `json:"not_converged,omitempty"`
 }
 
-// runSchedule runs one seeded schedule and returns its verdict (checks not
-// yet asserted, so mutation tests can expect failure).
 // keepLogs copies the processes' logs of a failed schedule beside its
 // report (TANDEM_FAULT_REPORT_DIR), for whoever looks into it.
 func keepLogs(tr *tier, seed uint64) {
@@ -428,6 +426,8 @@ func keepLogs(tr *tier, seed uint64) {
 	}
 }
 
+// runSchedule runs one seeded schedule and returns its verdict (checks not
+// yet asserted, so mutation tests can expect failure).
 func runSchedule(t *testing.T, seed uint64, faults []string) verdict {
 	tr := startTier(t)
 	t.Cleanup(func() {

@@ -205,10 +205,7 @@ func TestResync06_AResyncEndsWithItsEpoch(t *testing.T) {
 	tr.steady("w", 2)
 	tr.crash("A")
 	tr.run(4 * tQoS)
-	if len(tr.actions("B", ActPromote)) != 1 {
-		tr.fatalf("setup: B should have taken over")
-	}
-	if p := tr.actions("B", ActPromote); p[0].Reason != PromoteGrant {
+	if p := tr.actions("B", ActPromote); len(p) != 1 || p[0].Reason != PromoteGrant {
 		tr.fatalf("setup: B should have taken over by the arbiter's grant: %v", p)
 	}
 	hs := tr.disk["A"]

@@ -82,7 +82,7 @@ func (a *Applier) WaitApplied(ctx context.Context, lsn uint64) error {
 		return nil
 	}
 	a.mu.Lock()
-	if err := a.settledLocked(lsn); err != nil || a.st.AppliedLSN() >= lsn {
+	if err := a.stoppedLocked(); err != nil || a.st.AppliedLSN() >= lsn {
 		a.mu.Unlock()
 		return err
 	}
@@ -102,15 +102,15 @@ func (a *Applier) WaitApplied(ctx context.Context, lsn uint64) error {
 	if a.st.AppliedLSN() >= lsn {
 		return nil
 	}
-	if err := a.settledLocked(lsn); err != nil {
+	if err := a.stoppedLocked(); err != nil {
 		return err
 	}
 	return ErrApplierClosed
 }
 
-// settledLocked is why lsn will never be applied (the applier stopped), or
-// nil.
-func (a *Applier) settledLocked(lsn uint64) error {
+// stoppedLocked is why the applier will apply nothing more (its error, or
+// Close), or nil while it runs.
+func (a *Applier) stoppedLocked() error {
 	switch {
 	case a.err != nil:
 		return a.err

@@ -221,9 +221,10 @@ func (s *Store) Apply(rec journal.Record) error {
 // applied LSN and per-database LSNs written once for all of them: records
 // of a group commit cost one batch commit and three metadata keys, not
 // three per record. recs[0].LSN must be AppliedLSN()+1 and the LSNs
-// consecutive. A record that does not decode is an error; the records
-// before it are applied (n says how many), none after.
-func (s *Store) ApplyBatch(recs []journal.Record) (n int, err error) {
+// consecutive. A record that does not decode, or out of order, is an
+// error; the records before it are applied (the count says how many), none
+// after.
+func (s *Store) ApplyBatch(recs []journal.Record) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -239,6 +240,7 @@ func (s *Store) ApplyBatch(recs []journal.Record) (n int, err error) {
 		}
 		var ops []journal.Op
 		if rec.Type == journal.TypeData {
+			var err error
 			if ops, err = journal.DecodeOps(rec.Payload); err != nil {
 				bad = fmt.Errorf("store: record %d: %w", rec.LSN, err)
 				break

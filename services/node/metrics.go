@@ -88,13 +88,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g(c.lastLSN, float64(s.Journal.LastLSN))
 	g(c.durableLSN, float64(s.Journal.DurableLSN))
 	g(c.segments, float64(s.Journal.Segments))
-	js := c.n.journal.Stats()
-	for _, m := range []struct {
-		d *prometheus.Desc
-		v uint64
-	}{{c.groups, js.Groups}, {c.recordsDurable, js.Records}, {c.fdatasyncs, js.Syncs}} {
-		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
+	js := c.n.journal.Stats()
+	counter(c.groups, js.Groups)
+	counter(c.recordsDurable, js.Records)
+	counter(c.fdatasyncs, js.Syncs)
 	g(c.epoch, float64(s.Epoch))
 	healthy := 1.0
 	if s.Error != "" {
