@@ -14,15 +14,14 @@
 //	4 bytes  JSON length J (big-endian), then J bytes of JSON (no entry data)
 //	4 bytes  entry count N, then N × (4-byte length, bytes): each entry's Data
 //
-// Decoding is strict: unknown JSON fields, a type or sender that disagrees
+// The JSON is written and read without reflection (json.go), byte for byte
+// what encoding/json writes. Decoding is strict: unknown JSON fields, a type or sender that disagrees
 // with the frame, or lengths past the end are errors, and such a message
 // never reaches a core.
 package wire
 
 import (
-	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,14 +49,14 @@ func Encode(tier string, m failover.Message) (transport.Message, error) {
 		}
 		m.Entries = entries
 	}
-	js, err := json.Marshal(m)
-	if err != nil {
-		return transport.Message{}, err
+	size := 9 + 512 + 4*len(data)
+	for _, d := range data {
+		size += len(d)
 	}
-	body := make([]byte, 0, 9+len(js))
-	body = append(body, BodyVersion)
-	body = binary.BigEndian.AppendUint32(body, uint32(len(js)))
-	body = append(body, js...)
+	body := make([]byte, 5, size)
+	body[0] = BodyVersion
+	body = appendMessage(body, &m)
+	binary.BigEndian.PutUint32(body[1:5], uint32(len(body)-5))
 	body = binary.BigEndian.AppendUint32(body, uint32(len(data)))
 	for _, d := range data {
 		body = binary.BigEndian.AppendUint32(body, uint32(len(d)))
@@ -79,9 +78,8 @@ func Decode(tm transport.Message) (failover.Message, error) {
 	if uint64(jl) > uint64(len(b)) {
 		return m, fmt.Errorf("%w: JSON length %d past the end", ErrBadMessage, jl)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b[:jl]))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	m, err := decodeMessage(b[:jl])
+	if err != nil {
 		return m, fmt.Errorf("%w: %v", ErrBadMessage, err)
 	}
 	b = b[jl:]
