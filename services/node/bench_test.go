@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,8 @@ import (
 // 1, 16 and 64 concurrent writers, on a mirrored tier (arbiter and two
 // members on loopback with mutual TLS, both members' journals on this disk)
 // beside a standalone node on the same disk, in the same run.
+// TANDEM_BENCH_WRITERS=64 measures one writer count,
+// TANDEM_BENCH_PROFILE_DIR=dir profiles each phase (profilePhase).
 func BenchmarkMirror(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const perWriter = 2 * time.Second
@@ -65,10 +68,14 @@ func BenchmarkMirror(b *testing.B) {
 		b.ResetTimer()
 		for _, writers := range benchWriters(b) {
 			soloJ := node.JournalStats(solo)
+			stop := profilePhase(b, "unmirrored", writers)
 			un := measure(solo.Sequencer(), writers)
+			stop()
 			soloG := groupsSince(soloJ, node.JournalStats(solo))
 			primJ, backJ := node.JournalStats(primary), node.JournalStats(members[1])
+			stop = profilePhase(b, "mirrored", writers)
 			mi := measure(primary.Sequencer(), writers)
+			stop()
 			primG, backG := groupsSince(primJ, node.JournalStats(primary)), groupsSince(backJ, node.JournalStats(members[1]))
 			fmt.Printf("mirror: writers=%-2d unmirrored %7.0f writes/s p50 %-9v p99 %-9v | mirrored %7.0f writes/s p50 %-9v p99 %-9v | throughput %.0f%% of unmirrored, p50 %.2fx\n",
 				writers, un.rate, un.p50.Round(time.Microsecond), un.p99.Round(time.Microsecond),
@@ -85,6 +92,31 @@ func BenchmarkMirror(b *testing.B) {
 		b.StopTimer()
 		stopTier()
 		solo.Close()
+	}
+}
+
+// profilePhase starts a CPU profile of one measured phase when
+// TANDEM_BENCH_PROFILE_DIR names a directory (dir/mirror-<phase>-<writers>.pprof),
+// so the floors and the other phase do not blur it; it returns the
+// function that stops it.
+func profilePhase(b *testing.B, phase string, writers int) func() {
+	dir := os.Getenv("TANDEM_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("mirror-%s-%d.pprof", phase, writers)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 

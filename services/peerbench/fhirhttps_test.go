@@ -28,9 +28,10 @@ import (
 // backup's CPU per operation (from /proc), and how many new TLS
 // connections the clients had to open (0 when keep-alive works).
 // CLIENTS=n changes the client count of both sides (CLIENTS=1: the latency
-// of a lone writer). TANDEM_BENCH_PROFILE_DIR=dir also takes a CPU profile of the primary
-// during one extra window of each side (dir/fhir-create.pprof,
-// dir/kv-put.pprof).
+// of a lone writer). TANDEM_BENCH_PROFILE_DIR=dir also takes CPU profiles
+// of the primary and the backup during one extra window of each side
+// (dir/fhir-create.pprof, dir/fhir-create-backup.pprof, dir/kv-put.pprof,
+// dir/kv-put-backup.pprof).
 func BenchmarkFHIRCreateHTTPS(b *testing.B) {
 	profDir := os.Getenv("TANDEM_BENCH_PROFILE_DIR")
 	if profDir != "" {
@@ -143,14 +144,21 @@ func BenchmarkFHIRCreateHTTPS(b *testing.B) {
 		if profDir != "" {
 			for _, sd := range sides {
 				c := openClients(clients, map[string]newClient{"kv-put": kv, "fhir-create": create}[sd.name])
-				done := make(chan error, 1)
-				go func() {
-					done <- opstest.FetchProfile(profDir, "node", pPID, 5*time.Second, filepath.Join(profDir, sd.name+".pprof"))
-				}()
+				done := make(chan error, 2)
+				for _, m := range []struct {
+					pid    int
+					suffix string
+				}{{pPID, ""}, {bPID, "-backup"}} {
+					go func() {
+						done <- opstest.FetchProfile(profDir, "node", m.pid, 5*time.Second, filepath.Join(profDir, sd.name+m.suffix+".pprof"))
+					}()
+				}
 				c.window(5 * time.Second)
 				c.close()
-				if err := <-done; err != nil {
-					b.Fatalf("profile %s: %v", sd.name, err)
+				for range 2 {
+					if err := <-done; err != nil {
+						b.Fatalf("profile %s: %v", sd.name, err)
+					}
 				}
 			}
 		}
