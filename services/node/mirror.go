@@ -790,6 +790,18 @@ scan:
 
 // ackClients settles the waiting proposals up to upTo as acknowledged.
 func (m *mirror) ackClients(upTo uint64) {
+	if len(m.waiting) == 0 || m.waiting[0].lsn > upTo {
+		return
+	}
+	// A client with its answer may write again at once, and the handlers
+	// check the published status first (Node.IsPrimary): publish the status
+	// that allows this acknowledgement before anyone is woken. The end of
+	// in-trouble comes after the acknowledgements in the core's output, and
+	// the loop publishes after the batch; a writer's next write got "not
+	// the primary" in between (CI, TestCorruptJournalMemberIsReseededOffline).
+	if m.snapshot().Status != m.core.Status() {
+		m.publish()
+	}
 	i := 0
 	for ; i < len(m.waiting) && m.waiting[i].lsn <= upTo; i++ {
 		m.settle(m.waiting[i], nil)
