@@ -29,8 +29,10 @@ func (h slowResume) Handle(ctx context.Context, r slog.Record) error {
 	return h.Handler.Handle(ctx, r)
 }
 
-func (h slowResume) WithAttrs(as []slog.Attr) slog.Handler { return slowResume{h.Handler.WithAttrs(as)} }
-func (h slowResume) WithGroup(g string) slog.Handler      { return slowResume{h.Handler.WithGroup(g)} }
+func (h slowResume) WithAttrs(as []slog.Attr) slog.Handler {
+	return slowResume{h.Handler.WithAttrs(as)}
+}
+func (h slowResume) WithGroup(g string) slog.Handler { return slowResume{h.Handler.WithGroup(g)} }
 
 // TestWriterAnsweredAsThePrimaryGoesAloneFindsItPrimary: the backup stops;
 // the primary's waiting writes are acknowledged once the arbiter records the
