@@ -127,6 +127,8 @@ func TestPurgedAsyncNeedsRebuildAndIsReseeded(t *testing.T) {
 	for k, v := range tr.putMany(t, "after-seed", 200, 4<<10) {
 		acked[k] = v
 	}
+	aj, _ := tr.memberStatus("a")["journal"].(map[string]any)
+	ackedUpTo, _ := aj["commit_lsn"].(float64) // every write above is acknowledged, so committed on a
 	tr.proxies["a->c"].heal()
 	select {
 	case err := <-done:
@@ -147,6 +149,12 @@ func TestPurgedAsyncNeedsRebuildAndIsReseeded(t *testing.T) {
 	mu.Unlock()
 	if !strings.Contains(out.String(), "rebuilt from a") {
 		t.Fatalf("ctl rebuild did not report success:\n%s", out.String())
+	}
+	// "Caught up" is measured: it covers what the primary had committed
+	// while c could not hear it (c said normal ~200 records short once).
+	var caughtUpAt float64
+	if _, err := fmt.Sscanf(out.String()[strings.Index(out.String(), "caught up (applied to LSN "):], "caught up (applied to LSN %g)", &caughtUpAt); err != nil || caughtUpAt < ackedUpTo {
+		t.Errorf("c said caught up at LSN %v (%v); a had committed %v before the link came back", caughtUpAt, err, ackedUpTo)
 	}
 	tr.waitFor("c's content equals a's", 20*time.Second, func() bool { return tr.hash("c") == tr.hash("a") })
 	if s := tr.status("c"); s != "async" {

@@ -66,8 +66,16 @@ type mirror struct {
 	pins       purgePin               // re-seed snapshots served: the journal is held from their LSN
 	catchup    *catchupMark           // loop-owned: re-seeded, not caught up yet
 	// catchupTarget: the tier primary's commit LSN, read by watchCatchup
-	// while catchup is set; catchupDone ends it.
-	catchupTarget  atomic.Uint64
+	// while catchup is set, and catchupAsked when that read began;
+	// catchupHeard (loop-owned): when the loop first saw the primary heard
+	// after the re-seed. A target read before then may predate writes made
+	// while this member could not hear the primary, and the first appends
+	// after a link comes back are the stale ones queued before it broke:
+	// such a target does not count. catchupDone ends the reads.
+	catchupMu      sync.Mutex
+	catchupTarget  uint64
+	catchupAsked   time.Time
+	catchupHeard   time.Time
 	catchupDone    atomic.Bool
 	readers        map[failover.ID][]*shipReader // loop-owned: hydrate's journal readers per destination
 	following      failover.ID                   // loop-owned: the primary whose appends this member took ...

@@ -665,16 +665,26 @@ type catchupMark struct {
 // catchupState is what the loop measures of a re-seeded member: the
 // database status (needs-catchup until the primary is heard,
 // catchup-running while behind, "" once caught up, when the mark goes).
+// Caught up means applied up to the primary's commit LSN as read after
+// the primary was heard (see mirror.catchupTarget): the loop's own view of
+// the primary and an older target both lag when the link has just come
+// back, and the member said "normal" with ~200 records still to apply
+// (CI, TestPurgedAsyncNeedsRebuildAndIsReseeded).
 func (m *mirror) catchupState() string {
 	if m.catchup == nil {
 		return ""
 	}
 	tr := m.core.Transfer()
-	target := m.catchupTarget.Load()
-	switch {
-	case m.core.PrimaryLast() == 0:
+	if m.core.PrimaryLast() == 0 {
 		return "needs-catchup"
-	case target == 0 || m.st.AppliedLSN() < target || tr.Status == "disconnected" || tr.Behind > 0:
+	}
+	if m.catchupHeard.IsZero() {
+		m.catchupHeard = time.Now()
+	}
+	m.catchupMu.Lock()
+	target, asked := m.catchupTarget, m.catchupAsked
+	m.catchupMu.Unlock()
+	if target == 0 || asked.Before(m.catchupHeard) || m.st.AppliedLSN() < target || tr.Status == "disconnected" || tr.Behind > 0 {
 		return "catchup-running"
 	}
 	if err := os.Remove(filepath.Join(filepath.Dir(m.hsPath), catchupFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -700,6 +710,7 @@ func (m *mirror) watchCatchup(ctx context.Context) {
 			if o.Name == m.me.Name {
 				continue
 			}
+			asked := time.Now()
 			req, err := http.NewRequestWithContext(ctx, "GET", "https://"+o.HTTP+"/mirror/status", nil)
 			if err != nil {
 				continue
@@ -712,7 +723,9 @@ func (m *mirror) watchCatchup(ctx context.Context) {
 			err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
 			resp.Body.Close()
 			if err == nil && st.Status == string(failover.StatusPrimary) && st.Epoch >= m.snapshot().Epoch {
-				m.catchupTarget.Store(max(st.Journal.CommitLSN, 1))
+				m.catchupMu.Lock()
+				m.catchupTarget, m.catchupAsked = max(st.Journal.CommitLSN, 1), asked
+				m.catchupMu.Unlock()
 			}
 		}
 		select {
