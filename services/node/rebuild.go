@@ -666,7 +666,7 @@ type catchupMark struct {
 // database status (needs-catchup until the primary is heard,
 // catchup-running while behind, "" once caught up, when the mark goes).
 // Caught up means applied up to the primary's commit LSN as read after
-// the primary was heard (see mirror.catchupTarget): the loop's own view of
+// the primary was last heard again (see mirror.catchupTarget): the loop's own view of
 // the primary and an older target both lag when the link has just come
 // back, and the member said "normal" with ~200 records still to apply
 // (CI, TestPurgedAsyncNeedsRebuildAndIsReseeded).
@@ -678,13 +678,17 @@ func (m *mirror) catchupState() string {
 	if m.core.PrimaryLast() == 0 {
 		return "needs-catchup"
 	}
+	if tr.Status == "disconnected" {
+		m.catchupHeard = time.Time{} // what it hears first when the link is back is stale
+		return "catchup-running"
+	}
 	if m.catchupHeard.IsZero() {
 		m.catchupHeard = time.Now()
 	}
 	m.catchupMu.Lock()
 	target, asked := m.catchupTarget, m.catchupAsked
 	m.catchupMu.Unlock()
-	if target == 0 || asked.Before(m.catchupHeard) || m.st.AppliedLSN() < target || tr.Status == "disconnected" || tr.Behind > 0 {
+	if target == 0 || asked.Before(m.catchupHeard) || m.st.AppliedLSN() < target || tr.Behind > 0 {
 		return "catchup-running"
 	}
 	if err := os.Remove(filepath.Join(filepath.Dir(m.hsPath), catchupFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
