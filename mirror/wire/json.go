@@ -225,7 +225,6 @@ func decodeMessage(b []byte) (failover.Message, error) {
 			return d.bytes(&m.Data)
 		case "Entries":
 			if d.null() {
-				m.Entries = nil
 				return nil
 			}
 			m.Entries = []failover.Entry{}
@@ -298,7 +297,6 @@ func decodeMessage(b []byte) (failover.Message, error) {
 					return d.bool(&m.Alignment.Aligned)
 				case "Reasons":
 					if d.null() {
-						m.Alignment.Reasons = nil
 						return nil
 					}
 					m.Alignment.Reasons = []string{}
@@ -542,10 +540,9 @@ func (d *decoder) id(p *failover.ID) error {
 }
 
 // bytes reads base64 (standard, padded) as encoding/json does, or null
-// (nil).
+// (left nil: a field appears once).
 func (d *decoder) bytes(p *[]byte) error {
 	if d.null() {
-		*p = nil
 		return nil
 	}
 	s, err := d.string()

@@ -49,7 +49,7 @@ func Encode(tier string, m failover.Message) (transport.Message, error) {
 		}
 		m.Entries = entries
 	}
-	size := 9 + 512 + 4*len(data)
+	size := 9 + 512 + 4*len(data) // 512: room for the JSON of any message but a long Alignment
 	for _, d := range data {
 		size += len(d)
 	}

@@ -65,16 +65,14 @@ type mirror struct {
 	released   map[failover.ID]string // loop-owned: asyncs the primary no longer holds, and why
 	pins       purgePin               // re-seed snapshots served: the journal is held from their LSN
 	catchup    *catchupMark           // loop-owned: re-seeded, not caught up yet
-	// catchupTarget: the tier primary's commit LSN, read by watchCatchup
-	// while catchup is set, and catchupAsked when that read began;
-	// catchupHeard (loop-owned): when the loop first saw the primary heard
-	// after the re-seed. A target read before then may predate writes made
-	// while this member could not hear the primary, and the first appends
-	// after a link comes back are the stale ones queued before it broke:
-	// such a target does not count. catchupDone ends the reads.
-	catchupMu      sync.Mutex
-	catchupTarget  uint64
-	catchupAsked   time.Time
+	// catchupTarget: the tier primary's commit LSN as watchCatchup last
+	// read it while catchup is set; catchupHeard (loop-owned): when the loop
+	// saw the primary heard again after the re-seed or a broken link. A
+	// target read before then may predate writes made while this member
+	// could not hear the primary, and the first appends after a link comes
+	// back are the stale ones queued before it broke: such a target does
+	// not count. catchupDone ends the reads.
+	catchupTarget  atomic.Pointer[catchupRead]
 	catchupHeard   time.Time
 	catchupDone    atomic.Bool
 	readers        map[failover.ID][]*shipReader // loop-owned: hydrate's journal readers per destination

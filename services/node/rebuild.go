@@ -662,13 +662,20 @@ type catchupMark struct {
 	At     time.Time `json:"at"`
 }
 
+// catchupRead is the primary's commit LSN and when watchCatchup began
+// the read that found it.
+type catchupRead struct {
+	lsn   uint64
+	asked time.Time
+}
+
 // catchupState is what the loop measures of a re-seeded member: the
 // database status (needs-catchup until the primary is heard,
 // catchup-running while behind, "" once caught up, when the mark goes).
 // Caught up means applied up to the primary's commit LSN as read after
-// the primary was last heard again (see mirror.catchupTarget): the loop's own view of
-// the primary and an older target both lag when the link has just come
-// back, and the member said "normal" with ~200 records still to apply
+// the primary was last heard again (see mirror.catchupTarget): the loop's
+// own view of the primary and an older target both lag when the link has
+// just come back, and the member said "normal" with ~200 records still to apply
 // (CI, TestPurgedAsyncNeedsRebuildAndIsReseeded).
 func (m *mirror) catchupState() string {
 	if m.catchup == nil {
@@ -685,17 +692,15 @@ func (m *mirror) catchupState() string {
 	if m.catchupHeard.IsZero() {
 		m.catchupHeard = time.Now()
 	}
-	m.catchupMu.Lock()
-	target, asked := m.catchupTarget, m.catchupAsked
-	m.catchupMu.Unlock()
-	if target == 0 || asked.Before(m.catchupHeard) || m.st.AppliedLSN() < target || tr.Behind > 0 {
+	t := m.catchupTarget.Load()
+	if t == nil || t.asked.Before(m.catchupHeard) || m.st.AppliedLSN() < t.lsn || tr.Behind > 0 {
 		return "catchup-running"
 	}
 	if err := os.Remove(filepath.Join(filepath.Dir(m.hsPath), catchupFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		m.log.Error("could not remove the catch-up mark", "err", err)
 		return "catchup-running"
 	}
-	m.log.Info("caught up after the re-seed", "snapshot_lsn", m.catchup.LSN, "applied_lsn", m.st.AppliedLSN(), "primary_commit_lsn", target)
+	m.log.Info("caught up after the re-seed", "snapshot_lsn", m.catchup.LSN, "applied_lsn", m.st.AppliedLSN(), "primary_commit_lsn", t.lsn)
 	m.catchup = nil
 	m.catchupDone.Store(true)
 	return ""
@@ -727,9 +732,7 @@ func (m *mirror) watchCatchup(ctx context.Context) {
 			err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
 			resp.Body.Close()
 			if err == nil && st.Status == string(failover.StatusPrimary) && st.Epoch >= m.snapshot().Epoch {
-				m.catchupMu.Lock()
-				m.catchupTarget, m.catchupAsked = max(st.Journal.CommitLSN, 1), asked
-				m.catchupMu.Unlock()
+				m.catchupTarget.Store(&catchupRead{lsn: st.Journal.CommitLSN, asked: asked})
 			}
 		}
 		select {
