@@ -37,8 +37,10 @@
 // segment touched, issues one fdatasync and wakes every waiter of the group.
 // It lets a group fill for at most half an fdatasync (Options.MaxCommitDelay)
 // when the writers it just woke are expected back, so closed-loop writers
-// share fsyncs fully. The active segment's space is preallocated in 4 MiB
-// steps (keeping its size), so an fdatasync rarely has to allocate blocks.
+// share fsyncs fully. The active segment's space is allocated in 4 MiB
+// steps ahead of the writes, never past the rollover threshold, as zeros
+// that extend the file (fallocate mode 0), so an fdatasync rarely has to
+// allocate blocks or commit a new file size.
 //
 // # Byte layout (format version 1; all integers little-endian)
 //
@@ -72,6 +74,11 @@
 // L_max = 30 + 64 + MaxPayload. The CRC covers the length and every header
 // field, so a flipped bit anywhere in a frame is detected.
 //
+// After the last frame, zero bytes to the end of the file may follow: space
+// allocated ahead of writes. A length of 0 is never a frame, so they cannot
+// be mistaken for one. Only the last segment normally has them (a segment
+// that rolls over ends at its last frame), but any segment may.
+//
 // Data payload (EncodeOps), version 1:
 //
 //	| size | field                                                        |
@@ -90,8 +97,13 @@
 // same file was fsynced, and stamps every frame with the group's first LSN.
 // Open scans every segment:
 //
-//   - A bad or incomplete frame at the end of the last segment, followed by
-//     nothing that is a valid frame of a later commit group, is a torn tail:
+//   - Zeros from the end of a segment's last valid frame to the end of the
+//     file are allocated space, kept as they are (Recovery reports them as
+//     PreallocatedBytes), in any segment: a lost end of an earlier segment
+//     still shows as a gap before the next one.
+//   - Any other bad or incomplete frame at the end of the last segment,
+//     followed by nothing that is a valid frame of a later commit group, is
+//     a torn tail:
 //     the segment is cut back to the last valid frame (by rewriting its valid
 //     prefix to a temporary file and renaming it over the segment) and
 //     Recovery() reports the segment, offset and bytes removed. Valid frames

@@ -131,6 +131,20 @@ func sameRecord(a, b Record) error {
 	return nil
 }
 
+// segmentBytes returns the frames of a segment (header included) without
+// the zeros allocated after them, checking that those are all zero.
+func segmentBytes(tb testing.TB, fs vfs.FS, seg SegmentInfo) []byte {
+	tb.Helper()
+	b := readFile(tb, fs, fs.PathJoin(testDir, seg.Name))
+	if int64(len(b)) < seg.Size {
+		tb.Fatalf("segment %s is %d bytes, %d durable", seg.Name, len(b), seg.Size)
+	}
+	if i := bytes.IndexFunc(b[seg.Size:], func(r rune) bool { return r != 0 }); i >= 0 {
+		tb.Fatalf("segment %s: byte %d after the last frame is not zero", seg.Name, seg.Size+int64(i))
+	}
+	return b[:seg.Size]
+}
+
 // readFile and writeFile give tests raw access to segment bytes.
 func readFile(tb testing.TB, fs vfs.FS, path string) []byte {
 	tb.Helper()

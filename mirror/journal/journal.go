@@ -16,7 +16,7 @@ import (
 )
 
 // preallocChunk is how far ahead of the write offset the active segment's
-// space is allocated (FALLOC_FL_KEEP_SIZE: the file size is unchanged).
+// space is allocated, as zeros that extend the file (see allocate).
 const preallocChunk = 4 << 20
 
 // DefaultSegmentSize is the rollover threshold when Options.SegmentSize is 0.
@@ -46,6 +46,9 @@ type RecoveryReport struct {
 	TruncatedBytes   int64
 	// TruncatedReason says why the bytes at TruncatedOffset were not a frame.
 	TruncatedReason string
+	// PreallocatedBytes is the zero-filled space after the last frame of
+	// the last segment: allocated ahead of writes, kept, not a torn tail.
+	PreallocatedBytes int64
 	// LastLSN is the last LSN recovered (now durable); StartLSN-1 if none.
 	LastLSN uint64
 	// Segments is the number of segment files found.
@@ -265,6 +268,8 @@ func (j *Journal) recover(firsts []uint64) error {
 			j.active = f
 			j.activeSize = res.validEnd
 			j.activeRecords = res.last >= first
+			j.preallocated = res.validEnd + res.preallocated
+			j.recovery.PreallocatedBytes = res.preallocated
 			// Complete records may have reached the file without an fsync
 			// (a process crash): make them durable before reporting them.
 			if err := f.Sync(); err != nil {
@@ -289,6 +294,9 @@ type scanResult struct {
 	torn     *frameError
 	tornAt   int64
 	header   bool // whether the header is valid (false: rewrite it)
+	// preallocated is the size of the zero tail after validEnd: space
+	// allocated ahead, kept.
+	preallocated int64
 }
 
 // scanSegment validates one segment. In the last segment a bad frame is a
@@ -358,6 +366,15 @@ func (j *Journal) scanSegment(name string, first, epoch uint64, isLast bool) (sc
 			res.last, res.epoch = f.LSN, f.Epoch
 			off += int64(n)
 			continue
+		}
+		// Zeros from here to the end are space allocated ahead (allocate),
+		// not a torn write: nothing was written there. In an earlier
+		// segment too (a lost end of one shows as a gap before the next).
+		if zero, err := fr.zeroFrom(off); err != nil {
+			return res, fmt.Errorf("journal: read %s: %w", name, err)
+		} else if zero {
+			res.preallocated = res.size - off
+			break
 		}
 		if !isLast {
 			return corrupt(off, "%s", ferr.reason)
@@ -637,10 +654,10 @@ func (j *Journal) writeGroup(g *group) error {
 			}
 		}
 		if j.activeSize+int64(end-start) > j.preallocated {
-			// Allocating ahead keeps block allocation out of each fdatasync.
-			// Best effort: a failure here shows up as a write error if real.
-			n := max(preallocChunk, int64(end-start))
-			_ = j.active.Preallocate(j.activeSize, n)
+			// Never past the rollover threshold unless this write goes
+			// there: a segment that rolls over ends at its last frame.
+			n := max(min(preallocChunk, j.segSize-j.activeSize), int64(end-start))
+			j.allocate(j.activeSize, n)
 			j.preallocated = j.activeSize + n
 		}
 		if _, err := j.active.WriteAt(g.buf[start:end], j.activeSize); err != nil {
@@ -658,6 +675,33 @@ func (j *Journal) writeGroup(g *group) error {
 	j.lastSync = time.Since(syncStart)
 	return nil
 }
+
+// allocate makes [off, off+n) of the active segment allocated space that
+// reads as zeros, extending the file: then an fdatasync after a write into
+// it need not also commit a new file size (measured here: fdatasync of
+// 1 KiB appends p50 217–235 µs with the size set ahead, 276–327 µs with
+// the space allocated but the size kept). Recovery reads the zeros after
+// the last frame of the last segment as preallocated space (scanSegment).
+// Best effort: a failure here shows up as a write error if real.
+func (j *Journal) allocate(off, n int64) {
+	if fd := j.active.Fd(); fd != vfs.InvalidFd {
+		if fallocate(fd, off, n) != nil {
+			_ = j.active.Preallocate(off, n) // keeps the size: no zero tail
+		}
+		return
+	}
+	// No file descriptor (an in-memory FS): write the zeros an allocation
+	// leaves, so such a journal has the same shape on "disk".
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		if _, err := j.active.WriteAt(zeros[:k], off); err != nil {
+			return
+		}
+		off, n = off+k, n-k
+	}
+}
+
+var zeros = make([]byte, 64<<10)
 
 // commitDelay is how long the committer may wait for a group to fill.
 func (j *Journal) commitDelay() time.Duration {

@@ -113,6 +113,24 @@ func (r *frameReader) findFrame(off int64, next uint64) (int64, *frame, error) {
 	return 0, nil, nil
 }
 
+// zeroFrom reports whether every byte from off to the limit is zero.
+func (r *frameReader) zeroFrom(off int64) (bool, error) {
+	for off < r.limit {
+		n := int(min(r.limit-off, readWindow))
+		b, err := r.peek(off, n)
+		if err != nil {
+			return false, err
+		}
+		for _, c := range b {
+			if c != 0 {
+				return false, nil
+			}
+		}
+		off += int64(n)
+	}
+	return true, nil
+}
+
 // Reader reads durable records in LSN order. It is not safe for concurrent
 // use; any number of readers may run concurrently with appends.
 type Reader struct {

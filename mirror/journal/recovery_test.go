@@ -82,7 +82,7 @@ func TestTornTailEveryOffset(t *testing.T) {
 	base, segs := buildJournal(t, n, 200)
 	last := segs[len(segs)-1]
 	path := base.PathJoin(testDir, last.Name)
-	full := readFile(t, base, path)
+	full := segmentBytes(t, base, last)
 	offs := frameOffsets(t, full)
 	lastOff := offs[len(offs)-1]
 	for cut := lastOff; cut < len(full); cut++ {
@@ -117,7 +117,7 @@ func TestTornTailJunk(t *testing.T) {
 	base, segs := buildJournal(t, n, 200)
 	last := segs[len(segs)-1]
 	path := base.PathJoin(testDir, last.Name)
-	full := readFile(t, base, path)
+	full := segmentBytes(t, base, last)
 	rng := rand.New(rand.NewPCG(1, 2))
 	garbage := make([]byte, 3000)
 	for i := range garbage {
@@ -132,12 +132,14 @@ func TestTornTailJunk(t *testing.T) {
 		records  int
 		truncAt  int
 		truncLen int
+		prealloc int // zeros kept as space allocated ahead
 	}{
-		{"zero tail", append(append([]byte(nil), full...), make([]byte, 4096)...), n, len(full), 4096},
-		{"garbage tail", append(append([]byte(nil), full...), garbage...), n, len(full), len(garbage)},
-		{"torn frame then zeros", append(append([]byte(nil), full[:len(full)-5]...), make([]byte, 100)...), n - 1, offs[len(offs)-1], len(full) - 5 + 100 - offs[len(offs)-1]},
-		{"bit flip in last frame", flipped, n - 1, offs[len(offs)-1], len(full) - offs[len(offs)-1]},
-		{"header only", full[:SegmentHeaderSize], int(last.FirstLSN) - 1, 0, 0},
+		{"zero tail", append(append([]byte(nil), full...), make([]byte, 4096)...), n, 0, 0, 4096},
+		{"zeros shorter than a frame header", append(append([]byte(nil), full...), make([]byte, 5)...), n, 0, 0, 5},
+		{"garbage tail", append(append([]byte(nil), full...), garbage...), n, len(full), len(garbage), 0},
+		{"torn frame then zeros", append(append([]byte(nil), full[:len(full)-5]...), make([]byte, 100)...), n - 1, offs[len(offs)-1], len(full) - 5 + 100 - offs[len(offs)-1], 0},
+		{"bit flip in last frame", flipped, n - 1, offs[len(offs)-1], len(full) - offs[len(offs)-1], 0},
+		{"header only", full[:SegmentHeaderSize], int(last.FirstLSN) - 1, 0, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,7 +148,7 @@ func TestTornTailJunk(t *testing.T) {
 			j := mustOpen(t, fs, Options{SegmentSize: 200})
 			defer j.Close()
 			rep := j.Recovery()
-			if rep.TruncatedBytes != int64(tc.truncLen) || (tc.truncLen > 0 && rep.TruncatedOffset != int64(tc.truncAt)) {
+			if rep.TruncatedBytes != int64(tc.truncLen) || (tc.truncLen > 0 && rep.TruncatedOffset != int64(tc.truncAt)) || rep.PreallocatedBytes != int64(tc.prealloc) {
 				t.Fatalf("report %+v, want %d bytes at %d", rep, tc.truncLen, tc.truncAt)
 			}
 			checkRecords(t, j, tc.records)
@@ -190,8 +192,8 @@ func TestCorruptionBeforeTail(t *testing.T) {
 	}
 	first := segs[0]
 	lastSeg := segs[len(segs)-1]
-	firstBytes := readFile(t, base, base.PathJoin(testDir, first.Name))
-	lastBytes := readFile(t, base, base.PathJoin(testDir, lastSeg.Name))
+	firstBytes := segmentBytes(t, base, first)
+	lastBytes := segmentBytes(t, base, lastSeg)
 	firstOffs := frameOffsets(t, firstBytes)
 	lastOffs := frameOffsets(t, lastBytes)
 	if len(lastOffs) < 2 {
@@ -213,7 +215,6 @@ func TestCorruptionBeforeTail(t *testing.T) {
 		{"bit flip in first frame of an earlier segment", first.Name, flip(firstBytes, firstOffs[0]+20), firstOffs[0], "checksum"},
 		{"bit flip in last frame of an earlier segment", first.Name, flip(firstBytes, len(firstBytes)-1), firstOffs[len(firstOffs)-1], "checksum"},
 		{"earlier segment cut short", first.Name, firstBytes[:len(firstBytes)-4], firstOffs[len(firstOffs)-1], "incomplete"},
-		{"earlier segment with trailing zeros", first.Name, append(append([]byte(nil), firstBytes...), 0, 0, 0, 0, 0, 0, 0, 0), len(firstBytes), "out of range"},
 		{"bad header of an earlier segment", first.Name, flip(firstBytes, 3), 0, "magic"},
 		{"bit flip in an earlier frame of the last segment", lastSeg.Name, flip(lastBytes, lastOffs[0]+12), lastOffs[0], "later commit group"},
 		{"bad header of the last segment with frames", lastSeg.Name, flip(lastBytes, 14), 0, "frame follows"},
@@ -245,8 +246,16 @@ func TestCorruptionBeforeTail(t *testing.T) {
 			}
 		})
 	}
-	// A missing middle segment is a gap.
+	// Zeros where an earlier segment's last frame was read as space
+	// allocated after it, and the record lost is a gap before the next.
 	fs := cloneMem(t, base)
+	lastOff := firstOffs[len(firstOffs)-1]
+	writeFile(t, fs, fs.PathJoin(testDir, first.Name), append(append([]byte(nil), firstBytes[:lastOff]...), make([]byte, len(firstBytes)-lastOff)...))
+	if _, err := Open(testDir, Options{FS: fs, SegmentSize: 400}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "does not follow") || !strings.Contains(err.Error(), segs[1].Name) {
+		t.Fatalf("zeroed last frame of %s: got %v, want a gap before %s", first.Name, err, segs[1].Name)
+	}
+	// A missing middle segment is a gap.
+	fs = cloneMem(t, base)
 	if err := fs.Remove(fs.PathJoin(testDir, segs[1].Name)); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +275,7 @@ func TestReaderDetectsCorruption(t *testing.T) {
 	}
 	seg := j.Segments()[1]
 	path := fs.PathJoin(testDir, seg.Name)
-	b := readFile(t, fs, path)
+	b := segmentBytes(t, fs, seg)
 	offs := frameOffsets(t, b)
 	b[offs[1]+30] ^= 0x80
 	// Overwrite in place (same inode, as the journal has it open).
@@ -301,7 +310,7 @@ func TestDamagedSegmentsNeverPanic(t *testing.T) {
 	}
 	for _, seg := range segs {
 		path := base.PathJoin(testDir, seg.Name)
-		full := readFile(t, base, path)
+		full := segmentBytes(t, base, seg)
 		isLast := seg.Name == segs[len(segs)-1].Name
 		for i := 0; i < len(full); i += step {
 			variants := map[string][]byte{
