@@ -655,8 +655,8 @@ func (m *mirror) execute(ctx context.Context, batch []failover.Ready) error {
 	// Records in these messages are durable here. (Appends to an active
 	// backup left earlier, see shipEarly; the failover core's resync rule
 	// keeps a restarted primary from writing a different record at an
-	// (epoch, LSN) its backup already holds — the spin model's
-	// SHIP_BEFORE_FSYNC mutant, which has no such rule.)
+	// (epoch, LSN) its backup already holds — modelled in the spin model,
+	// whose NO_RESYNC mutant drops the rule.)
 	//
 	// The store follows what is committed and durable here. The limit is
 	// raised before the clients are woken: each of them waits for its
