@@ -47,7 +47,7 @@ func TestAllocatedTailIsKept(t *testing.T) {
 	if !os.SameFile(before, after) || after.Size() != before.Size() {
 		t.Fatalf("the segment was rewritten by Open (%d -> %d bytes)", before.Size(), after.Size())
 	}
-	checkAllocTestRecords(t, j, 20)
+	checkPayloads(t, j, 20, allocTestSize)
 	for i := 21; i <= 40; i++ {
 		mustAppend(t, j, "fhir", payloadFor(i, allocTestSize(i)))
 	}
@@ -60,7 +60,7 @@ func TestAllocatedTailIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	checkAllocTestRecords(t, j, 40)
+	checkPayloads(t, j, 40, allocTestSize)
 }
 
 // TestRolledOverSegmentsEndAtTheirLastFrame: space is never allocated past
@@ -121,23 +121,10 @@ func TestRolledOverSegmentsEndAtTheirLastFrame(t *testing.T) {
 			j.Close()
 			j = open(4 << 10)
 			defer j.Close()
-			checkAllocTestRecords(t, j, 303)
+			checkPayloads(t, j, 303, allocTestSize)
 		})
 	}
 }
 
 // allocTestSize is the payload size of record i in these tests.
 func allocTestSize(i int) int { return 200 + i*13%900 }
-
-func checkAllocTestRecords(t *testing.T, j *Journal, n int) {
-	t.Helper()
-	got := readAll(t, j, 1)
-	if len(got) != n {
-		t.Fatalf("read %d records, want %d", len(got), n)
-	}
-	for i, r := range got {
-		if r.LSN != uint64(i+1) || string(r.Payload) != string(payloadFor(i+1, allocTestSize(i+1))) {
-			t.Fatalf("record %d: LSN %d or payload differs", i, r.LSN)
-		}
-	}
-}

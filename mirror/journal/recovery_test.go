@@ -62,14 +62,23 @@ func frameOffsets(t *testing.T, b []byte) []int {
 	return offs
 }
 
+// checkRecords checks that j holds exactly the records 1..n written with
+// payloadFor(i, 10+i%7).
 func checkRecords(t *testing.T, j *Journal, n int) {
+	t.Helper()
+	checkPayloads(t, j, n, func(i int) int { return 10 + i%7 })
+}
+
+// checkPayloads checks that j holds exactly the records 1..n written with
+// payloadFor(i, size(i)).
+func checkPayloads(t *testing.T, j *Journal, n int, size func(int) int) {
 	t.Helper()
 	got := readAll(t, j, 1)
 	if len(got) != n {
 		t.Fatalf("recovered %d records, want %d", len(got), n)
 	}
 	for i, r := range got {
-		if r.LSN != uint64(i+1) || string(r.Payload) != string(payloadFor(i+1, 10+(i+1)%7)) {
+		if r.LSN != uint64(i+1) || string(r.Payload) != string(payloadFor(i+1, size(i+1))) {
 			t.Fatalf("record %d: LSN %d or payload differs", i, r.LSN)
 		}
 	}
