@@ -680,8 +680,8 @@ func (j *Journal) writeGroup(g *group) error {
 // reads as zeros, extending the file: then an fdatasync after a write into
 // it need not also commit a new file size (measured here: fdatasync of
 // 1 KiB appends p50 217–235 µs with the size set ahead, 276–327 µs with
-// the space allocated but the size kept). Recovery reads the zeros after
-// the last frame of the last segment as preallocated space (scanSegment).
+// the space allocated but the size kept). Recovery reads zeros after a
+// segment's last frame as allocated space, not a torn tail (scanSegment).
 // Best effort: a failure here shows up as a write error if real.
 func (j *Journal) allocate(off, n int64) {
 	if fd := j.active.Fd(); fd != vfs.InvalidFd {
