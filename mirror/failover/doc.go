@@ -143,6 +143,7 @@
 //	                                                      TestArbiterReopenOnlyForTheRecordedPrimaryOfItsEpoch
 //	  fence reports the epoch a reopen may have made      TestResync05_FenceReportsTheEpochAReopenMayHaveCreated
 //	  a resync ends with its epoch                        TestResync06_AResyncEndsWithItsEpoch
+//	  restarted again: the persisted reopen asked again   TestResync07_ARestartedPrimaryAsksItsPersistedReopenAgain
 //	Agent                                                 TestAgent_FenceThenPersistThenTail
 //	Architecture                                          TestImportsOnlyStdlib
 //

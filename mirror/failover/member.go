@@ -636,7 +636,7 @@ func (m *Member) onAppendResp(msg Message) {
 		}
 		return
 	}
-	if msg.Restarts != m.hs.Restarts {
+	if msg.Restarts != m.hs.Restarts && !m.cfg.Mutations.NoRestartsEcho {
 		m.counters.StaleEpoch++
 		return // answers an append from before our last restart
 	}
@@ -926,6 +926,16 @@ func (m *Member) tickPrimary() {
 // takes over only through our agent, which reads our epoch from disk).
 func (m *Member) reopen() {
 	if m.hs.Mode == ModeArbiter {
+		if a := m.hs.Asked; (m.pending == nil || m.pending.op != OpReopen) && a.Valid && a.Reopen && a.Epoch == m.hs.Epoch {
+			// asked before a restart, its answer unknown: the arbiter may
+			// have granted it, so ask exactly that again — a new ask (a
+			// later LSN, after writes made once a resync ended) would be
+			// refused, and the grant never recognised as ours: both members
+			// backups of an epoch whose primary never starts (found by the
+			// simulation, with messages held across a restart)
+			m.resendAsk()
+			return
+		}
 		if m.pending == nil || m.pending.op != OpReopen {
 			// durable before the request leaves, as a takeover's: the agent
 			// then reports the next epoch if it fences us (FenceEpoch), and

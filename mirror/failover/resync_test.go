@@ -226,3 +226,44 @@ func TestResync06_AResyncEndsWithItsEpoch(t *testing.T) {
 		tr.fatalf("A, primary again in a later epoch with B gone, must take writes (found the old resync still open): %v %v", p, tr.m("A").Status())
 	}
 }
+
+// A primary asked to reopen, the arbiter granted it and the answer was
+// lost; its resync then ended (the backup answered), it wrote on, and it
+// restarted: resyncing again with the backup silent, it must ask the
+// persisted reopen again, not a new one at its later LSN — that one is
+// refused (the record moved to the new epoch) and the grant, naming the
+// first ask's LSN, would never be recognised as its own.
+func TestResync07_ARestartedPrimaryAsksItsPersistedReopenAgain(t *testing.T) {
+	seen := Version{Epoch: 3, Seq: 2}
+	ask := TakeoverAsk{Valid: true, At: seen, Epoch: 3, LSN: 9, Reopen: true}
+	var log []Entry
+	for l := LSN(1); l <= 11; l++ {
+		log = append(log, Entry{Epoch: 3, LSN: l, Data: []byte{byte(l)}})
+	}
+	hs := HardState{Epoch: 3, Role: RolePrimary, BackupActive: true, Mode: ModeArbiter, Asked: ask,
+		Known: Record{Version: seen, Primary: "A", Backup: "B", BackupActive: true, Mode: ModeArbiter}}
+	m := NewMember(MemberConfig{ID: "A", Peer: "B", PeerAgent: "agentB", Arbiter: "arb", QoS: tQoS, Heartbeat: 2, Retry: 3}, hs, Base{}, log, 0)
+	if m.TakesWrites() {
+		t.Fatalf("setup: a restarted primary with its backup active resyncs first")
+	}
+	var req *Message
+	for now := Tick(1); now <= 2*tQoS && req == nil; now++ {
+		for _, msg := range m.Tick(now).Messages {
+			if msg.Type == MsgArbiterReq && msg.Op == OpReopen {
+				req = &msg
+			}
+		}
+	}
+	if req == nil || req.Seen != seen || req.LSN != 9 || m.HardState().Asked != ask {
+		t.Fatalf("the backup silent, A must ask its persisted reopen (seen %v, LSN 9) again: %+v, asked %+v", seen, req, m.HardState().Asked)
+	}
+	granted := Record{Version: Version{Epoch: 4}, Primary: "A", Backup: "B", Mode: ModeArbiter, ForkLSN: 9}
+	rd := m.Step(Message{Type: MsgArbiterResp, From: "arb", To: "A", Epoch: 4, Op: OpReopen, Seen: seen, OK: false, Record: granted})
+	var promoted bool
+	for _, a := range rd.Actions {
+		promoted = promoted || (a.Kind == ActPromote && a.Reason == PromoteReopen && a.Epoch == 4)
+	}
+	if !promoted || m.HardState().Epoch != 4 || !m.TakesWrites() {
+		t.Fatalf("the record naming A primary of epoch 4 after LSN 9 is A's grant: %+v", rd.Actions)
+	}
+}

@@ -352,6 +352,10 @@ type Mutations struct {
 	// its backup's records of that epoch (the records it shipped early);
 	// the simulation's only: not in MutationNames
 	NoResync bool
+	// (f) the primary counts an acknowledgement of an append sent before
+	// its last restart (the Restarts echo is not checked); the
+	// simulation's only: not in MutationNames
+	NoRestartsEcho bool
 }
 
 // MutationNames are the names ParseMutations accepts, one per switch.

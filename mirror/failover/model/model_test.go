@@ -167,7 +167,7 @@ var mutants = []struct {
 	{"MUTANT_RESEED_KEEPS_ANSWERS", []string{"-DW=1"}, "members act on answers of an arbiter that lost its disk"},
 	{"MUTANT_ALONE_WHILE_LEAVING", nil, "agent-mode primary commits alone while \"arbiter-controlled, backup active\" is pending"},
 	{"MUTANT_NO_RESYNC", nil, "a restarted primary writes on in its epoch without its backup's records of it (Mutations.NoResync)"},
-	{"MUTANT_NO_RESTARTS_ECHO", []string{"-DMAXEP=2", "-DMAXRQ=1"}, "an acknowledgement from before the primary's restart counts"},
+	{"MUTANT_NO_RESTARTS_ECHO", []string{"-DMAXEP=2", "-DMAXRQ=1"}, "an acknowledgement from before the primary's restart counts (Mutations.NoRestartsEcho)"},
 }
 
 // TestSpinMutants checks that every mutant is caught: the properties bite.

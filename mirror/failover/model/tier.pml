@@ -97,8 +97,8 @@
  *                          MsgArbiterResp{OK, Record} (GRANT: Record.Primary == asker at epoch+1)
  *   MUTANT_*               Mutations{AckBeforeBackup: ACK_EARLY, NonActiveTakeover: NO_TAIL,
  *                          ArbiterForget: ARBITER_FORGETS, AckAfterTakeoverAsk: BACKUP_ACKS_OLD,
- *                          NoResync: NO_RESYNC}; INACTIVE_TAKEOVER, RESEED_KEEPS_ANSWERS,
- *                          ALONE_WHILE_LEAVING, NO_RESTARTS_ECHO have no Go switch (see MAPPING.md)
+ *                          NoResync: NO_RESYNC, NoRestartsEcho: NO_RESTARTS_ECHO}; INACTIVE_TAKEOVER,
+ *                          RESEED_KEEPS_ANSWERS, ALONE_WHILE_LEAVING have no Go switch (see MAPPING.md)
  */
 
 /* ---------------- bounds (override with spin -DNAME=value) ---------------- */

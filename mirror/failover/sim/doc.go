@@ -3,8 +3,10 @@
 // client writers, all driven through the pure cores of package failover.
 //
 // A seed (math/rand/v2 PCG) fixes everything: message delay, loss,
-// duplication and reordering; one-way and two-way link cuts between hosts (an
-// agent shares its member's host); crashes and restarts that keep only what a
+// duplication and reordering; messages to a process that is down, dropped
+// or — as a sender's link keeps queued frames while it redials — held for
+// whatever process answers next, a restarted one included; one-way and
+// two-way link cuts between hosts (an agent shares its member's host); crashes and restarts that keep only what a
 // core asked to persist (also a crash between fsync and send); arbiter disk
 // loss; pauses; operator actions (no-failover, planned failover, policy gate
 // verdicts, forced promotion with a recorded data-loss decision); journal

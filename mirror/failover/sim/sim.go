@@ -76,9 +76,15 @@ type node struct {
 }
 
 type inflight struct {
-	msg failover.Message
-	at  Tick
+	msg  failover.Message
+	at   Tick
+	sent Tick
 }
+
+// holdFor bounds how long a message to a process that is down may wait for
+// it: a sender's link keeps queued frames while it redials, and sends them
+// to whatever process answers next — a restarted one included.
+const holdFor = 120
 
 type cut struct {
 	from, to string
@@ -274,7 +280,7 @@ func (w *world) send(m failover.Message) {
 		copies = 2
 	}
 	for range copies {
-		w.net = append(w.net, inflight{msg: m, at: w.now + Tick(w.rng.IntN(w.maxDelay)) + 1})
+		w.net = append(w.net, inflight{msg: m, at: w.now + Tick(w.rng.IntN(w.maxDelay)) + 1, sent: w.now})
 	}
 }
 
@@ -436,6 +442,12 @@ func (w *world) deliver(f inflight) {
 	m := f.msg
 	n := w.byID[m.To]
 	if n == nil || !n.up {
+		if n != nil && n.downUntil > 0 && w.now-f.sent < holdFor && w.rng.IntN(2) == 0 {
+			w.tracef("  held (down) %v", m)
+			f.at = max(w.now+1, n.downUntil) + Tick(w.rng.IntN(w.maxDelay))
+			w.net = append(w.net, f)
+			return
+		}
 		w.tracef("  drop (down) %v", m)
 		return
 	}
