@@ -4,8 +4,8 @@
 //
 // A seed (math/rand/v2 PCG) fixes everything: message delay, loss,
 // duplication and reordering; messages to a process that is down, dropped
-// or — as a sender's link keeps queued frames while it redials — held for
-// whatever process answers next, a restarted one included; one-way and
+// or held for its restart (a sender's link sends the frames queued while
+// its connection was down once a dial reaches the restarted process); one-way and
 // two-way link cuts between hosts (an agent shares its member's host); crashes and restarts that keep only what a
 // core asked to persist (also a crash between fsync and send); arbiter disk
 // loss; pauses; operator actions (no-failover, planned failover, policy gate

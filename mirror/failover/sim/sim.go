@@ -82,8 +82,9 @@ type inflight struct {
 }
 
 // holdFor bounds how long a message to a process that is down may wait for
-// it: a sender's link keeps queued frames while it redials, and sends them
-// to whatever process answers next — a restarted one included.
+// it: a sender's link keeps the frames queued while its connection is down
+// and, if its next dial reaches the restarted process, sends them there (it
+// drops them only when a dial fails).
 const holdFor = 120
 
 type cut struct {
