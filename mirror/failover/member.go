@@ -926,7 +926,10 @@ func (m *Member) tickPrimary() {
 // takes over only through our agent, which reads our epoch from disk).
 func (m *Member) reopen() {
 	if m.hs.Mode == ModeArbiter {
-		if a := m.hs.Asked; (m.pending == nil || m.pending.op != OpReopen) && a.Valid && a.Reopen && a.Epoch == m.hs.Epoch {
+		if m.pending != nil && m.pending.op == OpReopen {
+			return // asked; tickPrimary resends it
+		}
+		if a := m.hs.Asked; a.Valid && a.Reopen && a.Epoch == m.hs.Epoch {
 			// asked before a restart, its answer unknown: the arbiter may
 			// have granted it, so ask exactly that again — a new ask (a
 			// later LSN, after writes made once a resync ended) would be
@@ -936,15 +939,13 @@ func (m *Member) reopen() {
 			m.resendAsk()
 			return
 		}
-		if m.pending == nil || m.pending.op != OpReopen {
-			// durable before the request leaves, as a takeover's: the agent
-			// then reports the next epoch if it fences us (FenceEpoch), and
-			// a grant learned only after a demotion is still ours
-			m.hs.Asked = TakeoverAsk{Valid: true, At: m.hs.Known.Version, Epoch: m.hs.Epoch, LSN: m.lastLSN(), Reopen: true}
-			m.persist()
-			m.ask(OpReopen, m.lastLSN())
-			m.event("ask", "epoch %d: restarted without the backup: new epoch requested at %v after LSN %d", m.hs.Epoch, m.hs.Known.Version, m.lastLSN())
-		}
+		// durable before the request leaves, as a takeover's: the agent
+		// then reports the next epoch if it fences us (FenceEpoch), and
+		// a grant learned only after a demotion is still ours
+		m.hs.Asked = TakeoverAsk{Valid: true, At: m.hs.Known.Version, Epoch: m.hs.Epoch, LSN: m.lastLSN(), Reopen: true}
+		m.persist()
+		m.ask(OpReopen, m.lastLSN())
+		m.event("ask", "epoch %d: restarted without the backup: new epoch requested at %v after LSN %d", m.hs.Epoch, m.hs.Known.Version, m.lastLSN())
 		return
 	}
 	if m.now-m.lastBackupAck >= 2*m.cfg.QoS {

@@ -14,10 +14,10 @@
 //	4 bytes  JSON length J (big-endian), then J bytes of JSON (no entry data)
 //	4 bytes  entry count N, then N × (4-byte length, bytes): each entry's Data
 //
-// The JSON is written and read without reflection (json.go), byte for byte
-// what encoding/json writes. Decoding is strict: unknown JSON fields, a type or sender that disagrees
-// with the frame, or lengths past the end are errors, and such a message
-// never reaches a core.
+// The JSON is written and read without reflection (json.go), byte for
+// byte what encoding/json writes. Decoding is strict: unknown JSON fields,
+// a type or sender that disagrees with the frame, or lengths past the end
+// are errors, and such a message never reaches a core.
 package wire
 
 import (

@@ -5,9 +5,10 @@
 // A seed (math/rand/v2 PCG) fixes everything: message delay, loss,
 // duplication and reordering; messages to a process that is down, dropped
 // or held for its restart (a sender's link sends the frames queued while
-// its connection was down once a dial reaches the restarted process); one-way and
-// two-way link cuts between hosts (an agent shares its member's host); crashes and restarts that keep only what a
-// core asked to persist (also a crash between fsync and send); arbiter disk
+// its connection was down once a dial reaches the restarted process);
+// one-way and two-way link cuts between hosts (an agent shares its
+// member's host); crashes and restarts that keep only what a core asked to
+// persist (also a crash between fsync and send); arbiter disk
 // loss; pauses; operator actions (no-failover, planned failover, policy gate
 // verdicts, forced promotion with a recorded data-loss decision); journal
 // purges anywhere up to what each core allows (asyncs down longer than a
