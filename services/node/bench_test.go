@@ -128,8 +128,9 @@ func BenchmarkMirror(b *testing.B) {
 			fmt.Printf("mirror: writers=%-2d journal commit groups: unmirrored %s | mirrored primary %s, backup %s\n", writers, soloG, primG, backG)
 			// The goals are ratios to one unmirrored node; both members'
 			// work on this host without the mirror bounds what they allow.
-			fmt.Printf("mirror: writers=%-2d floor of the mirror's work here: every write on the standalone node and into a second journal applied once durable (two members' journals and stores, nothing shipped) %7.0f writes/s p50 %-9v p99 %-9v = %.0f%% of unmirrored, p50 %.2fx\n",
-				writers, both.rate, both.p50.Round(time.Microsecond), both.p99.Round(time.Microsecond), 100*both.rate/un.rate, float64(both.p50)/float64(un.p50))
+			fmt.Printf("mirror: writers=%-2d floor of the mirror's work here: every write on the standalone node and into a second journal applied once durable (two members' journals and stores, nothing shipped) %7.0f writes/s p50 %-9v p99 %-9v = %.0f%% of unmirrored, p50 %.2fx | cpu per write %v (mirrored %v) | mirrored reaches %.0f%% of this floor\n",
+				writers, both.rate, both.p50.Round(time.Microsecond), both.p99.Round(time.Microsecond), 100*both.rate/un.rate, float64(both.p50)/float64(un.p50),
+				both.cpuPerOp.Round(time.Microsecond), mi.cpuPerOp.Round(time.Microsecond), 100*mi.rate/both.rate)
 			b.ReportMetric(mi.rate, fmt.Sprintf("mirrored-writes/s@%d", writers))
 		}
 		b.StopTimer()
