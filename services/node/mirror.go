@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,7 @@ type mirror struct {
 	proposals chan *proposal
 	links     map[failover.ID]*link
 	waiting   []*proposal // proposed, not yet acknowledged, in LSN order
+	acked     int         // writes acknowledged since the last batch was taken (run)
 
 	stages     []stage                // pipelined output waiting for the fsync, oldest first
 	lastQueued *journal.Pending       // the last record queued for the group commit
@@ -368,6 +370,7 @@ func (m *mirror) run(ctx context.Context) error {
 	var batch []failover.Ready
 	for {
 		batch = batch[:0]
+		props := 0                  // client writes in the batch
 		var durable <-chan struct{} // closed once the oldest output stage may go
 		if len(m.stages) > 0 {
 			durable = m.stages[0].after.Done()
@@ -391,6 +394,7 @@ func (m *mirror) run(ctx context.Context) error {
 			batch = append(batch, m.step(msg))
 		case p := <-m.proposals:
 			batch = append(batch, m.stepProposal(p))
+			props++
 		case flushed := <-m.purgeReq:
 			if err := m.purge(ctx, flushed); err != nil {
 				return err
@@ -399,16 +403,33 @@ func (m *mirror) run(ctx context.Context) error {
 			continue
 		}
 		// Take whatever else is queued, up to a bound, into the same batch:
-		// one group commit for all of it.
+		// one group commit for all of it. Writers acknowledged since the
+		// last batch come back with new writes (closed-loop clients, as the
+		// journal's commit delay assumes): while fewer of them are in the
+		// batch, let the goroutines that are ready run first
+		// (runtime.Gosched, up to maxYields times and only while that
+		// brings more) — the applier they wait for, then the writers. Their
+		// writes then share this batch's group, stage and frame to the
+		// backup instead of making their own: under load the primary
+		// shipped a frame per 1.5 writes. A lone writer never waits, nor
+		// does a batch nobody is expected back for.
+		expect := m.acked
+		m.acked = 0
+		yields, before := 0, len(batch)
 	drain:
 		for len(batch) < 512 {
 			select {
 			case p := <-m.proposals:
 				batch = append(batch, m.stepProposal(p))
+				props++
 			case msg := <-m.inbox:
 				batch = append(batch, m.step(msg))
 			default:
-				break drain
+				if props >= expect || yields == maxYields || (yields > 0 && len(batch) == before) {
+					break drain
+				}
+				yields, before = yields+1, len(batch)
+				runtime.Gosched()
 			}
 		}
 		if err := m.handle(ctx, batch); err != nil {
@@ -417,6 +438,10 @@ func (m *mirror) run(ctx context.Context) error {
 		m.publish()
 	}
 }
+
+// maxYields bounds how often the loop lets other goroutines run before it
+// handles a batch (see run).
+const maxYields = 4
 
 // step hands a message to the core and notes whom this member follows: the
 // sender of an append the core took in its own epoch is that epoch's primary.
@@ -813,6 +838,7 @@ func (m *mirror) ackClients(upTo uint64) {
 		m.settle(m.waiting[i], nil)
 	}
 	m.waiting = m.waiting[i:]
+	m.acked += i
 }
 
 // hydrate fills in, from the journal, the data of entries the core no
