@@ -34,11 +34,13 @@ import (
 // BenchmarkMirror measures commit latency and throughput of 1 KiB writes at
 // 1, 16 and 64 concurrent writers, on a mirrored tier (arbiter and two
 // members on loopback with mutual TLS, both members' journals on this disk)
-// beside a standalone node on the same disk, in the same run. Two floors
-// are measured in the same run too, since the goals are ratios to the
-// standalone node and both members share this host's disk and cores: the
-// mirrored commit with none of the mirror's code (mirroredFloor), and both
-// members' work with nothing shipped (twice).
+// beside a standalone node on the same disk, in the same run. Since the
+// goals are ratios to the standalone node and both members share this
+// host's disk and cores, two references are measured in the same run too:
+// the mirrored commit with none of the mirror's code (mirroredFloor), and
+// both members' work with nothing shipped (twice). The second is a
+// reference, not a bound: it batches differently (two journals grouping on
+// their own), and the mirror has passed it in a run.
 // TANDEM_BENCH_WRITERS=64 measures one writer count,
 // TANDEM_BENCH_PROFILE_DIR=dir profiles each phase (profilePhase).
 func BenchmarkMirror(b *testing.B) {
@@ -126,9 +128,10 @@ func BenchmarkMirror(b *testing.B) {
 				writers, un.cpuPerOp.Round(time.Microsecond), mi.cpuPerOp.Round(time.Microsecond),
 				un.rate*un.cpuPerOp.Seconds(), mi.rate*mi.cpuPerOp.Seconds(), runtime.NumCPU(), 100*un.idle, 100*mi.idle)
 			fmt.Printf("mirror: writers=%-2d journal commit groups: unmirrored %s | mirrored primary %s, backup %s\n", writers, soloG, primG, backG)
-			// The goals are ratios to one unmirrored node; both members'
-			// work on this host without the mirror bounds what they allow.
-			fmt.Printf("mirror: writers=%-2d floor of the mirror's work here: every write on the standalone node and into a second journal applied once durable (two members' journals and stores, nothing shipped) %7.0f writes/s p50 %-9v p99 %-9v = %.0f%% of unmirrored, p50 %.2fx | cpu per write %v (mirrored %v) | mirrored reaches %.0f%% of this floor\n",
+			// The goals are ratios to one unmirrored node: what both
+			// members' work costs on this host without the mirror says
+			// how far that is from what the mirror adds.
+			fmt.Printf("mirror: writers=%-2d reference, both members' work here without the mirror: every write on the standalone node and into a second journal applied once durable (nothing shipped) %7.0f writes/s p50 %-9v p99 %-9v = %.0f%% of unmirrored, p50 %.2fx | cpu per write %v (mirrored %v) | mirrored is %.0f%% of it\n",
 				writers, both.rate, both.p50.Round(time.Microsecond), both.p99.Round(time.Microsecond), 100*both.rate/un.rate, float64(both.p50)/float64(un.p50),
 				both.cpuPerOp.Round(time.Microsecond), mi.cpuPerOp.Round(time.Microsecond), 100*mi.rate/both.rate)
 			b.ReportMetric(mi.rate, fmt.Sprintf("mirrored-writes/s@%d", writers))
