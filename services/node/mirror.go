@@ -411,8 +411,8 @@ func (m *mirror) run(ctx context.Context) error {
 		// brings more) — the applier they wait for, then the writers. Their
 		// writes then share this batch's group, stage and frame to the
 		// backup instead of making their own: under load the primary
-		// shipped a frame per 1.5 writes. A lone writer never waits, nor
-		// does a batch nobody is expected back for.
+		// shipped a frame per 1.5 writes. A lone writer's batch already
+		// holds its write, and a backup expects nobody: neither yields.
 		expect := m.acked
 		m.acked = 0
 		yields, before := 0, len(batch)
