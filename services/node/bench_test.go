@@ -382,6 +382,10 @@ func startTierOf(tb testing.TB, f *cluster.File, log *slog.Logger) ([]*node.Node
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); arb.Run(ctx) }()
+	// Both members are opened (the slow part) before either runs: a
+	// primary started well before its backup finds it silent through its
+	// restart resync and opens a new epoch with the backup inactive — safe,
+	// but not the tier the tests start from.
 	var members []*node.Node
 	for _, m := range []string{"a", "b"} {
 		n, err := node.OpenMember(f, "records", m, log)
@@ -389,6 +393,8 @@ func startTierOf(tb testing.TB, f *cluster.File, log *slog.Logger) ([]*node.Node
 			tb.Fatal(err)
 		}
 		members = append(members, n)
+	}
+	for _, n := range members {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.Run(ctx) }()
 	}

@@ -60,12 +60,13 @@ func TestWriterAnsweredAsThePrimaryGoesAloneFindsItPrimary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); a.Run(ctx) }()
 	b, err := node.OpenMember(f, "records", "b", quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Both opened before either runs, as startTierOf does.
+	wg.Add(1)
+	go func() { defer wg.Done(); a.Run(ctx) }()
 	bctx, stopB := context.WithCancel(ctx)
 	bDone := make(chan struct{})
 	go func() { defer close(bDone); b.Run(bctx) }()
