@@ -61,12 +61,12 @@ func BenchmarkMirror(b *testing.B) {
 	// also into a second journal, whose store applies it once durable as a
 	// backup's does: the work of both members on this host, with no
 	// shipping and no failover core.
-	twice := func(seq *sequencer.Sequencer, copy *journal.Journal, applier *store.Applier, writers int) clientLoad {
+	twice := func(seq *sequencer.Sequencer, second *journal.Journal, applier *store.Applier, writers int) clientLoad {
 		value := make([]byte, 1024)
 		return runClients(b, writers, perWriter, func(w, i int) error {
 			key := fmt.Appendf(nil, "w%d/%d", w, i)
 			ops := []journal.Op{{Kind: journal.OpSet, Key: key, Value: value}}
-			p, err := copy.Enqueue(journal.TypeData, 1, "fhir", journal.EncodeOps(ops))
+			p, err := second.Enqueue(journal.TypeData, 1, "fhir", journal.EncodeOps(ops))
 			if err != nil {
 				return err
 			}
@@ -90,7 +90,7 @@ func BenchmarkMirror(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		copyJ, copyApplier := secondCopy(b, filepath.Join(dir, "copy"))
+		secondJ, secondApplier := secondCopy(b, filepath.Join(dir, "copy"))
 		f, members, stopTier := startTier(b, dir, quiet)
 		primary := members[0]
 		disk, disk2 := rawFdatasync(b, filepath.Join(dir, "raw"), 1, perWriter/2), rawFdatasync(b, filepath.Join(dir, "raw"), 2, perWriter/2)
@@ -112,7 +112,7 @@ func BenchmarkMirror(b *testing.B) {
 			un := measure(solo.Sequencer(), writers)
 			stop()
 			soloG := groupsSince(soloJ, node.JournalStats(solo))
-			both := twice(solo.Sequencer(), copyJ, copyApplier, writers)
+			both := twice(solo.Sequencer(), secondJ, secondApplier, writers)
 			primJ, backJ := node.JournalStats(primary), node.JournalStats(members[1])
 			stop = profilePhase(b, "mirrored", writers)
 			mi := measure(primary.Sequencer(), writers)
@@ -301,8 +301,9 @@ func tlsPeer(b *testing.B, f *cluster.File, handle func(transport.Message) error
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { ln.Close() })
+	served := make(chan struct{})
 	go func() {
+		defer close(served)
 		c, err := ln.Accept(context.Background())
 		if err != nil {
 			return
@@ -324,9 +325,15 @@ func tlsPeer(b *testing.B, f *cluster.File, handle func(transport.Message) error
 	}()
 	c, err := transport.Dial(context.Background(), ln.Addr().String(), client.ClientConfig("127.0.0.1"))
 	if err != nil {
+		ln.Close()
+		<-served
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { c.Close() })
+	b.Cleanup(func() { // the answering goroutine ends before the files handle uses close
+		c.Close()
+		ln.Close()
+		<-served
+	})
 	return c
 }
 
